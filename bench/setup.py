@@ -1,0 +1,129 @@
+"""The benchmark's stage: a real sshd whose `asterisk` is the simulator, a database, callgate."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import httpx
+from tests.support.service import free_port
+from tests.support.sshd import SshdServer
+
+from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.migrate import upgrade
+from callgate.db.repositories import EnterpriseRepo, HostRepo
+from callgate.simulator.daemon import SimulatorControl
+from callgate.simulator.program import install_program
+
+POSTGRES_ADMIN = os.environ.get(
+    "CALLGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@dataclass
+class Stage:
+    sshd: SshdServer
+    control: SimulatorControl
+    secret: str
+    base_url: str
+    database: str
+
+
+@contextlib.contextmanager
+def simulator_daemon(workdir: Path) -> Iterator[int]:
+    """The simulated Asterisk as its own process, like the real daemon."""
+    port_file = workdir / "sim.port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "callgate.simulator", "daemon", "--port", "0",
+         "--port-file", str(port_file)],
+    )  # fmt: skip
+    try:
+        for _ in range(500):
+            if port_file.exists() and port_file.read_text().strip():
+                break
+            time.sleep(0.01)
+        yield int(port_file.read_text())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.asynccontextmanager
+async def database() -> AsyncIterator[str]:
+    """A fresh PostgreSQL database (production's choice); SQLite if none is reachable."""
+    name = f"callgate_bench_{secrets.token_hex(4)}"
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite+aiosqlite:///{tmp}/bench.db"
+        return
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        base = POSTGRES_ADMIN.rsplit("/", 1)[0]
+        yield f"postgresql+asyncpg://{base.split('://', 1)[1]}/{name}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def seed_rows(url: str, sshd: SshdServer, transport: str) -> str:
+    await asyncio.to_thread(upgrade, url)
+    engine = make_engine(url)
+    secret = secrets.token_hex(16)
+    async with make_sessionmaker(engine)() as session:
+        await EnterpriseRepo(session).add("0367", "june", "127.0.0.1", secret)
+        await HostRepo(session).set(
+            "127.0.0.1",
+            ssh_port=sshd.port,
+            ssh_user=sshd.username,
+            ssh_password=sshd.password,
+            host_key_policy="accept-new",
+            transport=transport,
+        )
+    await engine.dispose()
+    return secret
+
+
+@contextlib.asynccontextmanager
+async def callgate_service(url: str, workdir: Path) -> AsyncIterator[str]:
+    """`callgate serve` as its own process, as in production."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "CALLGATE_DATABASE_URL": url,
+        "CALLGATE_PORT": str(port),
+        "CALLGATE_LOG_FILE": os.environ.get("BENCH_LOG_FILE", str(workdir / "callgate.log")),
+        "CALLGATE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+    }
+    callgate = Path(sys.executable).with_name("callgate")
+    proc = subprocess.Popen([str(callgate), "serve"], env=env, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as client:
+            for _ in range(300):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                await asyncio.sleep(0.05)
+            else:
+                raise RuntimeError("callgate did not start")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def install(sshd: SshdServer, daemon_port: int) -> SimulatorControl:
+    install_program(sshd.bin_dir, daemon_port)
+    return SimulatorControl(daemon_port)

@@ -1,0 +1,61 @@
+"""The ways to start a call that the benchmark compares, each timed per call."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shlex
+import subprocess
+import time
+
+import asyncssh
+import httpx
+
+ORIGINATE = "channel originate Local/150@inoffice application Dial Local/+375296254070@inoffice"
+
+
+def seed_way(host: str, port: int, user: str, password: str) -> float:
+    """The seed's way: sshpass + ssh, a fresh login per call, `StrictHostKeyChecking=no`."""
+    remote = f'asterisk -rx "{ORIGINATE}"'
+    argv = [
+        "sshpass", "-e",  # the seed used -p; -e keeps the password out of the process list
+        "ssh", "-p", str(port),
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        "-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+        "-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password",
+        f"{user}@{host}", remote,
+    ]  # fmt: skip
+    env = {**os.environ, "SSHPASS": password}
+    started = time.perf_counter()
+    done = subprocess.run(argv, env=env, capture_output=True, timeout=30, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"seed way failed: {done.returncode} {done.stderr[-200:]!r}")
+    return elapsed
+
+
+async def floor_way(conn: asyncssh.SSHClientConnection) -> float:
+    """The floor: one raw `asterisk -rx` (originate only) over an already open connection."""
+    command = f"asterisk -rx {shlex.quote(ORIGINATE)}"
+    started = time.perf_counter()
+    result = await conn.run(command, check=True)
+    elapsed = time.perf_counter() - started
+    if result.exit_status != 0:
+        raise RuntimeError("floor way failed")
+    return elapsed
+
+
+async def legacy_way(client: httpx.AsyncClient, secret: str) -> float:
+    """callgate's legacy endpoint: validated, authenticated, originated and verified."""
+    params = {"code": "150", "phone": "+375296254070", "clientId": secret}
+    started = time.perf_counter()
+    response = await client.get("/api/makecallexternal", params=params)
+    elapsed = time.perf_counter() - started
+    if response.status_code != 200:
+        raise RuntimeError(f"callgate failed: {response.status_code} {response.text[:200]}")
+    return elapsed
+
+
+async def settle() -> None:
+    """Let the previous call's stray work finish before the next sample."""
+    await asyncio.sleep(0.005)

@@ -1,0 +1,1 @@
+"""HTTP resources: thin, they only translate between HTTP and the services."""

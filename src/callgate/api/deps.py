@@ -1,0 +1,44 @@
+"""FastAPI dependencies: they only fetch what the app's lifespan wired once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from callgate.calls.service import CallService
+from callgate.pbx.client import PbxClient
+from callgate.settings import Settings
+
+
+@dataclass
+class Services:
+    """Everything a request handler may use, built in the app's lifespan."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    pbx: PbxClient
+    calls: CallService
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+def request_id(request: Request) -> str:
+    rid: str = request.state.request_id
+    return rid
+
+
+def secret_from(request: Request, client_id: str | None) -> str | None:
+    """The secret: `clientId` in the query, `Authorization: Bearer`, or `X-Client-Id`."""
+    if client_id:
+        return client_id
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-client-id") or None

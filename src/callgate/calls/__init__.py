@@ -1,0 +1,1 @@
+"""Placing calls: the service that turns a request into a verified originate."""

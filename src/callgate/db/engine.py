@@ -1,0 +1,148 @@
+"""Async engines for SQLite (aiosqlite) and PostgreSQL (asyncpg), tuned to fail fast.
+
+``CALLGATE_DATABASE_URL`` may be written the way operators write it elsewhere
+(``postgresql://``, ``postgres://``, ``sqlite:///``): it is rewritten to the async driver here,
+so one URL serves the service, the CLI and the migrations.
+
+Nothing in this module puts a DSN or a password into a message: ``database_state`` is shown by
+``/api/status`` and errors are logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from callgate.errors import ConfigurationError
+
+# A dead PostgreSQL must not hold a call request for long: connecting gets 2 s, a statement 5 s.
+CONNECT_TIMEOUT = 2.0
+STATEMENT_TIMEOUT = 5.0
+# SQLite has no server to time out; a writer waits this long for another writer's lock.
+SQLITE_BUSY_TIMEOUT = 5.0
+
+_SETTING = "CALLGATE_DATABASE_URL"
+_POSTGRES_NAMES = {"postgresql", "postgres", "postgresql+asyncpg"}
+_SQLITE_NAMES = {"sqlite", "sqlite+aiosqlite"}
+# Fallback masking for strings that are not even parseable as URLs: "//user:secret@" -> "***".
+_USERINFO_PASSWORD = re.compile(r"(//[^/:@]*:)[^@/]*@")
+
+
+def async_url(url: str) -> URL:
+    """Parse ``url`` and point it at the async driver; raise ConfigurationError otherwise."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigurationError(f"{_SETTING}: not a database URL") from None
+    if parsed.drivername in _POSTGRES_NAMES:
+        return parsed.set(drivername="postgresql+asyncpg")
+    if parsed.drivername in _SQLITE_NAMES:
+        return parsed.set(drivername="sqlite+aiosqlite")
+    # Another driver (psycopg2, pysqlite, mysql, ...) cannot back an async engine: say so now
+    # rather than with a driver import error at the first request.
+    raise ConfigurationError(
+        f"{_SETTING}: unsupported database {parsed.drivername!r}; "
+        "use postgresql://... or sqlite:///path"
+    )
+
+
+def make_engine(
+    url: str,
+    *,
+    statement_timeout: float | None = STATEMENT_TIMEOUT,
+    for_migrations: bool = False,
+) -> AsyncEngine:
+    """An engine for ``url``; ``for_migrations`` lifts the statement timeout and makes DDL atomic.
+
+    PostgreSQL: 2 s connect timeout, a server-side ``statement_timeout`` plus a slightly longer
+    client-side one (the server's cancel is the clearer error; the client's also covers a host
+    that stopped answering), ``pool_pre_ping`` so a restarted server costs one retry, not an
+    error. SQLite: WAL (readers never block the writer) and a busy timeout.
+    """
+    target = async_url(url)
+    if for_migrations:
+        statement_timeout = None
+    if target.drivername == "postgresql+asyncpg":
+        server_settings = {"application_name": "callgate"}
+        connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT}
+        if statement_timeout is not None:
+            server_settings["statement_timeout"] = str(int(statement_timeout * 1000))
+            connect_args["command_timeout"] = statement_timeout + 1.0
+        connect_args["server_settings"] = server_settings
+        return create_async_engine(target, pool_pre_ping=True, connect_args=connect_args)
+
+    engine = create_async_engine(
+        target, pool_pre_ping=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}
+    )
+    _configure_sqlite(engine, transactional_ddl=for_migrations)
+    return engine
+
+
+def _configure_sqlite(engine: AsyncEngine, *, transactional_ddl: bool) -> None:
+    """Per-connection pragmas, and (for migrations) transactions that include DDL.
+
+    The sqlite3 driver's legacy mode never puts CREATE/ALTER inside a transaction, so a failed
+    migration would leave half its tables behind. For the migration engine SQLAlchemy emits
+    ``BEGIN IMMEDIATE`` itself (taking the write lock up front) as SQLAlchemy's SQLite docs
+    describe. The service's engine keeps the legacy mode: its writes are single statements and
+    legacy mode never holds a read snapshot that a later write could find stale.
+    """
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        if transactional_ddl:
+            dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # journal_mode is a no-op (returns "memory") for in-memory databases.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT * 1000)}")
+            # WAL + NORMAL is durable against application crashes, which is what matters here.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    if transactional_ddl:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions whose objects stay readable after commit (async code cannot lazy-load)."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def database_state(engine: AsyncEngine, timeout: float = 5.0) -> str:
+    """``"connected"`` or the failure's class name only: the result is shown by /api/status."""
+    try:
+        async with asyncio.timeout(timeout), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        # The wrapper's own name ("OperationalError") says little; the driver's says more.
+        return type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+    except Exception as exc:  # any failure is a state to report, never a crash of /api/status
+        return type(exc).__name__
+    return "connected"
+
+
+def safe_url(url: str) -> str:
+    """``url`` with its password (in the user part or a ``password`` query key) masked."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return _USERINFO_PASSWORD.sub(r"\1***@", url)
+    if parsed.query:
+        masked = {
+            key: ("***" if key.lower() in {"password", "passwd"} else value)
+            for key, value in parsed.query.items()
+        }
+        parsed = parsed.set(query=masked)
+    return parsed.render_as_string(hide_password=True)

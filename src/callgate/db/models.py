@@ -1,0 +1,163 @@
+"""The tables: the legacy ``enterprises``, per-host SSH settings and one row per call.
+
+These classes describe the schema for the ORM; the schema itself is made by the migrations in
+``callgate.db.migrations`` (never by ``create_all`` in production), which must stay in step
+with this module (a test compares the two).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+class CallOutcome(StrEnum):
+    """What became of a call request; ``unknown``: the command may have run, unverified."""
+
+    PENDING = "pending"
+    SUCCESS = "success"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on both databases.
+
+    PostgreSQL keeps ``timestamptz``; SQLite has no time zones, so values are stored as naive
+    UTC and given back their ``UTC`` tzinfo when read. Naive datetimes are refused on the way
+    in: guessing their zone is how timestamps silently shift by hours.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware value (UTC)")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):  # pragma: no cover - drivers return datetimes
+            raise TypeError(f"expected a datetime, got {type(value).__name__}")
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of callgate's tables."""
+
+
+class Enterprise(Base):
+    """A tenant, in the legacy table shared with the old service: exactly these five columns.
+
+    Production tables may lack any primary-key or unique constraint; ``number`` is the ORM's
+    identity only, so nothing here depends on a constraint existing.
+    """
+
+    __tablename__ = "enterprises"
+    # Made only when callgate creates the table: one secret must name one tenant.
+    __table_args__ = (UniqueConstraint("secret", name="uq_enterprises_secret"),)
+
+    number: Mapped[str] = mapped_column(String(32), primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(255))
+    ip: Mapped[str] = mapped_column(String(253))  # the Asterisk host: IP address or host name
+    secret: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+
+    def __repr__(self) -> str:  # the secret stays out of logs and tracebacks
+        return f"Enterprise(number={self.number!r}, name={self.name!r}, ip={self.ip!r})"
+
+
+class PbxHost(Base):
+    """Per-host overrides of the ``CALLGATE_SSH_*`` defaults; NULL means "use the default"."""
+
+    __tablename__ = "pbx_hosts"
+    __table_args__ = (
+        CheckConstraint(
+            "host_key_policy IS NULL OR host_key_policy IN ('strict', 'accept-new', 'off')",
+            name="ck_pbx_hosts_host_key_policy",
+        ),
+        CheckConstraint(
+            "transport IS NULL OR transport IN ('rx', 'console')",
+            name="ck_pbx_hosts_transport",
+        ),
+    )
+
+    address: Mapped[str] = mapped_column(String(253), primary_key=True)  # = enterprises.ip
+    ssh_port: Mapped[int | None] = mapped_column(Integer)
+    ssh_user: Mapped[str | None] = mapped_column(String(64))
+    # Stored as given: the database is as sensitive as the old service's code was. Never shown.
+    ssh_password: Mapped[str | None] = mapped_column(String(1024))
+    ssh_key_file: Mapped[str | None] = mapped_column(String(4096))
+    host_key_policy: Mapped[str | None] = mapped_column(String(16))
+    dial_context: Mapped[str | None] = mapped_column(String(79))
+    transport: Mapped[str | None] = mapped_column(String(16))
+    host_key: Mapped[str | None] = mapped_column(Text)  # "type base64", pinned on first contact
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, onupdate=utcnow, server_default=func.now()
+    )
+
+    def __repr__(self) -> str:  # no password in logs and tracebacks
+        return f"PbxHost(address={self.address!r})"
+
+
+class CallRecord(Base):
+    """One call request, written when it arrives and finished when its outcome is known."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_enterprise_number_created_at", "enterprise_number", "created_at"),
+        Index("ix_calls_host_extension", "host", "extension"),
+        CheckConstraint(
+            "outcome IN ('pending', 'success', 'failed', 'unknown')", name="ck_calls_outcome"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
+    # No foreign key: the legacy enterprises table may have no key to point at.
+    enterprise_number: Mapped[str] = mapped_column(String(32))
+    extension: Mapped[str] = mapped_column(String(32))
+    phone: Mapped[str] = mapped_column(String(32))
+    host: Mapped[str] = mapped_column(String(253))
+    outcome: Mapped[str] = mapped_column(
+        String(16), default=CallOutcome.PENDING.value, server_default=CallOutcome.PENDING.value
+    )
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(128))  # first leg, once verified
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.now()
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    response_time_ms: Mapped[float | None] = mapped_column(Float)
+
+    def __repr__(self) -> str:
+        return f"CallRecord(id={self.id!r}, outcome={self.outcome!r})"

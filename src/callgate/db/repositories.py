@@ -1,0 +1,322 @@
+"""Queries and writes, one small repository per table, on an ``AsyncSession``.
+
+Every write method commits its own transaction (a caller cannot leave a call record or a host
+setting half-written by forgetting to); reads do not. Use the sessions of
+``callgate.db.engine.make_sessionmaker`` (objects stay readable after commit), one session per
+unit of work, and do not hold one across an SSH round trip: a pooled database connection would
+sit idle for seconds.
+
+Nothing is cached here: the service reads ``enterprises`` and ``pbx_hosts`` per call, so CLI
+changes apply to the next call without a restart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypedDict, Unpack
+
+from sqlalchemy import case, func, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from callgate.db.models import CallOutcome, CallRecord, Enterprise, PbxHost, utcnow
+from callgate.errors import ConfigurationError, InvalidInput
+from callgate.hosts import host_address, normalize_public_key, validate_ssh_user
+from callgate.settings import HostKeyPolicy, Transport
+from callgate.validation import validate_context
+
+_NUMBER = re.compile(r"[A-Za-z0-9_-]{1,32}", re.ASCII)
+# Printable ASCII without spaces: a secret travels as a query parameter and in shell commands.
+_SECRET = re.compile(r"[!-~]{1,255}", re.ASCII)
+MAX_RECENT = 1000
+
+
+class AlreadyExists(ValueError):
+    """An enterprise with this number or secret is already there."""
+
+
+class HostOverrides(TypedDict, total=False):
+    """The ``pbx_hosts`` fields ``HostRepo.set`` may change; ``None`` resets one to the default."""
+
+    ssh_port: int | None
+    ssh_user: str | None
+    ssh_password: str | None
+    ssh_key_file: str | None
+    host_key_policy: HostKeyPolicy | str | None
+    dial_context: str | None
+    transport: Transport | str | None
+
+
+def _address(value: str, field: str = "address") -> str:
+    try:
+        return host_address(value)
+    except ConfigurationError as exc:
+        raise InvalidInput(field, exc.message) from None
+
+
+def _insert_for(session: AsyncSession) -> Any:
+    """The dialect's INSERT with ON CONFLICT support (PostgreSQL's and SQLite's are alike)."""
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+class EnterpriseRepo:
+    """The legacy ``enterprises`` table (five columns; see models.Enterprise)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def by_secret(self, secret: str) -> Enterprise | None:
+        """The active enterprise with this secret, or None.
+
+        A parameterised ``... WHERE secret = :secret AND active = true`` like the old service's.
+        A legacy table may lack a unique constraint on ``secret``; the lowest number then wins,
+        deterministically.
+        """
+        if not secret or len(secret) > 255:
+            return None  # no such secret can be stored; spare the database
+        stmt = (
+            select(Enterprise)
+            .where(Enterprise.secret == secret, Enterprise.active == true())
+            .order_by(Enterprise.number)
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+        return (await self.session.scalars(stmt)).first()
+
+    async def get(self, number: str) -> Enterprise | None:
+        """The enterprise with this number, active or not."""
+        return await self.session.get(Enterprise, number, populate_existing=True)
+
+    async def add(self, number: str, name: str, ip: str, secret: str) -> Enterprise:
+        """Insert an active enterprise; InvalidInput for a bad field, AlreadyExists on a clash."""
+        if not _NUMBER.fullmatch(number):
+            raise InvalidInput("number", "must be 1 to 32 of A-Z a-z 0-9 _ -")
+        if not name.strip() or len(name) > 255 or not name.isprintable():
+            raise InvalidInput("name", "must be 1 to 255 printable characters")
+        ip = _address(ip, "ip")
+        if not _SECRET.fullmatch(secret):
+            raise InvalidInput("secret", "must be 1 to 255 printable ASCII characters, no spaces")
+        # A legacy table may have no constraints, so the clash checks are made here too.
+        clash = await self.session.scalar(
+            select(Enterprise.number)
+            .where((Enterprise.number == number) | (Enterprise.secret == secret))
+            .limit(1)
+        )
+        if clash is not None:
+            raise AlreadyExists("an enterprise with this number or secret already exists")
+        enterprise = Enterprise(number=number, name=name, ip=ip, secret=secret, active=True)
+        self.session.add(enterprise)
+        try:
+            await self.session.commit()
+        except IntegrityError:
+            await self.session.rollback()
+            raise AlreadyExists("an enterprise with this number or secret already exists") from None
+        return enterprise
+
+    async def list_all(self) -> list[Enterprise]:
+        """Every enterprise, by number."""
+        return list(await self.session.scalars(select(Enterprise).order_by(Enterprise.number)))
+
+    async def set_active(self, number: str, active: bool) -> bool:
+        """Enable or disable an enterprise; False if there is no such number."""
+        result = await self.session.execute(
+            update(Enterprise)
+            .where(Enterprise.number == number)
+            .values(active=active)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.commit()
+        return bool(getattr(result, "rowcount", 0))
+
+
+class HostRepo:
+    """Per-host SSH settings and pinned host keys (``pbx_hosts``)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, address: str) -> PbxHost | None:
+        """The row of this host, or None (then the defaults apply)."""
+        return await self.session.get(PbxHost, _address(address), populate_existing=True)
+
+    async def list_all(self) -> list[PbxHost]:
+        """Every host row, by address."""
+        return list(await self.session.scalars(select(PbxHost).order_by(PbxHost.address)))
+
+    async def set(self, address: str, **overrides: Unpack[HostOverrides]) -> PbxHost:
+        """Create or update the host's row; only the given fields change (``None`` clears one).
+
+        One ``INSERT ... ON CONFLICT DO UPDATE``: two operators setting different fields at
+        once both get their change, and neither overwrites the other's.
+        """
+        key = _address(address)
+        values = _checked_overrides(dict(overrides))
+        now = utcnow()
+        insert = _insert_for(self.session)
+        stmt = insert(PbxHost).values(address=key, updated_at=now, **values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[PbxHost.address], set_={**values, "updated_at": now}
+        )
+        await self.session.execute(stmt)
+        await self.session.commit()
+        row = await self.get(key)
+        assert row is not None  # just written in a committed transaction
+        return row
+
+    async def pin_host_key(self, address: str, public_key: str) -> str:
+        """Store ``public_key`` unless a key is already pinned; return the key pinned now.
+
+        A single ``INSERT ... ON CONFLICT DO UPDATE SET host_key = COALESCE(host_key, new)
+        RETURNING host_key``: atomic on PostgreSQL (row lock, re-checked after a concurrent
+        writer commits) and on SQLite (one writer at a time), so of many concurrent first
+        contacts exactly one key wins and every caller learns which.
+        """
+        key = _address(address)
+        try:
+            line = normalize_public_key(public_key)
+        except ValueError as exc:
+            raise InvalidInput("public_key", str(exc)) from None
+        now = utcnow()
+        insert = _insert_for(self.session)
+        stmt = insert(PbxHost).values(address=key, host_key=line, updated_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[PbxHost.address],
+            set_={
+                "host_key": func.coalesce(PbxHost.host_key, stmt.excluded.host_key),
+                "updated_at": case(
+                    (PbxHost.host_key.is_(None), stmt.excluded.updated_at),
+                    else_=PbxHost.updated_at,
+                ),
+            },
+        ).returning(PbxHost.host_key)
+        pinned = (await self.session.execute(stmt)).scalar_one()
+        await self.session.commit()
+        return str(pinned)
+
+    async def forget_host_key(self, address: str) -> bool:
+        """Clear the pinned key (after an intended key change); False if none was pinned."""
+        result = await self.session.execute(
+            update(PbxHost)
+            .where(PbxHost.address == _address(address), PbxHost.host_key.is_not(None))
+            .values(host_key=None, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.commit()
+        return bool(getattr(result, "rowcount", 0))
+
+
+def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Validate ``HostRepo.set``'s fields; InvalidInput names the bad one."""
+    allowed = HostOverrides.__annotations__.keys()
+    unknown = set(overrides) - set(allowed)
+    if unknown:
+        raise TypeError(f"unknown pbx_hosts fields: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for field, value in overrides.items():
+        if value is None:
+            values[field] = None
+            continue
+        try:
+            values[field] = _check_field(field, value)
+        except ValueError as exc:
+            raise InvalidInput(field, str(exc)) from None
+    return values
+
+
+def _check_field(field: str, value: Any) -> Any:
+    if field == "ssh_port":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise ValueError("must be a port number, 1 to 65535")
+        return value
+    if field == "ssh_user":
+        return validate_ssh_user(str(value))
+    if field in ("ssh_password", "ssh_key_file"):
+        text = str(value)
+        if not text or "\x00" in text or len(text) > (1024 if field == "ssh_password" else 4096):
+            raise ValueError("must be non-empty, without NUL, and not too long")
+        return text
+    if field == "host_key_policy":
+        return HostKeyPolicy(value).value
+    if field == "dial_context":
+        return validate_context(str(value))
+    if field == "transport":
+        return Transport(value).value
+    raise TypeError(f"unknown pbx_hosts field {field}")  # pragma: no cover - checked above
+
+
+class CallRepo:
+    """One ``calls`` row per call request."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def create(
+        self,
+        *,
+        enterprise_number: str,
+        extension: str,
+        phone: str,
+        host: str,
+        request_id: str | None = None,
+    ) -> CallRecord:
+        """Record an incoming call request (outcome ``pending``) and commit it."""
+        record = CallRecord(
+            enterprise_number=enterprise_number,
+            extension=extension,
+            phone=phone,
+            host=host,
+            request_id=request_id,
+            outcome=CallOutcome.PENDING.value,
+            created_at=utcnow(),
+        )
+        self.session.add(record)
+        await self.session.commit()
+        return record
+
+    async def finish(
+        self,
+        call_id: str,
+        outcome: CallOutcome | str,
+        *,
+        error_code: str | None = None,
+        error: str | None = None,
+        channel: str | None = None,
+        response_time_ms: float | None = None,
+        finished_at: datetime | None = None,
+    ) -> bool:
+        """Store a call's outcome; False if there is no such call. ``pending`` is refused."""
+        result_outcome = CallOutcome(outcome)
+        if result_outcome is CallOutcome.PENDING:
+            raise ValueError("finish() needs a final outcome, not 'pending'")
+        result = await self.session.execute(
+            update(CallRecord)
+            .where(CallRecord.id == call_id)
+            .values(
+                outcome=result_outcome.value,
+                error_code=error_code,
+                error=error,
+                channel=channel,
+                response_time_ms=response_time_ms,
+                finished_at=finished_at or utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.commit()
+        return bool(getattr(result, "rowcount", 0))
+
+    async def get(self, call_id: str) -> CallRecord | None:
+        """One call, freshly read (not a stale copy from this session)."""
+        return await self.session.get(CallRecord, call_id, populate_existing=True)
+
+    async def recent(
+        self, limit: int = 50, *, enterprise_number: str | None = None
+    ) -> Sequence[CallRecord]:
+        """The newest calls first, at most ``limit`` (capped at 1000), optionally of one tenant."""
+        stmt = select(CallRecord).order_by(CallRecord.created_at.desc(), CallRecord.id)
+        if enterprise_number is not None:
+            stmt = stmt.where(CallRecord.enterprise_number == enterprise_number)
+        stmt = stmt.limit(max(1, min(limit, MAX_RECENT)))
+        return list(await self.session.scalars(stmt.execution_options(populate_existing=True)))

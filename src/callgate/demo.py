@@ -1,0 +1,72 @@
+"""`make run`: a simulated PBX started in-process and a demo enterprise bound to it.
+
+So that a first call works on a machine with no Asterisk at hand. The simulator prints what a
+real Asterisk 22.7 prints and plays the call's life (agent answers, customer answers, talk).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callgate.db.repositories import EnterpriseRepo, HostRepo
+from callgate.logs import get_logger
+from callgate.settings import Settings
+from callgate.simulator.engine import SimulatedAsterisk
+from callgate.simulator.sshserver import SshSimulator, start_ssh_simulator
+
+log = get_logger("callgate.demo")
+
+DEMO_NUMBER = "0367"
+DEMO_NAME = "june"
+DEMO_HOST = "127.0.0.1"
+DEMO_USER = "demo"
+
+
+@dataclass
+class Demo:
+    simulator: SshSimulator
+    secret: str
+
+    async def close(self) -> None:
+        await self.simulator.close()
+
+
+async def start_demo(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Demo:
+    password = secrets.token_urlsafe(18)
+    simulator = await start_ssh_simulator(
+        SimulatedAsterisk(), host=DEMO_HOST, port=0, username=DEMO_USER, password=password
+    )
+    async with sessions() as session:
+        enterprises = EnterpriseRepo(session)
+        existing = [e for e in await enterprises.list_all() if e.number == DEMO_NUMBER]
+        if existing:
+            secret = existing[0].secret
+        else:
+            secret = secrets.token_hex(16)
+            await enterprises.add(DEMO_NUMBER, DEMO_NAME, DEMO_HOST, secret)
+        # The simulator's key is known here, so it is pinned outright: no first-contact trust.
+        await HostRepo(session).set(
+            DEMO_HOST,
+            ssh_port=simulator.port,
+            ssh_user=DEMO_USER,
+            ssh_password=password,
+            host_key_policy="strict",
+            host_key=simulator.host_key,
+            dial_context=settings.dial_context,
+        )
+    base = f"http://{_display_host(settings.host)}:{settings.port}"
+    print(  # noqa: T201 - the one line a newcomer needs, printed on purpose
+        "\nDemo PBX ready (simulated Asterisk 22.7). Place a call:\n"
+        f"  curl '{base}/api/makecallexternal?code=150&phone=%2B375296254070"
+        f"&clientId={secret}'\n",
+        flush=True,
+    )
+    log.info("demo ready", enterprise=DEMO_NAME, simulator_port=simulator.port)
+    return Demo(simulator, secret)
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104

@@ -1,0 +1,128 @@
+"""The error tree. Low-level errors are translated into it at each boundary, once.
+
+    CallgateError                      .code: stable id, .message: safe to show a client
+    ├── ConfigurationError             a setting, enterprise or host row is unusable
+    ├── InvalidInput                   a request value failed the allow-list (.field)
+    ├── AuthenticationFailed           unknown or inactive secret
+    ├── DatabaseUnavailable            the database could not be reached in time
+    └── PbxError                       .host; .maybe_executed: the command may have run
+        ├── SshConnectionRefused       nothing listens on the host's SSH port
+        ├── SshConnectTimeout          no SSH handshake within the connect timeout
+        ├── SshAuthenticationFailed    the host refused our credentials
+        ├── SshHostKeyRejected         unknown or changed host key (credentials never sent)
+        ├── SshConnectionFailed        any other failure before the command was sent
+        ├── PbxBusy                    no SSH session free within the pool wait
+        ├── AsteriskNotRunning         `Unable to connect to remote asterisk`
+        ├── AsteriskNotFound           the host's shell has no such program
+        ├── CommandTimeout             sent, but no answer within the command timeout
+        ├── ConnectionLost             the connection dropped after the command was sent
+        ├── OutputTooLarge             the answer exceeded the bounded read
+        ├── UnexpectedOutput           Asterisk answered something we cannot use
+        └── CallNotCreated             originate ran, but no channel appeared
+
+Messages never contain secrets, passwords or DSNs: they are shown to clients and logged.
+"""
+
+from __future__ import annotations
+
+
+class CallgateError(Exception):
+    """Base of every error the service reports on purpose."""
+
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(CallgateError):
+    code = "configuration_error"
+
+
+class InvalidInput(CallgateError):
+    code = "invalid_input"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class AuthenticationFailed(CallgateError):
+    code = "unauthorized"
+
+
+class DatabaseUnavailable(CallgateError):
+    code = "database_unavailable"
+
+
+class PbxError(CallgateError):
+    """The PBX did not (verifiably) take the command."""
+
+    code = "pbx_error"
+    # False: the command certainly never reached Asterisk, so nothing was dialled.
+    maybe_executed = False
+
+    def __init__(self, message: str, host: str = "") -> None:
+        super().__init__(message)
+        self.host = host
+
+
+class SshConnectionRefused(PbxError):
+    code = "pbx_connection_refused"
+
+
+class SshConnectTimeout(PbxError):
+    code = "pbx_connect_timeout"
+
+
+class SshAuthenticationFailed(PbxError):
+    code = "pbx_authentication_failed"
+
+
+class SshHostKeyRejected(PbxError):
+    code = "pbx_host_key_rejected"
+
+
+class SshConnectionFailed(PbxError):
+    code = "pbx_connection_failed"
+
+
+class PbxBusy(PbxError):
+    code = "pbx_busy"
+
+
+class AsteriskNotRunning(PbxError):
+    code = "asterisk_not_running"
+    maybe_executed = False  # the CLI could not reach the daemon, so nothing ran
+
+
+class CommandTimeout(PbxError):
+    code = "pbx_command_timeout"
+    maybe_executed = True
+
+
+class ConnectionLost(PbxError):
+    code = "pbx_connection_lost"
+    maybe_executed = True
+
+
+class OutputTooLarge(PbxError):
+    code = "pbx_output_too_large"
+    maybe_executed = True
+
+
+class UnexpectedOutput(PbxError):
+    code = "pbx_unexpected_output"
+    maybe_executed = True
+
+
+class CallNotCreated(PbxError):
+    code = "pbx_call_not_created"
+    maybe_executed = True  # originate ran; the PBX just created nothing
+
+
+class AsteriskNotFound(PbxError):
+    """The shell on the host could not find the asterisk program: nothing ran."""
+
+    code = "asterisk_not_found"

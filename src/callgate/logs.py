@@ -1,0 +1,75 @@
+"""Logging: structlog over the standard library, to stdout and a rotating file.
+
+One line per step of a call, as the seed wrote them (request, authorised, SSH, CLI done),
+each with the request id, host, extension, masked phone and elapsed ms. Callers pass masked
+values; the ``_scrub`` processor is the safety net that masks any secret-looking key anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from callgate.redaction import mask_secret
+
+_SECRET_KEYS = frozenset({"secret", "password", "clientid", "client_id", "authorization", "token"})
+
+
+def _scrub(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key in list(event):
+        if key.lower() in _SECRET_KEYS and isinstance(event[key], str):
+            event[key] = mask_secret(event[key])
+    return event
+
+
+def configure_logging(log_file: Path | None, log_format: str = "text", level: str = "INFO") -> None:
+    """Route structlog and the standard library (uvicorn, asyncssh) through one formatter."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="%Y-%m-%d %H:%M:%S", utc=False),
+        _scrub,
+    ]
+    renderer: Any
+    if log_format == "json":
+        renderer = structlog.processors.JSONRenderer()
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    if log_file is not None:
+        handlers.append(
+            logging.handlers.RotatingFileHandler(
+                log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+            )
+        )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        root.addHandler(handler)
+    root.setLevel(level)
+    # asyncssh logs every channel at INFO: useful when debugging, noise on every call.
+    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str = "callgate") -> Any:
+    return structlog.stdlib.get_logger(name)

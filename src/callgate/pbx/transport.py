@@ -1,0 +1,82 @@
+"""The seam between the service and a PBX: run Asterisk CLI commands on one host.
+
+A transport knows *how* commands reach Asterisk (``asterisk -rx`` per command over a pooled
+SSH connection, or a persistent console); it knows nothing of calls. ``PbxClient`` builds the
+call operations on top of any transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from pydantic import SecretStr
+
+from callgate.settings import HostKeyPolicy, Transport
+
+
+@dataclass(frozen=True)
+class HostTarget:
+    """Everything needed to reach one PBX host, defaults already merged with its own row."""
+
+    address: str
+    port: int
+    username: str
+    password: SecretStr | None = None
+    key_file: Path | None = None
+    host_key_policy: HostKeyPolicy = HostKeyPolicy.ACCEPT_NEW
+    pinned_host_key: str | None = None  # OpenSSH public key line, pinned on first contact
+    known_hosts: Path | None = None
+    dial_context: str = "inoffice"
+    asterisk_bin: str = "asterisk"
+    transport: Transport = Transport.RX
+    connect_timeout: float = 10.0
+    command_timeout: float = 15.0
+    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def label(self) -> str:
+        """How the host is named in logs and messages."""
+        return self.address if self.port == 22 else f"{self.address}:{self.port}"
+
+    def connection_key(self) -> tuple[object, ...]:
+        """Connections are shared only between targets that would log in identically."""
+        password = self.password.get_secret_value() if self.password else None
+        return (
+            self.address,
+            self.port,
+            self.username,
+            password,
+            str(self.key_file) if self.key_file else None,
+            self.host_key_policy,
+            self.pinned_host_key,
+            str(self.known_hosts) if self.known_hosts else None,
+        )
+
+
+class HostKeyStore(Protocol):
+    """Where `accept-new` pins a host key seen on first contact."""
+
+    async def pin_host_key(self, address: str, port: int, public_key: str) -> str | None:
+        """Pin `public_key` unless a key is pinned already; return the key pinned now."""
+        ...
+
+
+class PbxTransport(Protocol):
+    """Runs CLI commands on a host, in order, and returns each command's output."""
+
+    async def run(self, target: HostTarget, commands: Sequence[str]) -> list[str]:
+        """Run `commands` in order; raise a PbxError (callgate.errors) on any failure.
+
+        A command whose output says Asterisk is not running raises AsteriskNotRunning and the
+        rest are not run.
+        """
+        ...
+
+    def status(self) -> dict[str, object]:
+        """A small, secret-free summary for /api/status."""
+        ...
+
+    async def aclose(self) -> None: ...

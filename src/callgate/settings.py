@@ -1,0 +1,113 @@
+"""Configuration from the environment (prefix ``CALLGATE_``) and an optional ``.env`` file.
+
+Nothing here is built at import time: ``load_settings()`` is called by the CLI when the service
+starts, so a misconfiguration fails there with a message that names the setting.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from callgate.errors import ConfigurationError
+
+
+class HostKeyPolicy(StrEnum):
+    """How an SSH server's host key is checked."""
+
+    STRICT = "strict"  # the key must be in known_hosts (or pinned for the host)
+    ACCEPT_NEW = "accept-new"  # pin on first contact, refuse a changed key afterwards
+    OFF = "off"  # no check at all; warned about at start and in /api/status
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class Transport(StrEnum):
+    """How CLI commands reach Asterisk on a host."""
+
+    RX = "rx"  # one `asterisk -rx "..."` process per command
+    CONSOLE = "console"  # a persistent `asterisk -r` console per host
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Field names map to ``CALLGATE_<NAME>`` variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CALLGATE_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    database_url: str = "sqlite+aiosqlite:///callgate.db"
+    host: str = "127.0.0.1"
+    port: int = Field(8018, ge=1, le=65535)
+
+    ssh_port: int = Field(5059, ge=1, le=65535)
+    ssh_user: str = "root"
+    ssh_password: SecretStr | None = None
+    ssh_key_file: Path | None = None
+    ssh_host_key_policy: HostKeyPolicy = HostKeyPolicy.ACCEPT_NEW
+    ssh_known_hosts: Path | None = None
+    ssh_connect_timeout: float = Field(10.0, gt=0, le=300)
+    ssh_command_timeout: float = Field(15.0, gt=0, le=600)
+    # Parallel commands per SSH connection: below OpenSSH's default MaxSessions (10).
+    ssh_sessions_per_connection: int = Field(8, ge=1, le=64)
+    ssh_connections_per_host: int = Field(4, ge=1, le=64)
+    # How long a call may wait for a free session once every connection of a host is busy.
+    ssh_pool_wait: float = Field(5.0, gt=0, le=300)
+    ssh_max_handshakes: int = Field(32, ge=1, le=1024)
+    ssh_keepalive_interval: float = Field(15.0, gt=0)
+    ssh_idle_timeout: float = Field(300.0, gt=0)
+
+    dial_context: str = "inoffice"
+    asterisk_bin: str = "asterisk"
+    transport: Transport = Transport.RX
+
+    code_max_length: int = Field(6, ge=2, le=32)
+    verify_window: float = Field(1.5, gt=0, le=30)
+    verify_poll_interval: float = Field(0.05, gt=0, le=5)
+
+    log_file: Path | None = Path("asterisk_service.log")
+    log_format: LogFormat = LogFormat.TEXT
+    log_level: str = "INFO"
+
+    # `make run`: start the in-process simulated PBX and bind a demo enterprise to it.
+    demo: bool = False
+
+    @field_validator("dial_context")
+    @classmethod
+    def _context_is_safe(cls, value: str) -> str:
+        from callgate.validation import validate_context
+
+        return validate_context(value)
+
+    @field_validator("asterisk_bin")
+    @classmethod
+    def _asterisk_bin_is_safe(cls, value: str) -> str:
+        from callgate.validation import validate_program_path
+
+        return validate_program_path(value)
+
+    @field_validator("log_level")
+    @classmethod
+    def _level_is_known(cls, value: str) -> str:
+        upper = value.upper()
+        if upper not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return upper
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a bad value raises ConfigurationError naming ``CALLGATE_<FIELD>``."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"])
+            problems.append(f"CALLGATE_{field.upper()}: {err['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,93 @@
+"""Network failures on loopback: a port that refuses, and a server that never answers."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import socket
+from types import TracebackType
+
+# Sockets that keep refused ports reserved until the interpreter exits.
+_RESERVED: list[socket.socket] = []
+
+
+def refused_port() -> int:
+    """A 127.0.0.1 port where a connection is refused at once (RST, ConnectionRefusedError).
+
+    The port stays bound, without listen(), for the rest of the run: connections to it are still
+    refused, but no sshd or Blackhole started later can be given the same port by the kernel.
+    """
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    _RESERVED.append(sock)
+    port: int = sock.getsockname()[1]
+    return port
+
+
+@atexit.register
+def _release_reserved() -> None:
+    for sock in _RESERVED:
+        sock.close()
+
+
+class Blackhole:
+    """A TCP server on 127.0.0.1 that accepts connections and never sends a byte.
+
+    An SSH client connects, then waits for the server's version banner forever, so only its
+    handshake timeout can end the attempt. Create with ``await Blackhole.start()`` or
+    ``async with Blackhole() as hole``; :attr:`accepted` proves the TCP connect succeeded.
+    """
+
+    def __init__(self) -> None:
+        """Create an unstarted blackhole; see :meth:`start`."""
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self.accepted = 0
+
+    @classmethod
+    async def start(cls) -> Blackhole:
+        """Listen on a free 127.0.0.1 port."""
+        hole = cls()
+        hole._server = await asyncio.start_server(hole._on_connect, "127.0.0.1", 0)
+        return hole
+
+    def _on_connect(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Keep the writer so the connection stays open (and is closed by close()).
+        self._writers.append(writer)
+        self.accepted += 1
+
+    @property
+    def port(self) -> int:
+        """The listening port."""
+        if self._server is None:
+            raise RuntimeError("Blackhole is not started")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def close(self) -> None:
+        """Stop listening and drop every accepted connection."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        for writer in self._writers:
+            writer.close()
+        for writer in self._writers:
+            with contextlib.suppress(OSError):  # the client may have reset the connection
+                await writer.wait_closed()
+        self._writers.clear()
+        await server.wait_closed()
+
+    async def __aenter__(self) -> Blackhole:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._on_connect, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
