@@ -35,12 +35,9 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
             demo = await start_demo(settings, sessions)
         pbx_transport = transport or build_transport(settings, sessions)
         pbx = build_client(settings, pbx_transport)
+        calls = CallService(settings, sessions, pbx)
         app.state.services = Services(
-            settings=settings,
-            engine=engine,
-            sessions=sessions,
-            pbx=pbx,
-            calls=CallService(settings, sessions, pbx),
+            settings=settings, engine=engine, sessions=sessions, pbx=pbx, calls=calls
         )
         if settings.ssh_host_key_policy is HostKeyPolicy.OFF:
             log.warning("SSH host key checking is off: any server answering is trusted")
@@ -48,6 +45,7 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
         try:
             yield
         finally:
+            await calls.drain()  # call-log writes still running: nothing is lost
             await pbx_transport.aclose()
             if demo is not None:
                 await demo.close()

@@ -1,7 +1,8 @@
-"""From settings and a host's ``pbx_hosts`` row to the ``HostTarget`` a transport connects to.
+"""A host's SSH settings: checking them, and merging them into the ``HostTarget`` to connect to.
 
-Pure functions only (no I/O): the service reads the row per call and builds the target here,
-so a change made with ``callgate host set`` applies to the very next call.
+Pure functions only (no I/O): the service reads the ``pbx_hosts`` row per call and builds the
+target here, so a change made with ``callgate host set`` applies to the very next call. The
+same checks guard the row on the way in (``HostRepo.set``, the CLI) and on the way out.
 """
 
 from __future__ import annotations
@@ -9,15 +10,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from pydantic import SecretStr
 
 from callgate.db.models import PbxHost
-from callgate.errors import ConfigurationError
+from callgate.errors import ConfigurationError, InvalidInput
 from callgate.pbx.transport import HostTarget
 from callgate.settings import HostKeyPolicy, Settings, Transport
 from callgate.validation import validate_context, validate_host
@@ -26,6 +28,7 @@ from callgate.validation import validate_context, validate_host
 _SSH_USER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", re.ASCII)
 _KEY_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._+-]{0,63}", re.ASCII)
 _KEY_BLOB = re.compile(r"[A-Za-z0-9+/]+={0,2}", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
 MAX_KEY_LINE = 16_384
 
 _T = TypeVar("_T")
@@ -38,7 +41,18 @@ def host_address(value: str | None) -> str:
     ``callgate host set`` and the per-call lookup agree however the operator typed it. Raises
     ConfigurationError for anything that is neither.
     """
-    return validate_host(value).lower()
+    host = validate_host(value).lower()
+    # validate_host accepts "10.0.0.256" or "10.0.0.05" as host names (every label is a valid
+    # label), but no real name ends in an all-numeric label (RFC 3696, 2): it is a mistyped IP.
+    last_label = host.rsplit(".", 1)[-1]
+    if ":" not in host and _DIGITS.fullmatch(last_label):
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigurationError(
+                "the enterprise's PBX host address is not an IP address or host name"
+            ) from None
+    return host
 
 
 def validate_ssh_user(value: str) -> str:
@@ -55,7 +69,10 @@ def normalize_public_key(line: str) -> str:
     """
     if len(line) > MAX_KEY_LINE:
         raise ValueError("public key line is too long")
-    parts = line.strip().split()
+    stripped = line.strip()
+    if not stripped.isprintable():  # one line only: no newline, no control characters
+        raise ValueError("a public key is one line of printable characters")
+    parts = stripped.split()
     if len(parts) < 2 or not _KEY_TYPE.fullmatch(parts[0]) or not _KEY_BLOB.fullmatch(parts[1]):
         raise ValueError("not an OpenSSH public key line ('<type> <base64> [comment]')")
     try:
@@ -70,6 +87,61 @@ def key_fingerprint(line: str) -> str:
     blob = base64.b64decode(normalize_public_key(line).split()[1])
     digest = base64.b64encode(hashlib.sha256(blob).digest()).decode("ascii").rstrip("=")
     return f"SHA256:{digest}"
+
+
+class HostOverrides(TypedDict, total=False):
+    """The ``pbx_hosts`` fields ``HostRepo.set`` may change; ``None`` resets one to the default."""
+
+    ssh_port: int | None
+    ssh_user: str | None
+    ssh_password: str | None
+    ssh_key_file: str | None
+    host_key_policy: HostKeyPolicy | str | None
+    dial_context: str | None
+    transport: Transport | str | None
+    host_key: str | None  # pin a known key outright (the demo's simulator, an operator)
+
+
+def validate_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``HostRepo.set``'s fields: a TypeError for an unknown one, InvalidInput (naming
+    the field) for a bad value; the result holds the values as they are stored."""
+    allowed = HostOverrides.__annotations__.keys()
+    unknown = set(overrides) - set(allowed)
+    if unknown:
+        raise TypeError(f"unknown pbx_hosts fields: {', '.join(sorted(unknown))}")
+    values: dict[str, Any] = {}
+    for field, value in overrides.items():
+        if value is None:
+            values[field] = None
+            continue
+        try:
+            values[field] = _check_field(field, value)
+        except ValueError as exc:
+            raise InvalidInput(field, str(exc)) from None
+    return values
+
+
+def _check_field(field: str, value: Any) -> Any:
+    if field == "ssh_port":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise ValueError("must be a port number, 1 to 65535")
+        return value
+    if field == "ssh_user":
+        return validate_ssh_user(str(value))
+    if field in ("ssh_password", "ssh_key_file"):
+        text = str(value)
+        if not text or "\x00" in text or len(text) > (1024 if field == "ssh_password" else 4096):
+            raise ValueError("must be non-empty, without NUL, and not too long")
+        return text
+    if field == "host_key_policy":
+        return HostKeyPolicy(value).value
+    if field == "dial_context":
+        return validate_context(str(value))
+    if field == "transport":
+        return Transport(value).value
+    if field == "host_key":
+        return normalize_public_key(str(value))
+    raise TypeError(f"unknown pbx_hosts field {field}")  # pragma: no cover - checked above
 
 
 def build_target(settings: Settings, address: str, row: PbxHost | None) -> HostTarget:

@@ -62,7 +62,11 @@ def configure_logging(log_file: Path | None, log_format: str = "text", level: st
         root.addHandler(handler)
     root.setLevel(level)
     # asyncssh logs every channel at INFO: useful when debugging, noise on every call.
-    logging.getLogger("asyncssh").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    quiet = max(logging.WARNING, logging.getLevelName(level))
+    logging.getLogger("asyncssh").setLevel(quiet)
+    # HTTP clients log whole URLs at INFO; a URL may carry a secret (webhooks, CLI calls).
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(quiet)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

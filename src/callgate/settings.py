@@ -65,7 +65,7 @@ class Settings(BaseSettings):
 
     dial_context: str = "inoffice"
     asterisk_bin: str = "asterisk"
-    transport: Transport = Transport.RX
+    transport: Transport = Transport.CONSOLE  # per host: `callgate host set --transport`
 
     code_max_length: int = Field(6, ge=2, le=32)
     verify_window: float = Field(1.5, gt=0, le=30)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import TypeGuard
 
 from callgate.errors import ConfigurationError, InvalidInput
 
@@ -60,7 +61,12 @@ def validate_host(value: str | None) -> str:
     except ValueError:
         pass
     labels = value.split(".")
-    if len(value) <= 253 and all(_HOST_LABEL.fullmatch(label) for label in labels):
+    # A last label of digits only is a mistyped IPv4 address (10.0.0.256), not a name.
+    if (
+        len(value) <= 253
+        and all(_HOST_LABEL.fullmatch(label) for label in labels)
+        and not labels[-1].isdigit()
+    ):
         return value
     raise ConfigurationError("the enterprise's PBX host address is not an IP address or host name")
 
@@ -84,3 +90,14 @@ def validate_channel(value: str) -> str:
     if not _CHANNEL.fullmatch(value):
         raise InvalidInput("channel", "is not a channel name callgate can act on")
     return value
+
+
+_SECRET = re.compile(r"[\x21-\x7e]{1,255}", re.ASCII)
+
+
+def is_plausible_secret(value: str | None) -> TypeGuard[str]:
+    """Printable ASCII without spaces, at most 255 long: anything else cannot be stored.
+
+    Checked before the database is asked, so a NUL byte or a megabyte never reaches a query.
+    """
+    return value is not None and _SECRET.fullmatch(value) is not None

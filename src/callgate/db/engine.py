@@ -17,7 +17,12 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 from callgate.errors import ConfigurationError
 
@@ -120,10 +125,10 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-async def database_state(engine: AsyncEngine, timeout: float = 5.0) -> str:
+async def database_state(engine: AsyncEngine, within: float = 5.0) -> str:
     """``"connected"`` or the failure's class name only: the result is shown by /api/status."""
     try:
-        async with asyncio.timeout(timeout), engine.connect() as connection:
+        async with asyncio.timeout(within), engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except DBAPIError as exc:
         # The wrapper's own name ("OperationalError") says little; the driver's says more.
@@ -131,6 +136,18 @@ async def database_state(engine: AsyncEngine, timeout: float = 5.0) -> str:
     except Exception as exc:  # any failure is a state to report, never a crash of /api/status
         return type(exc).__name__
     return "connected"
+
+
+def describe_db_error(exc: BaseException) -> str:
+    """A short, secret-free account of a database failure (never SQL, parameters or a DSN)."""
+    if isinstance(exc, DBAPIError):
+        detail = str(exc.orig)
+        if "no such table" in detail or ("relation" in detail and "does not exist" in detail):
+            return "the tables are missing; run `callgate db upgrade` first"
+        return type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__
 
 
 def safe_url(url: str) -> str:

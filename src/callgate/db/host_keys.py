@@ -20,13 +20,13 @@ class DbHostKeyStore:
     def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
         self._sessionmaker = sessionmaker
 
-    async def pin_host_key(self, address: str, port: int, public_key: str) -> None:
-        """Pin ``public_key`` for ``address`` unless a key is pinned already.
+    async def pin_host_key(self, address: str, port: int, public_key: str) -> str:
+        """Pin ``public_key`` for ``address`` unless a key is pinned already; return the pinned key.
 
-        ``port`` is accepted for the protocol and not used (see the module docstring). If
-        another connection pinned a *different* key first (two first contacts racing, one of
-        them possibly through an attacker), this connection raises SshHostKeyRejected: only the
-        pinned key is ever trusted.
+        ``port`` is accepted for the protocol and not used (see the module docstring). When two
+        first contacts race, exactly one key is pinned and both callers get that one back; the
+        caller must reject its connection if it saw another key (it may be an attacker's).
+        A line that is not a public key raises SshHostKeyRejected: nothing is pinned.
         """
         try:
             offered = normalize_public_key(public_key)
@@ -35,11 +35,7 @@ class DbHostKeyStore:
                 f"host key of {address} is not a usable public key", host=address
             ) from None
         async with self._sessionmaker() as session:
-            pinned = await HostRepo(session).pin_host_key(address, offered)
-        if pinned != offered:
-            raise SshHostKeyRejected(
-                f"host key of {address} differs from the key pinned for it", host=address
-            )
+            return await HostRepo(session).pin_host_key(address, offered)
 
     async def pinned_key(self, address: str) -> str | None:
         """The key pinned for ``address``, if any."""

@@ -18,6 +18,9 @@ from alembic import command
 from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Its own version table: the production database is shared with other services, and one of
+# them may well keep an `alembic_version` of its own.
+VERSION_TABLE = "callgate_alembic_version"
 
 
 def alembic_config(url: str) -> Config:

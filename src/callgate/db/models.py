@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+
 class CallOutcome(StrEnum):
     """What became of a call request; ``unknown``: the command may have run, unverified."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, TypedDict, Unpack
+from typing import Any, Unpack
 
 from sqlalchemy import case, func, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,9 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate.db.models import CallOutcome, CallRecord, Enterprise, PbxHost, utcnow
 from callgate.errors import ConfigurationError, InvalidInput
-from callgate.hosts import host_address, normalize_public_key, validate_ssh_user
-from callgate.settings import HostKeyPolicy, Transport
-from callgate.validation import validate_context
+from callgate.hosts import HostOverrides, host_address, normalize_public_key, validate_overrides
 
 _NUMBER = re.compile(r"[A-Za-z0-9_-]{1,32}", re.ASCII)
 # Printable ASCII without spaces: a secret travels as a query parameter and in shell commands.
@@ -36,18 +34,6 @@ MAX_RECENT = 1000
 
 class AlreadyExists(ValueError):
     """An enterprise with this number or secret is already there."""
-
-
-class HostOverrides(TypedDict, total=False):
-    """The ``pbx_hosts`` fields ``HostRepo.set`` may change; ``None`` resets one to the default."""
-
-    ssh_port: int | None
-    ssh_user: str | None
-    ssh_password: str | None
-    ssh_key_file: str | None
-    host_key_policy: HostKeyPolicy | str | None
-    dial_context: str | None
-    transport: Transport | str | None
 
 
 def _address(value: str, field: str = "address") -> str:
@@ -85,6 +71,23 @@ class EnterpriseRepo:
             .execution_options(populate_existing=True)
         )
         return (await self.session.scalars(stmt)).first()
+
+    async def by_secret_with_host(
+        self, secret: str
+    ) -> tuple[Enterprise, PbxHost | None] | None:
+        """`by_secret` and the row of its PBX host in one round trip (the per-call read)."""
+        if not secret or len(secret) > 255:
+            return None
+        stmt = (
+            select(Enterprise, PbxHost)
+            .outerjoin(PbxHost, PbxHost.address == Enterprise.ip)
+            .where(Enterprise.secret == secret, Enterprise.active == true())
+            .order_by(Enterprise.number)
+            .limit(1)
+            .execution_options(populate_existing=True)
+        )
+        row = (await self.session.execute(stmt)).first()
+        return None if row is None else (row[0], row[1])
 
     async def get(self, number: str) -> Enterprise | None:
         """The enterprise with this number, active or not."""
@@ -153,7 +156,7 @@ class HostRepo:
         once both get their change, and neither overwrites the other's.
         """
         key = _address(address)
-        values = _checked_overrides(dict(overrides))
+        values = validate_overrides(overrides)
         now = utcnow()
         insert = _insert_for(self.session)
         stmt = insert(PbxHost).values(address=key, updated_at=now, **values)
@@ -208,45 +211,6 @@ class HostRepo:
         return bool(getattr(result, "rowcount", 0))
 
 
-def _checked_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Validate ``HostRepo.set``'s fields; InvalidInput names the bad one."""
-    allowed = HostOverrides.__annotations__.keys()
-    unknown = set(overrides) - set(allowed)
-    if unknown:
-        raise TypeError(f"unknown pbx_hosts fields: {', '.join(sorted(unknown))}")
-    values: dict[str, Any] = {}
-    for field, value in overrides.items():
-        if value is None:
-            values[field] = None
-            continue
-        try:
-            values[field] = _check_field(field, value)
-        except ValueError as exc:
-            raise InvalidInput(field, str(exc)) from None
-    return values
-
-
-def _check_field(field: str, value: Any) -> Any:
-    if field == "ssh_port":
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-            raise ValueError("must be a port number, 1 to 65535")
-        return value
-    if field == "ssh_user":
-        return validate_ssh_user(str(value))
-    if field in ("ssh_password", "ssh_key_file"):
-        text = str(value)
-        if not text or "\x00" in text or len(text) > (1024 if field == "ssh_password" else 4096):
-            raise ValueError("must be non-empty, without NUL, and not too long")
-        return text
-    if field == "host_key_policy":
-        return HostKeyPolicy(value).value
-    if field == "dial_context":
-        return validate_context(str(value))
-    if field == "transport":
-        return Transport(value).value
-    raise TypeError(f"unknown pbx_hosts field {field}")  # pragma: no cover - checked above
-
-
 class CallRepo:
     """One ``calls`` row per call request."""
 
@@ -261,9 +225,11 @@ class CallRepo:
         phone: str,
         host: str,
         request_id: str | None = None,
+        id: str | None = None,  # noqa: A002 - the column's name; given when known in advance
     ) -> CallRecord:
         """Record an incoming call request (outcome ``pending``) and commit it."""
         record = CallRecord(
+            **({"id": id} if id else {}),
             enterprise_number=enterprise_number,
             extension=extension,
             phone=phone,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate.db.guard import db_step
@@ -9,15 +11,38 @@ from callgate.db.host_keys import DbHostKeyStore
 from callgate.db.repositories import HostRepo
 from callgate.hosts import build_target
 from callgate.pbx.client import PbxClient
+from callgate.pbx.console import ConsoleTransport
 from callgate.pbx.rx import RxTransport
 from callgate.pbx.ssh import PoolLimits, SshPool
-from callgate.pbx.transport import PbxTransport
-from callgate.settings import Settings
+from callgate.pbx.transport import HostTarget, PbxTransport
+from callgate.settings import Settings, Transport
+
+
+class RoutingTransport:
+    """Per host, ``target.transport`` (its row's ``transport``, else CALLGATE_TRANSPORT) picks
+    the console or rx. Both run over one SSH pool, so a host has one set of connections."""
+
+    def __init__(self, console: PbxTransport, rx: PbxTransport) -> None:
+        self._console, self._rx = console, rx
+
+    async def run(self, target: HostTarget, commands: Sequence[str]) -> list[str]:
+        chosen = self._console if target.transport is Transport.CONSOLE else self._rx
+        return await chosen.run(target, commands)
+
+    def status(self) -> dict[str, object]:
+        # The console's status already holds the rx one (its fallback, the same object).
+        return {**self._console.status(), "transport": "per-host"}
+
+    async def aclose(self) -> None:
+        await self._console.aclose()  # closes its fallback, the rx transport, and the pool
+        await self._rx.aclose()  # a no-op by then, unless the console had another fallback
 
 
 def build_transport(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> PbxTransport:
     pool = SshPool(PoolLimits.from_settings(settings), DbHostKeyStore(sessions))
-    return RxTransport(pool)
+    rx = RxTransport(pool)
+    console = ConsoleTransport(pool, rx, idle_timeout=settings.ssh_idle_timeout)
+    return RoutingTransport(console, rx)
 
 
 def build_client(settings: Settings, transport: PbxTransport) -> PbxClient:

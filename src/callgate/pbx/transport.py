@@ -42,7 +42,12 @@ class HostTarget:
         return self.address if self.port == 22 else f"{self.address}:{self.port}"
 
     def connection_key(self) -> tuple[object, ...]:
-        """Connections are shared only between targets that would log in identically."""
+        """Connections are shared only between targets that would log in identically.
+
+        The pinned key is left out on purpose: pinning on first contact must not make the next
+        call open a second connection. The pool compares each connection's verified key with
+        the target's pinned one instead.
+        """
         password = self.password.get_secret_value() if self.password else None
         return (
             self.address,
@@ -51,7 +56,6 @@ class HostTarget:
             password,
             str(self.key_file) if self.key_file else None,
             self.host_key_policy,
-            self.pinned_host_key,
             str(self.known_hosts) if self.known_hosts else None,
         )
 

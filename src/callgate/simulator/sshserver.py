@@ -2,8 +2,9 @@
 
 For ``make run`` and for benchmarks with hundreds of hosts in one process. It serves exec
 requests only and reads them with ``shell.run_line`` (``asterisk -rx`` and ``rx_shell()``
-chains), as a host's bash would. Modelled on asyncssh's own tests: ``create_server`` on port 0
-with a ``process_factory``.
+chains), as a host's bash would; ``asterisk -r…`` with a pty is the remote console, written by
+``console.ConsoleScreen`` as the bash program's console client writes it. Modelled on asyncssh's
+own tests: ``create_server`` on port 0 with a ``process_factory``.
 
 To keep many of them cheap, every simulator started without a host key shares one key,
 generated once per process (an Ed25519 key: fast to make and to use).
@@ -12,7 +13,10 @@ generated once per process (an Ed25519 key: fast to make and to use).
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import secrets
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import asyncssh
 
+from callgate.simulator.console import LOGGER_MUTE, NEEDS_TERMINAL, ConsoleScreen, LineReader
 from callgate.simulator.engine import RecordedCommand, SimulatedAsterisk
 from callgate.simulator.shell import run_line
 
@@ -36,15 +41,26 @@ def shared_host_key() -> asyncssh.SSHKey:
     return _shared_host_key
 
 
+CONSOLE_OFF = "asterisk: the remote console is switched off (callgate simulator)\n"
+
+
 @dataclass
 class SshSimulator:
-    """A running simulated host; ``exec_commands`` records every exec'd command line."""
+    """A running simulated host; ``exec_commands`` records every exec'd command line.
+
+    Console switches, for tests: ``console_enabled = False`` makes ``asterisk -r`` fail at
+    once (exit 1); ``console_hang = True`` makes open consoles echo but never answer, like an
+    Asterisk that stopped responding.
+    """
 
     engine: SimulatedAsterisk
     host: str
     port: int
     host_key: str  # public key, one OpenSSH line ("ssh-ed25519 AAAA...")
     exec_commands: list[RecordedCommand] = field(default_factory=list)
+    console_hostname: str = "vm"  # the name in the console's banner and prompt
+    console_enabled: bool = True
+    console_hang: bool = False
     _acceptor: asyncssh.SSHAcceptor | None = None
     _connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
 
@@ -68,12 +84,65 @@ class SshSimulator:
             process.exit(1)
             return
         self.exec_commands.append(RecordedCommand(line, self.engine.clock(), time.time()))
+        if _is_console(line):
+            await self._console(process)
+            return
         result = run_line(self.engine, line)
         if result.stdout:
             process.stdout.write(result.stdout)
         if result.stderr:
             process.stderr.write(result.stderr)
         process.exit(result.exit_status)
+
+    async def _console(self, process: asyncssh.SSHServerProcess[str]) -> None:
+        """``asterisk -r``: the banner, then echo and answers, until ``exit`` or EOF."""
+        if process.get_terminal_type() is None:
+            process.stderr.write(NEEDS_TERMINAL)
+            process.exit(1)
+            return
+        if not self.console_enabled:
+            process.stderr.write(CONSOLE_OFF)
+            process.exit(1)
+            return
+        output, status = self._ask(LOGGER_MUTE)
+        if status != 0:
+            process.stdout.write(output)  # Asterisk is down: the -rx message, exit 1
+            process.exit(1)
+            return
+        screen, reader = ConsoleScreen(self.console_hostname, os.getpid()), LineReader()
+        process.stdout.write(screen.banner())
+        while screen.exit_status is None:
+            try:
+                data = await process.stdin.read(65536)
+            except asyncssh.TerminalSizeChanged:
+                continue
+            if not data:
+                break
+            lines = reader.feed(data)
+            if self.console_hang:
+                process.stdout.write(screen.echo(lines))  # the keys, but never an answer
+                continue
+            for piece in screen.respond(lines, self._ask):
+                process.stdout.write(piece)
+        process.exit(screen.exit_status or 0)
+
+    def _ask(self, command: str) -> tuple[str, int]:
+        answer = self.engine.execute(command)
+        return answer.output, answer.exit_status
+
+
+def _is_console(line: str) -> bool:
+    """``<…/asterisk> -r`` (``-rq``, ``-r -q`` …): the console, not an exec'd ``-rx``."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        return False
+    return (
+        len(words) >= 2
+        and Path(words[0]).name == "asterisk"
+        and re.fullmatch(r"-r[qv]*", words[1]) is not None
+        and all(re.fullmatch(r"-[qv]+", word) for word in words[2:])
+    )
 
 
 class _Login(asyncssh.SSHServer):
@@ -156,6 +225,7 @@ async def start_ssh_simulator(
         process_factory=simulator._serve,
         encoding="utf-8",
         errors="surrogateescape",  # a stray byte in a command must not kill the session
+        line_editor=False,  # a console's pty is raw: the screen writes every byte itself
         allow_scp=False,
         sftp_factory=None,
         agent_forwarding=False,

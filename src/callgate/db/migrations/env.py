@@ -15,11 +15,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from callgate.db.engine import async_url, make_engine
+from callgate.db.migrate import VERSION_TABLE
 from callgate.db.models import Base
 
-# Its own version table: the production database is shared with other services, and one of
-# them may well keep an `alembic_version` of its own.
-VERSION_TABLE = "callgate_alembic_version"
 # pg_advisory_xact_lock key: two instances upgrading at once run the migrations one at a time.
 MIGRATION_LOCK_KEY = 0x63616C6C  # "call"
 

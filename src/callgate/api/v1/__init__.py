@@ -1,0 +1,1 @@
+"""The v1 API: Bearer auth, problem+json errors, calls and channels (OpenAPI at /docs)."""

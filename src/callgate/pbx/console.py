@@ -1,0 +1,270 @@
+"""The console transport: a few persistent ``asterisk -r -q`` consoles per host (issue 5).
+
+Over ``-rx`` each CLI command is a process on the host, started through its own SSH session
+(about 4 ms each, mostly sshd's); a console opened once answers both commands of a verified
+call in about 1-2 ms and starts nothing. Each console (``console_session.Console``) is an SSH
+session with a pty on a pooled connection, holding one of its session slots while it lives.
+
+* One command at a time per console: a caller takes a free console or waits for one.
+* Each answer is framed by a sentinel and cleaned (``console_framing``): it equals ``-rx``'s.
+* A console that ends, hangs past the command timeout or returns garbage is closed; the next
+  use opens another (garbage twice in a row sends the host to the fallback, below). A command
+  written and then timed out raises CommandTimeout and is never sent again; one the console
+  ended without reading (no echo) is sent on a fresh console.
+* While a console cannot be opened on a host, that host's commands go through ``fallback``
+  (rx): ``status()`` shows the host as ``rx-fallback`` with the reason, a warning is logged,
+  and a console is tried again in the background once a back-off has passed (doubling after
+  each failure up to ``max_retry_after``), so no call waits for that attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+
+import asyncssh
+
+from callgate import errors
+from callgate.logs import get_logger
+from callgate.pbx import console_framing as framing
+from callgate.pbx.console_session import Console, ConsoleUnavailable, NotSent
+from callgate.pbx.parsing import check_cli_output
+from callgate.pbx.ssh import DEFAULT_OUTPUT_LIMIT, SshPool
+from callgate.pbx.transport import HostTarget, PbxTransport
+
+log = get_logger("callgate.pbx.console")
+
+
+@dataclass(eq=False)
+class _Host:
+    label: str
+    slots: asyncio.Semaphore  # held while a console is in use: at most consoles_per_host
+    idle: list[Console] = field(default_factory=list)
+    live: set[Console] = field(default_factory=set)
+    failure: str | None = None  # why consoles are not used now (rx-fallback)
+    garbled: int = 0  # unreadable answers in a row: twice means this console is not for us
+    retry_at: float = 0.0
+    retry_after: float = 0.0
+    retrying: asyncio.Task[None] | None = None
+
+
+class ConsoleTransport:
+    """Runs CLI commands on persistent consoles, or through ``fallback`` when it must."""
+
+    def __init__(
+        self,
+        pool: SshPool,
+        fallback: PbxTransport,
+        *,
+        consoles_per_host: int = 2,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        retry_after: float = 30.0,
+        max_retry_after: float = 600.0,
+        idle_timeout: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if consoles_per_host < 1:
+            raise ValueError("consoles_per_host must be at least 1")
+        self._pool, self._fallback = pool, fallback
+        self._per_host, self._limit = consoles_per_host, output_limit
+        self._retry_after, self._max_retry_after = retry_after, max_retry_after
+        self._idle_timeout, self._clock = idle_timeout, clock
+        self._hosts: dict[tuple[object, ...], _Host] = {}
+        self._next_reap = 0.0
+        self.opened = 0  # consoles opened since start (a test and benchmark probe)
+
+    async def run(self, target: HostTarget, cli_commands: Sequence[str]) -> list[str]:
+        if not cli_commands:
+            raise ValueError("no command to run")
+        await self._reap_idle()
+        key = (*target.connection_key(), target.asterisk_bin)
+        host = self._hosts.setdefault(key, _Host(target.label, asyncio.Semaphore(self._per_host)))
+        if host.failure is not None or not all(map(framing.console_safe, cli_commands)):
+            self._schedule_retry(host, target)
+            return await self._fallback.run(target, cli_commands)
+        outputs: list[str] = []
+        try:
+            async with self._lease(host, target) as lease:
+                for command in cli_commands:
+                    outputs.append(await self._command(host, target, lease, command))
+        except ConsoleUnavailable as exc:  # raised before the next command was sent
+            await self._fail(host, str(exc))
+            return outputs + await self._fallback.run(target, cli_commands[len(outputs) :])
+        return outputs
+
+    @contextlib.asynccontextmanager
+    async def _lease(self, host: _Host, target: HostTarget) -> AsyncIterator[_Lease]:
+        """A console slot of the host for one run(); the console is taken on first use."""
+        try:
+            async with asyncio.timeout(target.command_timeout):
+                await host.slots.acquire()
+        except TimeoutError:
+            raise errors.PbxBusy(f"no console free on {host.label}", host=host.label) from None
+        lease = _Lease()
+        try:
+            yield lease
+        finally:
+            if lease.console is not None:
+                if lease.console.usable and host.failure is None:
+                    lease.console.last_used = self._clock()
+                    host.idle.append(lease.console)
+                else:
+                    await self._discard(host, lease.console)
+            host.slots.release()
+
+    async def _command(self, host: _Host, target: HostTarget, lease: _Lease, command: str) -> str:
+        for _attempt in (1, 2):
+            if lease.console is None or not lease.console.usable:
+                if lease.console is not None:
+                    await self._discard(host, lease.console)
+                    lease.console = None
+                lease.console = await self._take(host, target)
+            try:
+                answer = await lease.console.execute(command, target.command_timeout, self._limit)
+            except NotSent:
+                continue  # the console ended before reading it: a fresh one may send it
+            except framing.ConsoleGarbage as exc:
+                # Closed (it is broken) and reopened at the next use; a second unreadable
+                # answer in a row means this host's console does not speak as expected.
+                host.garbled += 1
+                if host.garbled >= 2:
+                    await self._fail(host, f"unreadable console output ({exc})")
+                raise errors.UnexpectedOutput(
+                    f"unreadable answer from the console on {host.label}", host=host.label
+                ) from None
+            host.garbled = 0
+            try:
+                return check_cli_output(answer)
+            except errors.PbxError as exc:
+                exc.host = host.label
+                raise
+        raise ConsoleUnavailable("the console ended twice before reading a command")
+
+    async def _take(self, host: _Host, target: HostTarget) -> Console:
+        while host.idle:
+            console = host.idle.pop()
+            if console.usable:
+                return console
+            await self._discard(host, console)
+        return await self._open(host, target)
+
+    async def _open(self, host: _Host, target: HostTarget) -> Console:
+        """A new console; SSH errors reaching the host are the caller's (rx would get them)."""
+        for attempt in (1, 2):
+            stack = contextlib.AsyncExitStack()
+            conn = await stack.enter_async_context(self._pool.connection(target))
+            try:
+                console = await Console.open(conn, target, stack)
+            except (asyncssh.Error, OSError) as exc:
+                await stack.aclose()
+                if conn.is_closed() and attempt == 1:
+                    continue  # a pooled connection that died meanwhile: the pool opens another
+                reason = getattr(exc, "reason", "") or type(exc).__name__
+                raise ConsoleUnavailable(f"console session refused: {str(reason)[:100]}") from None
+            except BaseException:
+                await stack.aclose()
+                raise
+            console.last_used = self._clock()
+            host.live.add(console)
+            self.opened += 1
+            log.debug("pbx console opened", host=host.label, hostname=console.hostname)
+            return console
+        raise AssertionError("unreachable")
+
+    async def _discard(self, host: _Host, console: Console, *, polite: bool = False) -> None:
+        host.live.discard(console)
+        await console.close(polite=polite)
+
+    async def _fail(self, host: _Host, reason: str) -> None:
+        """Send the host's commands through the fallback until a console opens again."""
+        first = host.failure is None
+        host.retry_after = (
+            self._retry_after if first else min(self._max_retry_after, 2 * host.retry_after)
+        )
+        host.failure = reason
+        host.retry_at = self._clock() + host.retry_after
+        idle, host.idle = host.idle, []
+        for console in idle:
+            await self._discard(host, console, polite=True)
+        report = log.warning if first else log.info
+        report(
+            "pbx console unavailable, using rx",
+            host=host.label,
+            reason=reason,
+            retry_in_s=round(host.retry_after, 1),
+        )
+
+    def _schedule_retry(self, host: _Host, target: HostTarget) -> None:
+        if host.failure is None or host.retrying is not None or self._clock() < host.retry_at:
+            return
+        host.retrying = asyncio.create_task(self._retry(host, target))
+
+    async def _retry(self, host: _Host, target: HostTarget) -> None:
+        """Try a console again in the background; calls keep using the fallback meanwhile."""
+        try:
+            console = await self._open(host, target)
+        except ConsoleUnavailable as exc:
+            await self._fail(host, str(exc))
+        except errors.CallgateError as exc:
+            await self._fail(host, exc.message)
+        except Exception as exc:  # never let a background attempt die unread
+            await self._fail(host, f"{type(exc).__name__} while opening a console")
+        else:
+            host.failure, host.retry_after, host.garbled = None, 0.0, 0
+            host.idle.append(console)
+            log.info("pbx console restored", host=host.label)
+        finally:
+            host.retrying = None
+
+    async def _reap_idle(self) -> None:
+        """Close consoles nobody used for ``idle_timeout``: hosts no longer called let go."""
+        now = self._clock()
+        if now < self._next_reap:
+            return
+        self._next_reap = now + self._idle_timeout / 10
+        for host in list(self._hosts.values()):
+            for console in [c for c in host.idle if now - c.last_used > self._idle_timeout]:
+                host.idle.remove(console)
+                await self._discard(host, console, polite=True)
+
+    def status(self) -> dict[str, object]:
+        now = self._clock()
+        hosts: dict[str, object] = {}
+        for host in self._hosts.values():
+            entry: dict[str, object] = {
+                "mode": "console" if host.failure is None else "rx-fallback",
+                "consoles": len(host.live),
+                "idle": len(host.idle),
+            }
+            if host.failure is not None:
+                entry["reason"] = host.failure
+                entry["retry_in_s"] = round(max(0.0, host.retry_at - now), 1)
+            hosts[host.label] = entry
+        # The fallback's keys (the shared pool's counters) stay at the top, where /api/status
+        # has always shown them; the consoles get their own section.
+        return {
+            **self._fallback.status(),
+            "transport": "console",
+            "consoles": {"per_host": self._per_host, "opened": self.opened, "hosts": hosts},
+        }
+
+    async def aclose(self) -> None:
+        """Close every console, then the fallback (and with it the shared pool)."""
+        tasks = [h.retrying for h in self._hosts.values() if h.retrying is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for host in list(self._hosts.values()):
+            for console in list(host.live):
+                await self._discard(host, console, polite=True)
+            host.idle.clear()
+        self._hosts.clear()
+        await self._fallback.aclose()
+
+
+@dataclass(eq=False)
+class _Lease:
+    console: Console | None = None

@@ -1,0 +1,212 @@
+"""Pure byte handling of Asterisk's remote console (``asterisk -r -q`` on a pty): no I/O.
+
+What a console writes (see ``shared/asterisk/remote-console-over-ssh-pty.txt``, recorded on a
+real Asterisk 22.7, and ``ast_el_read_char()`` in its ``main/asterisk.c``):
+
+* a banner ending in ``Connected to Asterisk <v> currently running on <host> (pid = N)\\r\\n``
+  and the prompt ``<host>*CLI> ``; the host name is not known in advance, so it is read here;
+* the echo of each line typed, ``<line>\\r\\n``, then the next prompt;
+* each block of output read from Asterisk as a *batch*: ``\\r\\x1b[0K`` (erase the prompt), the
+  text with ``\\n`` as ``\\r\\n``, and, when the block ends a line, ``\\r\\r\\n<prompt>`` (the
+  redraw, which looks like a blank line). A listing written line by line gets a redraw
+  *between* its lines; a block cut mid-line is continued by the next without ``\\r\\x1b[0K``.
+
+A request is the command and a sentinel, an unknown command with a fresh token, written
+together: editline reads typed keys before Asterisk's output, so both echoes come first and
+the batches after them are the command's answer, then ``No such command '<token>' …``. The
+answer is the batch text after the command's echo and before that line, with the terminal's
+bytes taken out; it equals what ``asterisk -rx`` prints.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+
+from callgate.pbx.parsing import NO_SUCH_COMMAND_MARK, NOT_RUNNING_MARK
+
+# Terminal size asked for the pty. Asterisk never wraps output, but editline wraps the echo of
+# a typed line longer than the terminal (prompt + command) with cursor moves that would break
+# the echo we look for; 1024 columns leave room for a 255-character host name in the prompt
+# and any command callgate sends (MAX_COMMAND; an originate is at most ~260 characters).
+COLUMNS, ROWS = 1024, 24
+MAX_COMMAND = 512
+CLEAR_LINE = b"\r\x1b[0K"
+REFRESH = b"\r\r\n"
+NOT_RUNNING = NOT_RUNNING_MARK.encode()
+DISCONNECTED = b"Disconnected from Asterisk server"
+SENTINEL_PREFIX = "cgsync"
+MAX_BANNER = 64 * 1024
+_CONNECTED = re.compile(rb"Connected to Asterisk \S+ currently running on (\S+) \(pid = \d+\)\r\n")
+# Terminal control sequences: CSI (colours, erase), then any other two-byte escape.
+_ESCAPES = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+# A log line the console shows on its own (logger.c's format, any date format), with its
+# optional call id: `[Nov 26 15:40:00] WARNING[6968][C-00000001]: chan.c:12 f: text`.
+_LOG_LINE = re.compile(
+    r"\[[^\]\n]{1,64}\] (?:DEBUG|TRACE|NOTICE|WARNING|ERROR|VERBOSE|DTMF|SECURITY)"
+    r"\[\d+\](?:\[[^\]\n]*\])?: [^\n]*(?:\n|\Z)"
+)
+# Printable ASCII only: a control byte would be an editing key, a newline a second command;
+# `?` is bound to help and TAB to completion in Asterisk's editline. The console itself runs
+# a line starting with `!` in a shell and ends on `exit`/`quit` (any case). Those go via rx.
+_SAFE = re.compile(r"[ !-~]+", re.ASCII)
+_LOCAL = ("exit", "quit")
+
+
+class ConsoleGarbage(Exception):
+    """The console's bytes do not have the structure of a console answer."""
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    hostname: str
+    prompt: bytes
+    prompt_at: int  # where the first prompt starts in the buffer: what is before is banner
+
+
+def console_safe(command: str) -> bool:
+    """Whether ``command`` can be typed into a console as one line, unchanged."""
+    words = command.split()
+    return (
+        len(command) <= MAX_COMMAND
+        and _SAFE.fullmatch(command) is not None
+        and "?" not in command
+        and bool(words)
+        and not words[0].startswith("!")
+        and not words[0].lower().startswith(_LOCAL)
+    )
+
+
+def new_token() -> str:
+    """A sentinel command no Asterisk knows, unique to one request."""
+    return SENTINEL_PREFIX + secrets.token_hex(8)
+
+
+def request(command: str, token: str) -> bytes:
+    """The bytes typed for one command: the command line, then the sentinel line."""
+    return f"{command}\n{token}\n".encode("ascii")
+
+
+def read_banner(buffer: bytes | bytearray) -> Banner | None:
+    """The host name and prompt once the banner and first prompt are in; None: not yet."""
+    match = _CONNECTED.search(buffer)
+    if match is None:
+        if len(buffer) > MAX_BANNER:
+            raise ConsoleGarbage("no Asterisk banner in the console's first 64 KiB")
+        return None
+    prompt = match.group(1) + b"*CLI> "
+    at = buffer.find(prompt, match.end())
+    if at < 0:
+        if len(buffer) - match.end() > MAX_BANNER:
+            raise ConsoleGarbage("no prompt after the console's banner")
+        return None
+    return Banner(match.group(1).decode("utf-8", "replace"), prompt, at)
+
+
+class AnswerEnd:
+    """Finds where one request's answer ends in a growing buffer: after the sentinel's line.
+
+    It does not wait for the redraw after that line: a block of exactly 511 bytes gets none,
+    and the prompt that may follow is left for the next request to skip.
+    """
+
+    def __init__(self, token: str) -> None:
+        self.needle = sentinel_needle(token)
+        self._from = 0
+
+    def find(self, buffer: bytes | bytearray) -> int | None:
+        at = buffer.find(self.needle, self._from)
+        if at < 0:
+            self._from = max(0, len(buffer) - len(self.needle))
+            return None
+        self._from = at
+        newline = buffer.find(b"\n", at)
+        return None if newline < 0 else newline + 1
+
+
+def sentinel_needle(token: str) -> bytes:
+    return f"{NO_SUCH_COMMAND_MARK}{token}'".encode("ascii")
+
+
+def parse_answer(raw: bytes, command: str, token: str, prompt: bytes) -> str:
+    """The answer to ``command`` in ``raw`` (up to the end found by AnswerEnd), as -rx prints it.
+
+    Batches before the command's echo came from before it was read (log lines, the redraw
+    left by the previous request) and are not part of it.
+    """
+    echo = command.encode("ascii") + b"\r\n"
+    needle = sentinel_needle(token)
+    echoed, content = False, bytearray()
+    for inside, run in _runs(raw, prompt):
+        if not inside:
+            echoed = echoed or echo in run
+            if needle in run:
+                raise ConsoleGarbage("the sentinel's answer came outside the console's output")
+            continue
+        if not echoed:
+            continue
+        at = run.find(needle)
+        if at >= 0:
+            return clean(bytes(content + run[:at]))
+        content += run
+    if not echoed:
+        raise ConsoleGarbage("the console did not echo the command")
+    raise ConsoleGarbage("the sentinel's answer is missing")
+
+
+def _runs(raw: bytes, prompt: bytes) -> list[tuple[bool, bytes]]:
+    """Split into (inside a batch, bytes) runs: a batch runs from ``\\r\\x1b[0K`` to the redraw
+    ``\\r\\r\\n<prompt>`` (whose prompt starts the next outside run) or to the next erase."""
+    runs: list[tuple[bool, bytes]] = []
+    end_mark, pos = REFRESH + prompt, 0
+    while pos < len(raw):
+        start = raw.find(CLEAR_LINE, pos)
+        if start < 0:
+            runs.append((False, raw[pos:]))
+            break
+        runs.append((False, raw[pos:start]))
+        pos = start + len(CLEAR_LINE)
+        while True:  # inside a batch, possibly followed at once by another
+            stop, erase = raw.find(end_mark, pos), raw.find(CLEAR_LINE, pos)
+            if erase >= 0 and (stop < 0 or erase < stop):
+                runs.append((True, raw[pos:erase]))
+                pos = erase + len(CLEAR_LINE)
+                continue
+            if stop < 0:
+                runs.append((True, raw[pos:]))
+                return runs
+            runs.append((True, raw[pos:stop]))
+            pos = stop + len(REFRESH)
+            break
+    return runs
+
+
+def clean(content: bytes) -> str:
+    """Batch text as ``-rx`` prints it: no terminal codes, no ``\\r``, no log lines."""
+    text = _ESCAPES.sub(b"", content).replace(b"\r", b"").decode("utf-8", "replace")
+    return _LOG_LINE.sub(lambda m: "" if _line_start(text, m.start()) else m.group(0), text)
+
+
+def _line_start(text: str, at: int) -> bool:
+    return at == 0 or text[at - 1] == "\n"
+
+
+def echo_seen(buffer: bytes | bytearray, command: str, start: int = 0) -> bool:
+    """Whether the console echoed ``command`` with its newline (after ``start``): read it whole.
+
+    Editline echoes the newline before the console sends the line to Asterisk, so a console
+    that ended without this echo never sent the command: it may be sent again elsewhere.
+    """
+    return buffer.find(command.encode("ascii") + b"\r\n", start) >= 0
+
+
+def console_ended(buffer: bytes | bytearray) -> str:
+    """A short, printable summary of what a console that ended said (for logs and status)."""
+    text = clean(bytes(buffer)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1] if lines else "no output")[:160]
+
+
+def says_not_running(buffer: bytes | bytearray) -> bool:
+    return NOT_RUNNING in buffer

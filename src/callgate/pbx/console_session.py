@@ -1,0 +1,215 @@
+"""One remote console (``asterisk -r -q``) over one SSH channel with a pty: open, run, close.
+
+The pty is asked for with terminal type ``dumb`` (no colours, no cursor tricks) and
+``console_framing.COLUMNS`` columns, so that editline never wraps the echo of a command. The
+bytes are read through an ``SSHClientSession`` callback rather than a stream, so output that
+arrives between commands (log lines) is trimmed as it comes and never stalls the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shlex
+
+import asyncssh
+
+from callgate import errors
+from callgate.pbx import console_framing as framing
+from callgate.pbx.transport import HostTarget
+
+_IDLE_KEEP = 64 * 1024  # output that arrives between commands is never an answer: keep little
+VERBOSE_OFF = "core set verbose 0"  # no verbose messages on this console, only answers
+
+
+class ConsoleUnavailable(Exception):
+    """No console can take a command that was not sent: the fallback must."""
+
+
+class NotSent(Exception):
+    """The console ended before it read the command whole: nothing reached Asterisk."""
+
+
+class _Output(asyncssh.SSHClientSession[bytes]):
+    """Collects what the console writes and wakes the one reader waiting for it."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+        self.ended = False
+        self.busy = False  # a command (or the banner) is being read: keep every byte
+        self._wake = asyncio.Event()
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self.buffer += data
+        if not self.busy and len(self.buffer) > _IDLE_KEEP:
+            del self.buffer[:-_IDLE_KEEP]
+        self._wake.set()
+
+    def eof_received(self) -> bool:
+        self.ended = True
+        self._wake.set()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ended = True
+        self._wake.set()
+
+    async def more(self) -> None:
+        """Wait for new bytes or the end; call right after looking at the buffer."""
+        self._wake.clear()
+        await self._wake.wait()
+
+
+class Console:
+    """An open console; ``stack`` holds the pool's session slot until :meth:`close`."""
+
+    def __init__(
+        self,
+        label: str,
+        stack: contextlib.AsyncExitStack,
+        channel: asyncssh.SSHClientChannel[bytes],
+        output: _Output,
+    ) -> None:
+        self.label = label
+        self.prompt = b""
+        self.hostname = ""  # learnt from the banner
+        self.last_used = 0.0
+        self.broken = False
+        self._stack, self._channel, self._output = stack, channel, output
+
+    @classmethod
+    async def open(
+        cls,
+        conn: asyncssh.SSHClientConnection,
+        target: HostTarget,
+        stack: contextlib.AsyncExitStack,
+    ) -> Console:
+        """Start ``asterisk -r -q`` on ``conn``; the console is ready for commands.
+
+        Raises AsteriskNotRunning, or ConsoleUnavailable with a short reason; asyncssh's errors
+        when the channel cannot be opened are left to the caller.
+        """
+        channel, session = await conn.create_session(
+            _Output,
+            f"{shlex.quote(target.asterisk_bin)} -r -q",
+            term_type="dumb",
+            term_size=(framing.COLUMNS, framing.ROWS),
+            encoding=None,
+        )
+        assert isinstance(session, _Output)
+        console = cls(target.label, stack, channel, session)
+        try:
+            await console._banner(target.command_timeout)
+            try:
+                answer = await console.execute(VERBOSE_OFF, target.command_timeout, _IDLE_KEEP)
+            except (NotSent, errors.CommandTimeout, errors.ConnectionLost) as exc:
+                raise ConsoleUnavailable(f"no answer to '{VERBOSE_OFF}' ({exc})") from None
+            except framing.ConsoleGarbage as exc:
+                raise ConsoleUnavailable(f"unreadable console output ({exc})") from None
+            if not answer.startswith("Console verbose"):
+                raise ConsoleUnavailable(f"unexpected answer to '{VERBOSE_OFF}': {answer[:80]!r}")
+        except BaseException:
+            await console.close()
+            raise
+        return console
+
+    @property
+    def usable(self) -> bool:
+        return not (self.broken or self._output.ended or self._channel.is_closing())
+
+    async def _banner(self, within: float) -> None:
+        """Read the banner up to the first prompt, learning the host name it shows."""
+        output = self._output
+        output.busy = True
+        try:
+            async with asyncio.timeout(within):
+                while (banner := framing.read_banner(output.buffer)) is None:
+                    if framing.says_not_running(output.buffer):
+                        raise errors.AsteriskNotRunning(
+                            f"Asterisk is not running on {self.label} (the console could not "
+                            "connect to it)",
+                            host=self.label,
+                        )
+                    if output.ended:
+                        said = framing.console_ended(output.buffer)
+                        raise ConsoleUnavailable(f"the console ended at start: {said}")
+                    await output.more()
+        except TimeoutError:
+            raise ConsoleUnavailable(f"no console banner within {within:g} s") from None
+        except framing.ConsoleGarbage as exc:
+            raise ConsoleUnavailable(str(exc)) from None
+        finally:
+            output.busy = False
+        self.hostname, self.prompt = banner.hostname, banner.prompt
+        del output.buffer[: banner.prompt_at]  # the prompt stays: the first echo follows it
+
+    async def execute(self, command: str, within: float, limit: int) -> str:
+        """Type ``command`` and its sentinel; return the answer as ``asterisk -rx`` prints it.
+
+        After any failure but NotSent the console is out of step (an answer may still come)
+        and marked broken; the caller closes it.
+        """
+        output, token = self._output, framing.new_token()
+        start, end_of = len(output.buffer), framing.AnswerEnd(token)
+        if not self.usable:
+            raise NotSent
+        output.busy = True
+        try:
+            try:
+                self._channel.write(framing.request(command, token))
+            except (OSError, asyncssh.Error):
+                raise NotSent from None
+            async with asyncio.timeout(within):
+                while True:
+                    end = end_of.find(output.buffer)
+                    if (len(output.buffer) if end is None else end) - start > limit:
+                        raise errors.OutputTooLarge(
+                            f"answer from {self.label} exceeded {limit} bytes", host=self.label
+                        )
+                    if end is not None:
+                        break
+                    if output.ended:
+                        raise self._ended(command, start)
+                    await output.more()
+        except TimeoutError:
+            self.broken = True
+            raise errors.CommandTimeout(
+                f"command on {self.label} timed out after {within:g} s", host=self.label
+            ) from None
+        except BaseException:
+            self.broken = True
+            raise
+        finally:
+            output.busy = False
+        raw = bytes(output.buffer[:end])
+        del output.buffer[:end]
+        try:
+            return framing.parse_answer(raw, command, token, self.prompt)
+        except framing.ConsoleGarbage:
+            self.broken = True
+            raise
+
+    def _ended(self, command: str, start: int) -> Exception:
+        """What a console that ended in the middle of ``command`` means for it."""
+        buffer = self._output.buffer
+        if not framing.echo_seen(buffer, command, start):
+            return NotSent()
+        if framing.DISCONNECTED in buffer[start:]:
+            lost = errors.AsteriskNotRunning(
+                f"Asterisk on {self.label} went away during the command (it may have run)",
+                host=self.label,
+            )
+            lost.maybe_executed = True
+            return lost
+        return errors.ConnectionLost(
+            f"the console on {self.label} ended during the command", host=self.label
+        )
+
+    async def close(self, *, polite: bool = False) -> None:
+        """Close the channel (sshd hangs up the console's terminal) and free the slot."""
+        if polite and self.usable:
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self._channel.write(b"exit\n")  # a clean goodbye, as a person would type
+        self.broken = True
+        self._channel.close()
+        await self._stack.aclose()

@@ -1,0 +1,202 @@
+"""The simulated remote console (``asterisk -r -q``): the bytes a real Asterisk 22.7 writes.
+
+``ConsoleScreen`` is the one place that produces them, for both simulators: the bash program's
+console client (``main()`` below, run once per console) and the in-process SSH server. The
+reference is ``shared/asterisk/remote-console-over-ssh-pty.txt``, whose bytes come from
+``ast_el_read_char()`` in Asterisk's ``main/asterisk.c`` and editline, as seen through a pty:
+
+* each line read from the terminal is echoed as ``<line>\\r\\n`` and the next prompt is shown;
+* each block the console reads from Asterisk's socket (at most 511 bytes) is written over the
+  prompt (``\\r\\x1b[0K``, unless the previous block ended mid-line), its ``\\n`` become
+  ``\\r\\n`` (the pty's ONLCR), and when it ends a line editline redraws: ``\\r\\r\\n<prompt>``.
+  ``core show channels concise`` writes one line at a time, so the prompt is redrawn between
+  its lines; other answers arrive in one block, as the capture shows.
+
+This file is also run as a script by ``python -I -S`` from the bash program: it must import
+nothing but the standard library, and it gets the daemon's address and the not-running text
+on its command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tty
+from collections.abc import Callable, Iterator, Sequence
+
+CLEAR_LINE = "\r\x1b[0K"  # written over the prompt before output arrives
+REFRESH = "\r\r\n"  # editline's redraw after a block that ends a line, through ONLCR
+RESET = "\x1b[0m"
+READ_SIZE = 511  # EL_BUF_SIZE - 1: the console reads Asterisk's output in blocks this large
+VERSION = "22.7.0"
+DISCONNECTED = "\r\nDisconnected from Asterisk server\r\n"
+GOODBYE = "Asterisk cleanly ending (0).\r\nExecuting last minute cleanups\r\n" + RESET
+NEEDS_TERMINAL = "asterisk: the remote console (-r) is simulated on a terminal only (ssh -t)\n"
+# A real console sends this on connect (unless -m): it is silent, and it tells us whether
+# Asterisk is up before the banner is printed.
+LOGGER_MUTE = "logger mute silent"
+EXIT_WORDS = frozenset({"exit", "quit"})
+# Answers that Asterisk writes one line per block (the capture shows the prompt redrawn).
+LINE_BY_LINE = frozenset({"core show channels concise"})
+_BANNER = (
+    "Asterisk {version}, Copyright (C) 1999 - 2025, Sangoma Technologies Corporation and others."
+    "\r\nCreated by Mark Spencer <markster@digium.com>\r\n"
+    "Asterisk comes with ABSOLUTELY NO WARRANTY; type 'core show warranty' for details.\r\n"
+    "This is free software, with components licensed under the GNU General Public\r\n"
+    "License version 2 and other licenses; you are welcome to redistribute it under\r\n"
+    "certain conditions. Type 'core show license' for details.\r\n" + "=" * 73 + "\r\n"
+)
+
+Ask = Callable[[str], tuple[str, int]]  # a command -> (what `-rx` prints, its exit status)
+
+
+class ConsoleScreen:
+    """What one remote console writes to its terminal, as text (ASCII in practice)."""
+
+    def __init__(self, hostname: str, pid: int) -> None:
+        self.hostname = hostname
+        self.pid = pid
+        self.prompt = f"{hostname}*CLI> "
+        self.exit_status: int | None = None  # set once the console has ended
+        # asterisk.c's `lastpos`: the last block ended mid-line, so the next one continues it
+        # without clearing the line. It lasts until editline gets a key or redraws.
+        self._mid_line = False
+
+    def banner(self) -> str:
+        return (
+            RESET
+            + _BANNER.format(version=VERSION)
+            + RESET
+            + RESET
+            + f"Connected to Asterisk {VERSION} currently running on {self.hostname} "
+            + f"(pid = {self.pid})\r\n"
+            + self.prompt
+        )
+
+    def echo(self, lines: Sequence[str]) -> str:
+        """Editline's echo of the lines typed; after `exit` no prompt comes back."""
+        out = []
+        for line in lines:
+            self._mid_line = False
+            out.append(line + "\r\n")
+            if line.strip() in EXIT_WORDS:
+                break
+            out.append(self.prompt)
+        return "".join(out)
+
+    def output(self, command: str, text: str) -> str:
+        """One command's answer (``text`` as ``asterisk -rx`` prints it) on the console."""
+        writes = text.splitlines(keepends=True) if command in LINE_BY_LINE else [text]
+        out = []
+        for write in writes:
+            for start in range(0, len(write), READ_SIZE):
+                block = write[start : start + READ_SIZE]
+                if not self._mid_line:
+                    out.append(CLEAR_LINE)
+                out.append(block.replace("\n", "\r\n"))
+                # The condition in ast_el_read_char(): a short block whose last or next to last
+                # byte is a newline makes editline redraw the prompt.
+                if len(block) < READ_SIZE and "\n" in block[-2:]:
+                    out.append(REFRESH + self.prompt)
+                    self._mid_line = False
+                else:
+                    self._mid_line = True
+        return "".join(out)
+
+    def respond(self, lines: Sequence[str], ask: Ask) -> Iterator[str]:
+        """Echo ``lines`` at once (a console reads typed keys before Asterisk's output), then
+        answer each. The echo is written before any command is sent, as the real one does."""
+        if not lines:
+            return
+        yield self.echo(lines)
+        for line in lines:
+            word = line.strip()
+            if word in EXIT_WORDS:
+                self.exit_status = 0
+                yield GOODBYE
+                return
+            if not word:
+                continue  # an empty line is not sent
+            output, status = ask(line)
+            if status != 0:  # Asterisk went away: the console says so and ends
+                self.exit_status = 1
+                yield DISCONNECTED
+                return
+            yield self.output(line, output)
+
+
+class LineReader:
+    """Splits typed input into lines; editline ends a line at ``\\r`` or ``\\n``."""
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def feed(self, text: str) -> list[str]:
+        parts = (self._pending + text).replace("\r", "\n").split("\n")
+        self._pending = parts.pop()
+        return parts
+
+
+def ask_daemon(host: str, port: int, not_running: str) -> Ask:
+    """Send each command with the daemon's ``rx`` request, as ``asterisk -rx`` would."""
+
+    def ask(command: str) -> tuple[str, int]:
+        body = command.encode("utf-8", "surrogateescape")
+        chunks = []
+        try:
+            with socket.create_connection((host, port), timeout=10) as sock:
+                sock.sendall(b"rx %d\n" % len(body) + body)
+                while data := sock.recv(65536):
+                    chunks.append(data)
+        except OSError:
+            return not_running, 1  # no daemon: Asterisk is down
+        status, _, output = b"".join(chunks).partition(b"\n")
+        if not status.isdigit():
+            return not_running, 1
+        return output.decode("utf-8", "surrogateescape"), int(status)
+
+    return ask
+
+
+def _write(fd: int, text: str) -> None:
+    data = text.encode("utf-8", "surrogateescape")
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve one console on this process's terminal until ``exit``, EOF or a hang-up."""
+    parser = argparse.ArgumentParser(prog="asterisk -r")
+    parser.add_argument("--daemon-host", required=True)
+    parser.add_argument("--daemon-port", type=int, required=True)
+    parser.add_argument("--not-running", required=True)
+    args, _asterisk_options = parser.parse_known_args(argv)  # -r, -q: what was asked of us
+    if not os.isatty(0):
+        _write(2, NEEDS_TERMINAL)
+        return 1
+    # Raw terminal, as editline sets it: the tty must not echo (Asterisk echoes, and so do we)
+    # nor turn our \r\n into \r\r\n (the screen's bytes already are what the pty shows).
+    tty.setraw(0)
+    ask = ask_daemon(args.daemon_host, args.daemon_port, args.not_running)
+    output, status = ask(LOGGER_MUTE)
+    if status != 0:
+        _write(1, output)  # "Unable to connect to remote asterisk (…)", exit 1, as -rx does
+        return 1
+    screen = ConsoleScreen(socket.gethostname(), os.getpid())
+    reader = LineReader()
+    try:
+        _write(1, screen.banner())
+        while data := os.read(0, 65536):
+            for piece in screen.respond(reader.feed(data.decode("utf-8", "surrogateescape")), ask):
+                _write(1, piece)
+            if screen.exit_status is not None:
+                return screen.exit_status
+    except OSError:  # the terminal was hung up (the SSH channel closed)
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""The operator CLI against both databases, through typer's CliRunner and the console script."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import types
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from typer.testing import CliRunner, Result
+
+from callgate.cli import app, mask_secret
+from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.models import Enterprise, PbxHost
+from callgate.db.repositories import EnterpriseRepo, HostRepo
+from callgate.errors import SshConnectTimeout
+from callgate.settings import Settings
+
+_T = TypeVar("_T")
+PASSWORD = "pbx-Password-7f3a9c"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+
+
+def run_cli(*args: str) -> Result:
+    """Invoke ``callgate <args>`` in-process."""
+    return CliRunner().invoke(app, list(args))
+
+
+def query(url: str, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[_T]]) -> _T:
+    """Look at the database directly, as the service would."""
+
+    async def main() -> _T:
+        engine = make_engine(url)
+        try:
+            return await work(make_sessionmaker(engine))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(main())
+
+
+def enterprise(url: str, secret: str) -> Enterprise | None:
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> Enterprise | None:
+        async with sessions() as session:
+            return await EnterpriseRepo(session).by_secret(secret)
+
+    return query(url, work)
+
+
+def host(url: str, address: str) -> PbxHost | None:
+    async def work(sessions: async_sessionmaker[AsyncSession]) -> PbxHost | None:
+        async with sessions() as session:
+            return await HostRepo(session).get(address)
+
+    return query(url, work)
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CALLGATE_* setting and no .env file of the developer leaks into these tests."""
+    for name in list(os.environ):
+        if name.startswith("CALLGATE_") and name not in {
+            "CALLGATE_REQUIRE_SERVICES",
+            "CALLGATE_TEST_POSTGRES",
+        }:
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def cli_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """CALLGATE_DATABASE_URL set to a fresh database, upgraded through the CLI."""
+    monkeypatch.setenv("CALLGATE_DATABASE_URL", db_url)
+    result = run_cli("db", "upgrade")
+    assert result.exit_code == 0, result.output
+    yield db_url
+
+
+def secret_of(result: Result) -> str:
+    lines = [line for line in result.stdout.splitlines() if line.startswith("secret: ")]
+    assert len(lines) == 1, result.output
+    return lines[0].removeprefix("secret: ")
+
+
+def test_add_prints_a_strong_generated_secret(cli_db: str) -> None:
+    """Without --secret, a long random secret is generated, printed and usable at once."""
+    result = run_cli("enterprise", "add", "--number", "0367", "--name", "june", "--ip", "10.0.0.5")
+    assert result.exit_code == 0, result.output
+    secret = secret_of(result)
+    assert len(secret) >= 40
+    found = enterprise(cli_db, secret)
+    assert found is not None and (found.number, found.ip, found.active) == (
+        "0367",
+        "10.0.0.5",
+        True,
+    )
+    again = run_cli("enterprise", "add", "--number", "0368", "--name", "may", "--ip", "10.0.0.6")
+    assert secret_of(again) != secret
+
+
+def test_add_keeps_a_given_secret_and_list_masks_it(cli_db: str) -> None:
+    """--secret is stored as given; `enterprise list` shows only its first 8 characters."""
+    secret = "Given-Secret-0123456789abcdef"
+    added = run_cli(
+        "enterprise", "add", "--number", "0367", "--name", "june", "--ip", "10.0.0.5",
+        "--secret", secret,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    assert secret_of(added) == secret
+    listed = run_cli("enterprise", "list")
+    assert listed.exit_code == 0, listed.output
+    assert "0367" in listed.stdout and "june" in listed.stdout
+    assert "Given-Se…" in listed.stdout
+    assert secret not in listed.output
+    assert secret[8:] not in listed.output
+
+
+def test_mask_secret_never_shows_more_than_half() -> None:
+    """Short secrets are masked harder than the usual 8 characters."""
+    assert mask_secret("abcdefghijklmnopqrstuvwxyz") == "abcdefgh…"
+    assert mask_secret("abcdef") == "abc…"
+    assert mask_secret("") == "…"
+
+
+def test_disable_and_enable(cli_db: str) -> None:
+    """A disabled enterprise's secret stops authenticating at once; enable brings it back."""
+    secret = secret_of(
+        run_cli("enterprise", "add", "--number", "0367", "--name", "june", "--ip", "10.0.0.5")
+    )
+    assert run_cli("enterprise", "disable", "0367").exit_code == 0
+    assert enterprise(cli_db, secret) is None
+    assert run_cli("enterprise", "enable", "0367").exit_code == 0
+    assert enterprise(cli_db, secret) is not None
+    missing = run_cli("enterprise", "disable", "9999")
+    assert missing.exit_code == 1
+    assert "9999" in missing.stderr
+
+
+def test_duplicate_enterprise_is_refused(cli_db: str) -> None:
+    """Adding a number twice fails without a traceback."""
+    args = ("enterprise", "add", "--number", "0367", "--name", "june", "--ip", "10.0.0.5")
+    assert run_cli(*args).exit_code == 0
+    again = run_cli(*args)
+    assert again.exit_code == 1
+    assert "already exists" in again.stderr
+    assert "Traceback" not in again.output
+
+
+@pytest.mark.parametrize("ip", ["10.0.0.5;reboot", "$(id)", "10.0.0.256", "-oProxyCommand=x"])
+def test_add_with_a_bad_ip_names_the_option(cli_db: str, ip: str) -> None:
+    """A bad --ip is refused (exit 2) with a message naming --ip; nothing is stored."""
+    result = run_cli("enterprise", "add", "--number", "0367", "--name", "june", f"--ip={ip}")
+    assert result.exit_code == 2
+    assert "--ip" in result.stderr
+    assert "secret" not in result.stdout
+    assert "0367" not in run_cli("enterprise", "list").stdout
+
+
+def test_host_set_reads_the_password_from_the_environment(
+    cli_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--password-env stores the variable's value; neither set nor list ever prints it."""
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    result = run_cli(
+        "host", "set", "10.0.0.5", "--password-env", "PBX_PASSWORD", "--ssh-port", "22",
+        "--ssh-user", "pbx", "--host-key-policy", "strict", "--context", "from-crm",
+        "--transport", "console",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output
+    row = host(cli_db, "10.0.0.5")
+    assert row is not None
+    assert (row.ssh_password, row.ssh_port, row.ssh_user) == (PASSWORD, 22, "pbx")
+    assert (row.host_key_policy, row.dial_context, row.transport) == (
+        "strict",
+        "from-crm",
+        "console",
+    )
+    listed = run_cli("host", "list")
+    assert listed.exit_code == 0, listed.output
+    assert PASSWORD not in listed.output
+    line = next(line for line in listed.stdout.splitlines() if line.startswith("10.0.0.5"))
+    assert line.split()[3] == "set"
+
+
+def test_host_set_changes_only_what_is_given(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second `host set` keeps the fields it does not mention."""
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    assert run_cli("host", "set", "10.0.0.5", "--password-env", "PBX_PASSWORD").exit_code == 0
+    assert run_cli("host", "set", "10.0.0.5", "--ssh-port", "2222").exit_code == 0
+    row = host(cli_db, "10.0.0.5")
+    assert row is not None and (row.ssh_password, row.ssh_port) == (PASSWORD, 2222)
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["10.0.0.5;id"], "IP"),
+        (["10.0.0.5", "--context", "in office"], "--context"),
+        (["10.0.0.5", "--context", "ctx;reboot"], "--context"),
+        (["10.0.0.5", "--password-env", "CALLGATE_TEST_UNSET_VARIABLE"], "--password-env"),
+        (["10.0.0.5", "--key-file", "/nonexistent/key"], "--key-file"),
+        (["10.0.0.5", "--ssh-user", "root;id"], "--ssh-user"),
+        (["10.0.0.5", "--ssh-port", "70000"], "--ssh-port"),
+        (["10.0.0.5", "--host-key-policy", "sometimes"], "--host-key-policy"),
+    ],
+)
+def test_host_set_bad_values_name_the_field(cli_db: str, args: list[str], named: str) -> None:
+    """Each bad value exits non-zero naming its option, and no row is written."""
+    result = run_cli("host", "set", *args)
+    assert result.exit_code == 2
+    assert named in result.output
+    assert host(cli_db, "10.0.0.5") is None
+
+
+def test_host_set_key_file(cli_db: str, tmp_path: Path) -> None:
+    """An existing, readable --key-file is stored as an absolute path."""
+    key_file = tmp_path / "id_ed25519"
+    key_file.write_text("not really a key\n")
+    key_file.chmod(0o600)
+    result = run_cli("host", "set", "pbx.example.com", "--key-file", "id_ed25519")
+    assert result.exit_code == 0, result.output
+    row = host(cli_db, "pbx.example.com")
+    assert row is not None and row.ssh_key_file == str(key_file.resolve())
+
+
+def test_forget_key(cli_db: str) -> None:
+    """forget-key clears a pinned key so that the next contact can pin the new one."""
+
+    async def pin(sessions: async_sessionmaker[AsyncSession]) -> str:
+        async with sessions() as session:
+            return await HostRepo(session).pin_host_key("10.0.0.5", KEY)
+
+    assert query(cli_db, pin) == KEY
+    listed = run_cli("host", "list")
+    assert "SHA256:" in listed.stdout
+    result = run_cli("host", "forget-key", "10.0.0.5")
+    assert result.exit_code == 0, result.output
+    assert "forgotten" in result.stdout
+    row = host(cli_db, "10.0.0.5")
+    assert row is not None and row.host_key is None
+    assert "no host key was pinned" in run_cli("host", "forget-key", "10.0.0.5").stdout
+
+
+def test_host_check_prints_the_version(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`host check` hands settings, sessions and the address to pbx.factory.check_host."""
+    seen: dict[str, Any] = {}
+
+    async def check_host(settings: Settings, sessions: Any, address: str) -> str:
+        seen.update(settings=settings, address=address)
+        return "Asterisk 22.7.0 built by test"
+
+    fake = types.ModuleType("callgate.pbx.factory")
+    fake.check_host = check_host  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "callgate.pbx.factory", fake)
+    result = run_cli("host", "check", "PBX.example.com")
+    assert result.exit_code == 0, result.output
+    assert "Asterisk 22.7.0" in result.stdout
+    assert seen["address"] == "pbx.example.com"
+    assert isinstance(seen["settings"], Settings)
+
+
+def test_host_check_reports_a_pbx_error(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed login is one line with the error code, exit 1."""
+
+    async def check_host(settings: Settings, sessions: Any, address: str) -> str:
+        raise SshConnectTimeout("SSH connect timeout", host=address)
+
+    fake = types.ModuleType("callgate.pbx.factory")
+    fake.check_host = check_host  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "callgate.pbx.factory", fake)
+    result = run_cli("host", "check", "10.0.0.5")
+    assert result.exit_code == 1
+    assert "pbx_connect_timeout" in result.stderr
+
+
+def test_bad_setting_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every command reports a bad CALLGATE_* value on one line naming it, exit 2."""
+    monkeypatch.setenv("CALLGATE_SSH_PORT", "not-a-port")
+    for args in (["serve"], ["host", "list"], ["enterprise", "list"], ["db", "upgrade"]):
+        result = run_cli(*args)
+        assert result.exit_code == 2, args
+        assert "CALLGATE_SSH_PORT" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_bad_database_url_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unsupported database URL is reported naming CALLGATE_DATABASE_URL, password hidden."""
+    monkeypatch.setenv("CALLGATE_DATABASE_URL", "mysql://app:hunter2@db/callgate")
+    for args in (["enterprise", "list"], ["db", "upgrade"]):
+        result = run_cli(*args)
+        assert result.exit_code == 2
+        assert "CALLGATE_DATABASE_URL" in result.stderr
+        assert "hunter2" not in result.output
+
+
+def test_unreachable_database_is_reported_without_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A dead database fails the command (exit 1), showing the URL with *** as password."""
+    monkeypatch.setenv("CALLGATE_DATABASE_URL", "postgresql://app:hunter2@127.0.0.1:9/callgate")
+    result = run_cli("enterprise", "list")
+    assert result.exit_code == 1
+    assert "app:***@127.0.0.1:9" in result.stderr
+    assert "hunter2" not in result.output
+
+
+def test_tables_missing_suggests_upgrade(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before `db upgrade`, commands say so instead of printing a database traceback."""
+    monkeypatch.setenv("CALLGATE_DATABASE_URL", db_url)
+    result = run_cli("enterprise", "list")
+    assert result.exit_code == 1
+    assert "callgate db upgrade" in result.stderr
+
+
+def test_serve_hands_the_settings_to_the_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve` loads the settings and calls callgate.app.serve with them."""
+    served: list[Settings] = []
+    fake = types.ModuleType("callgate.app")
+    fake.serve = served.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "callgate.app", fake)
+    monkeypatch.setenv("CALLGATE_PORT", "8123")
+    result = run_cli("serve")
+    assert result.exit_code == 0, result.output
+    assert len(served) == 1 and served[0].port == 8123
+
+
+def test_console_script_end_to_end(db_url: str, tmp_path: Path) -> None:
+    """The installed `callgate` script upgrades, adds and lists through its own process."""
+    script = Path(sys.executable).parent / "callgate"
+    if not script.exists():
+        pytest.skip("the callgate console script is not installed in this environment")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
+    env["CALLGATE_DATABASE_URL"] = db_url
+
+    def call(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(script), *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+
+    assert call("db", "upgrade").returncode == 0
+    added = call("enterprise", "add", "--number", "0367", "--name", "june", "--ip", "10.0.0.5")
+    assert added.returncode == 0, added.stderr
+    secret = added.stdout.split("secret: ", 1)[1].strip()
+    listed = call("enterprise", "list")
+    assert listed.returncode == 0 and secret[:8] + "…" in listed.stdout
+    assert secret not in listed.stdout
+    bad = call("enterprise", "add", "--number", "1", "--name", "x", "--ip", "1.2.3.4.5.6")
+    assert bad.returncode == 2 and "--ip" in bad.stderr

@@ -1,0 +1,101 @@
+"""The whole thing for an integration test: real sshd + simulated Asterisk + database + service.
+
+async with call_stack(db_url, sshd, tmp_path) as stack:
+    response = await stack.service.client.get("/api/makecallexternal", params=...)
+    assert await stack.originates() == 1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.migrate import upgrade
+from callgate.db.repositories import EnterpriseRepo, HostRepo
+from callgate.settings import Settings
+from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
+from callgate.simulator.program import install_program
+from tests.support.service import RunningService, free_port, running_service
+from tests.support.sshd import SshdServer
+
+ENTERPRISE = {"number": "0367", "name": "june", "ip": "127.0.0.1"}
+
+
+@dataclass
+class Stack:
+    sshd: SshdServer
+    daemon: SimulatorDaemon
+    control: SimulatorControl
+    service: RunningService
+    secret: str
+    db_url: str
+
+    async def originates(self) -> int:
+        """How many `channel originate` commands reached the host's asterisk program."""
+        return sum(c.command.startswith("channel originate") for c in await self.control.commands())
+
+    async def host_commands(self) -> int:
+        return len(await self.control.commands())
+
+    async def set_host(self, **overrides: Any) -> None:
+        """Change the host row, as `callgate host set` would, while the service runs."""
+        engine = make_engine(self.db_url)
+        async with make_sessionmaker(engine)() as session:
+            await HostRepo(session).set("127.0.0.1", **overrides)
+        await engine.dispose()
+
+    async def call(self, **params: str) -> Any:
+        query = {"code": "150", "phone": "+375296254070", "clientId": self.secret, **params}
+        return await self.service.client.get("/api/makecallexternal", params=query)
+
+
+async def prepare_database(
+    db_url: str, sshd: SshdServer, *, secret: str, host: dict[str, Any]
+) -> None:
+    await asyncio.to_thread(upgrade, db_url)
+    engine = make_engine(db_url)
+    async with make_sessionmaker(engine)() as session:
+        await EnterpriseRepo(session).add(secret=secret, **ENTERPRISE)
+        await HostRepo(session).set("127.0.0.1", **host)
+    await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def call_stack(
+    db_url: str,
+    sshd: SshdServer,
+    tmp_path: Path,
+    *,
+    host: dict[str, Any] | None = None,
+    migrate: bool = True,
+    **settings: Any,
+) -> AsyncIterator[Stack]:
+    """Simulator daemon behind `sshd`'s asterisk program, a migrated database, the service."""
+    daemon = SimulatorDaemon()
+    port = await daemon.start()
+    install_program(sshd.bin_dir, port)
+    secret = secrets.token_hex(16)
+    host_row = {
+        "ssh_port": sshd.port,
+        "ssh_user": sshd.username,
+        "ssh_password": sshd.password,
+        "host_key_policy": "accept-new",
+        **(host or {}),
+    }
+    if migrate:
+        await prepare_database(db_url, sshd, secret=secret, host=host_row)
+    config = Settings(
+        **{"database_url": db_url, "port": free_port(), "log_file": tmp_path / "callgate.log"}
+        | settings
+    )
+    try:
+        async with running_service(config) as service:
+            yield Stack(sshd, daemon, SimulatorControl(port), service, secret, db_url)
+    finally:
+        await daemon.stop()
