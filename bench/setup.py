@@ -124,6 +124,20 @@ async def callgate_service(url: str, workdir: Path) -> AsyncIterator[str]:
         proc.wait(30)
 
 
+class HostSwitch:
+    """Flip the host's transport between samples, as `callgate host set --transport` does."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = make_engine(url)
+
+    async def use(self, transport: str) -> None:
+        async with make_sessionmaker(self._engine)() as session:
+            await HostRepo(session).set("127.0.0.1", transport=transport)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+
 def install(sshd: SshdServer, daemon_port: int) -> SimulatorControl:
     install_program(sshd.bin_dir, daemon_port)
     return SimulatorControl(daemon_port)

@@ -45,9 +45,13 @@ async def floor_way(conn: asyncssh.SSHClientConnection) -> float:
     return elapsed
 
 
-async def legacy_way(client: httpx.AsyncClient, secret: str) -> float:
-    """callgate's legacy endpoint: validated, authenticated, originated and verified."""
-    params = {"code": "150", "phone": "+375296254070", "clientId": secret}
+async def legacy_way(client: httpx.AsyncClient, secret: str, index: int = 0) -> float:
+    """callgate's legacy endpoint: validated, authenticated, originated and verified.
+
+    Each sample calls another number: the same one again within seconds would be answered by
+    the double-click guard without dialling, which is not what is measured here.
+    """
+    params = {"code": "150", "phone": f"+3752962{index:05d}", "clientId": secret}
     started = time.perf_counter()
     response = await client.get("/api/makecallexternal", params=params)
     elapsed = time.perf_counter() - started

@@ -58,7 +58,7 @@ async def start_demo(settings: Settings, sessions: async_sessionmaker[AsyncSessi
             dial_context=settings.dial_context,
         )
     base = f"http://{_display_host(settings.host)}:{settings.port}"
-    print(  # noqa: T201 - the one line a newcomer needs, printed on purpose
+    print(
         "\nDemo PBX ready (simulated Asterisk 22.7). Place a call:\n"
         f"  curl '{base}/api/makecallexternal?code=150&phone=%2B375296254070"
         f"&clientId={secret}'\n",
@@ -69,4 +69,4 @@ async def start_demo(settings: Settings, sessions: async_sessionmaker[AsyncSessi
 
 
 def _display_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    return "127.0.0.1" if host in ("0.0.0.0", "::") else host

@@ -5,6 +5,7 @@
     ├── InvalidInput                   a request value failed the allow-list (.field)
     ├── AuthenticationFailed           unknown or inactive secret
     ├── DatabaseUnavailable            the database could not be reached in time
+    ├── Conflict                       a write clashed with a constraint (idempotency key)
     └── PbxError                       .host; .maybe_executed: the command may have run
         ├── SshConnectionRefused       nothing listens on the host's SSH port
         ├── SshConnectTimeout          no SSH handshake within the connect timeout
@@ -54,6 +55,26 @@ class AuthenticationFailed(CallgateError):
 
 class DatabaseUnavailable(CallgateError):
     code = "database_unavailable"
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        # True when a pooled connection turned out dead: one retry on a fresh one is safe.
+        self.retryable = retryable
+
+
+class Conflict(CallgateError):
+    code = "conflict"
+
+
+def error_class(code: str) -> type[CallgateError]:
+    """The error class of a stored `code` (to replay an outcome), CallgateError if unknown."""
+    pending: list[type[CallgateError]] = [CallgateError]
+    while pending:
+        cls = pending.pop()
+        if cls.code == code:
+            return cls
+        pending.extend(cls.__subclasses__())
+    return CallgateError
 
 
 class PbxError(CallgateError):

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     code_max_length: int = Field(6, ge=2, le=32)
     verify_window: float = Field(1.5, gt=0, le=30)
     verify_poll_interval: float = Field(0.05, gt=0, le=5)
+    # Call tracking: at most one `core show channels concise` per host per interval; a host
+    # unreachable for longer than `track_lost_after` has its live calls marked `lost`.
+    track_interval: float = Field(1.0, gt=0, le=60)
+    track_lost_after: float = Field(60.0, gt=0)
+    # The double-click guard: the same (enterprise, extension, phone) again within this many
+    # seconds returns the call already placed instead of dialling twice; 0 turns it off.
+    duplicate_window: float = Field(5.0, ge=0, le=300)
 
     log_file: Path | None = Path("asterisk_service.log")
     log_format: LogFormat = LogFormat.TEXT

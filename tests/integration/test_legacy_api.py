@@ -119,7 +119,7 @@ async def test_hostile_values_never_reach_the_host(stack: Stack, field: str) -> 
 async def test_hundred_calls_share_one_ssh_connection(stack: Stack) -> None:
     """100 calls, one SSH login: the pool reuses its connection."""
     for index in range(100):
-        response = await stack.call(code=str(100 + index % 90))
+        response = await stack.call(code=str(100 + index % 90), phone=f"+3752962{index:05d}")
         assert response.status_code == 200, response.text
         if index % 10 == 9:
             await stack.control.rx("channel request hangup all")

@@ -8,6 +8,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callgate.calls.service import CallService
+from callgate.calls.tracker import CallTracker
 from callgate.pbx.client import PbxClient
 from callgate.settings import Settings
 
@@ -21,6 +22,7 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     pbx: PbxClient
     calls: CallService
+    tracker: CallTracker  # follows every placed call; subscribe() for live transitions
 
 
 def services(request: Request) -> Services:

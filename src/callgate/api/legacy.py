@@ -25,11 +25,11 @@ async def make_call_external(
     request: Request,
     code: str | None = None,
     phone: str | None = None,
-    clientId: str | None = None,  # noqa: N803 - the contract's parameter name
-    userId: str | None = None,  # noqa: N803,ARG001 - RetailCRM sends it; accepted, unused
-    externalPhone: str | None = None,  # noqa: N803,ARG001 - RetailCRM sends it; accepted, unused
+    clientId: str | None = None,
+    userId: str | None = None,
+    externalPhone: str | None = None,
     svc: Services = Depends(services),  # noqa: B008 - FastAPI's dependency idiom
-    rid: str = Depends(request_id),  # noqa: B008
+    rid: str = Depends(request_id),
 ) -> JSONResponse:
     secret = secret_from(request, clientId)
     try:

@@ -14,11 +14,12 @@ import time
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
+from callgate.calls.dedupe import RecentCalls
 from callgate.db.guard import db_step
 from callgate.db.repositories import CallRepo, EnterpriseRepo, HostRepo
 from callgate.hosts import build_target
@@ -34,6 +35,9 @@ from callgate.validation import (
     validate_host,
 )
 
+if TYPE_CHECKING:  # the tracker is handed in by the app; no import at run time needed
+    from callgate.calls.tracker import CallTracker
+
 log = get_logger("callgate.calls")
 
 
@@ -42,6 +46,19 @@ class Tenant:
     number: str
     name: str
     ip: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallRequest:
+    """What to dial, validated; the v1 API adds its options."""
+
+    extension: str
+    phone: str
+    ring_timeout: int | None = None
+    metadata: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    call_id: str | None = None  # set when the row must carry a known id (idempotency)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,11 +78,18 @@ class CallService:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         pbx: PbxClient,
+        tracker: CallTracker | None = None,
+        *,
+        reader: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
+        # The per-call read goes through a lean autocommit engine (see make_read_engine).
+        self._reader = reader or sessions
         self._pbx = pbx
+        self._tracker = tracker  # follows each verified call to its end (states, events)
         self._writes: set[asyncio.Task[None]] = set()
+        self._recent: RecentCalls[PlacedCall] = RecentCalls(settings.duplicate_window)
 
     def validate(self, code: str | None, phone: str | None) -> tuple[str, str]:
         """The allow-lists, first of all: a bad value is rejected before any other work."""
@@ -75,35 +99,97 @@ class CallService:
         """The tenant of this secret and its host, SSH settings merged (one database read)."""
         if not is_plausible_secret(secret):
             raise errors.AuthenticationFailed("Invalid clientId")
-        async with db_step("checking the clientId"), self._sessions() as session:
-            found = await EnterpriseRepo(session).by_secret_with_host(secret)
-            if found is None:
-                raise errors.AuthenticationFailed("Invalid clientId")
-            enterprise, host = found
-            # A bad `ip` is a configuration error: reported, and nothing is executed.
-            address = validate_host(enterprise.ip)
-            if host is None and address != enterprise.ip:  # stored in another spelling
-                host = await HostRepo(session).get(address)
+        for attempt in (1, 2):
+            try:
+                async with db_step("checking the clientId"), self._reader() as session:
+                    found = await EnterpriseRepo(session).by_secret_with_host(secret)
+                    if found is None:
+                        raise errors.AuthenticationFailed("Invalid clientId")
+                    enterprise, host = found
+                    # A bad `ip` is a configuration error: reported, nothing is executed.
+                    address = validate_host(enterprise.ip)
+                    if host is None and address != enterprise.ip:  # another spelling
+                        host = await HostRepo(session).get(address)
+                break
+            except errors.DatabaseUnavailable as exc:
+                if attempt == 2 or not exc.retryable:
+                    raise
         tenant = Tenant(number=enterprise.number, name=enterprise.name, ip=enterprise.ip)
         return tenant, build_target(self._settings, address, host)
 
     async def place_call(
         self, secret: str | None, code: str | None, phone: str | None, *, request_id: str
     ) -> PlacedCall:
+        """The legacy flow: validate, authorise, then place (or reuse a double click's call)."""
         started = time.perf_counter()
         extension, number = self.validate(code, phone)
-        bound = log.bind(request_id=request_id, ext=extension, phone=mask_phone(number))
-        bound.info("call requested", client=mask_secret(secret))
-        tenant, target = await self.authorise(secret)
-        call_id = str(uuid.uuid4())
-        bound = bound.bind(enterprise=tenant.name, enterprise_number=tenant.number, call_id=call_id)
-        bound.info("client authorised")
-        inserted = self._spawn(
-            self._insert(call_id, tenant, extension, number, target.address, request_id)
+        log.info(
+            "call requested",
+            request_id=request_id,
+            ext=extension,
+            phone=mask_phone(number),
+            client=mask_secret(secret),
         )
+        tenant, target = await self.authorise(secret)
+        request = CallRequest(extension, number)
+        placed, _ = await self.place(
+            tenant, target, request, request_id=request_id, started=started
+        )
+        return placed
+
+    async def place(
+        self,
+        tenant: Tenant,
+        target: HostTarget,
+        request: CallRequest,
+        *,
+        request_id: str,
+        started: float | None = None,
+        record_first: bool = False,
+    ) -> tuple[PlacedCall, bool]:
+        """Place a call for an authorised tenant; (call, reused) — see the double-click guard.
+
+        `record_first` writes the call row before dialling (the v1 API, whose clients may read
+        the call right after the answer); otherwise the row is written while the PBX works.
+        """
+        began = started if started is not None else time.perf_counter()
+        if request.idempotency_key:  # the client said which requests are one: no guessing
+            placed = await self._originate(tenant, target, request, request_id, began, True)
+            return placed, False
+        key = (tenant.number, request.extension, request.phone)
+        return await self._recent.once(
+            key,
+            lambda: self._originate(tenant, target, request, request_id, began, record_first),
+        )
+
+    async def _originate(
+        self,
+        tenant: Tenant,
+        target: HostTarget,
+        request: CallRequest,
+        request_id: str,
+        started: float,
+        record_first: bool,
+    ) -> PlacedCall:
+        extension, number = request.extension, request.phone
+        call_id = request.call_id or str(uuid.uuid4())
+        bound = log.bind(
+            request_id=request_id,
+            ext=extension,
+            phone=mask_phone(number),
+            enterprise=tenant.name,
+            enterprise_number=tenant.number,
+            call_id=call_id,
+        )
+        bound.info("client authorised")
+        inserted = self._spawn(self._insert(call_id, tenant, request, target.address, request_id))
+        if record_first or request.call_id:
+            await inserted  # a database fault now stops the call before anything is dialled
         bound.info("ssh originate", host=target.label, elapsed_ms=_ms(started))
         try:
-            originated = await self._pbx.originate(target, extension, number)
+            originated = await self._pbx.originate(
+                target, extension, number, ring_timeout=request.ring_timeout
+            )
         except errors.PbxError as exc:
             outcome = (
                 "unknown"
@@ -119,15 +205,24 @@ class CallService:
                 outcome=outcome,
                 elapsed_ms=_ms(started),
             )
-            self._spawn(self._finish(inserted, call_id, outcome, started, error=exc))
+            if self._tracker is not None:  # the call's state: failed, or lost if it may exist
+                unknown = outcome == "unknown"
+                self._tracker.record_failure(call_id, exc.message, maybe_created=unknown)
+            finishing = self._spawn(self._finish(inserted, call_id, outcome, started, error=exc))
+            if record_first:
+                await finishing
             raise
         elapsed = _ms(started)
         bound.info(
             "cli done", host=target.label, channel=originated.channel.name, elapsed_ms=elapsed
         )
-        self._spawn(
+        if self._tracker is not None:
+            self._tracker.track(call_id, target, originated.channel, number)
+        finishing = self._spawn(
             self._finish(inserted, call_id, "success", started, channel=originated.channel.name)
         )
+        if record_first:
+            await finishing
         return PlacedCall(
             call_id=call_id,
             tenant=tenant,
@@ -138,23 +233,30 @@ class CallService:
             response_time_ms=elapsed,
         )
 
+    async def hangup(self, target: HostTarget, call_id: str, channel: str) -> None:
+        """Hang a live call up: through the tracker (it ends as `canceled`), else directly."""
+        if self._tracker is not None and await self._tracker.cancel(call_id):
+            return
+        # Not followed by this process (the tracker lost it or never had it): the channel
+        # itself still goes; its ;1 takes the ;2 and the bridged customer leg with it.
+        await self._pbx.hangup(target, channel)
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
         return task
 
-    async def drain(self, timeout: float = 10.0) -> None:
+    async def drain(self, within: float = 10.0) -> None:
         """Wait for the call-log writes still running (shutdown)."""
         if self._writes:
-            await asyncio.wait(set(self._writes), timeout=timeout)
+            await asyncio.wait(set(self._writes), timeout=within)
 
     async def _insert(
         self,
         call_id: str,
         tenant: Tenant,
-        extension: str,
-        phone: str,
+        request: CallRequest,
         host: str,
         request_id: str,
     ) -> None:
@@ -163,10 +265,14 @@ class CallService:
                 await CallRepo(session).create(
                     id=call_id,
                     enterprise_number=tenant.number,
-                    extension=extension,
-                    phone=phone,
+                    extension=request.extension,
+                    phone=request.phone,
                     host=host,
                     request_id=request_id,
+                    ring_timeout=request.ring_timeout,
+                    metadata=request.metadata,
+                    idempotency_key=request.idempotency_key,
+                    request_hash=request.request_hash,
                 )
         except errors.DatabaseUnavailable as exc:
             # The log line above already holds everything the row would have held.

@@ -1,4 +1,4 @@
-"""The tables: the legacy ``enterprises``, per-host SSH settings and one row per call.
+"""The tables: the legacy ``enterprises``, per-host SSH settings, calls and their events.
 
 These classes describe the schema for the ORM; the schema itself is made by the migrations in
 ``callgate.db.migrations`` (never by ``create_all`` in production), which must stay in step
@@ -13,11 +13,13 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     CheckConstraint,
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
     Integer,
     String,
@@ -28,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+from callgate.calls.states import CallState
 
 
 class CallOutcome(StrEnum):
@@ -139,6 +143,18 @@ class CallRecord(Base):
         CheckConstraint(
             "outcome IN ('pending', 'success', 'failed', 'unknown')", name="ck_calls_outcome"
         ),
+        CheckConstraint(
+            "state IN (" + ", ".join(f"'{state.value}'" for state in CallState) + ")",
+            name="ck_calls_state",
+        ),
+        Index("ix_calls_state", "state"),  # the live calls, read at every start (resume)
+        # A client's retry with the same key finds its first call instead of dialling again.
+        Index(
+            "uq_calls_enterprise_number_idempotency_key",
+            "enterprise_number",
+            "idempotency_key",
+            unique=True,
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=lambda: str(uuid.uuid4()))
@@ -160,5 +176,39 @@ class CallRecord(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     response_time_ms: Mapped[float | None] = mapped_column(Float)
 
+    # Tracking (migration 0002): where the call is now, and when each phase began.
+    state: Mapped[str] = mapped_column(
+        String(32), default=CallState.INITIATED.value, server_default=CallState.INITIATED.value
+    )
+    state_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, default=utcnow)
+    ring_timeout: Mapped[int | None] = mapped_column(Integer)
+    # `metadata` is taken on declarative classes: the attribute has another name.
+    call_metadata: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    customer_channel: Mapped[str | None] = mapped_column(String(128))
+    bridge_id: Mapped[str | None] = mapped_column(String(64))
+    agent_answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    customer_answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    end_reason: Mapped[str | None] = mapped_column(Text)
+
     def __repr__(self) -> str:
-        return f"CallRecord(id={self.id!r}, outcome={self.outcome!r})"
+        return f"CallRecord(id={self.id!r}, outcome={self.outcome!r}, state={self.state!r})"
+
+
+class CallEventRecord(Base):
+    """One transition of a call, in the order it happened: the call's history."""
+
+    __tablename__ = "call_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("calls.id", ondelete="CASCADE"), index=True
+    )
+    state: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+    def __repr__(self) -> str:
+        return f"CallEventRecord(call_id={self.call_id!r}, state={self.state!r})"

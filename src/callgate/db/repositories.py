@@ -225,11 +225,22 @@ class CallRepo:
         phone: str,
         host: str,
         request_id: str | None = None,
-        id: str | None = None,  # noqa: A002 - the column's name; given when known in advance
+        id: str | None = None,
+        ring_timeout: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
     ) -> CallRecord:
-        """Record an incoming call request (outcome ``pending``) and commit it."""
+        """Record an incoming call request (outcome ``pending``) and commit it.
+
+        A second row with the same (enterprise, idempotency key) raises IntegrityError.
+        """
         record = CallRecord(
             **({"id": id} if id else {}),
+            ring_timeout=ring_timeout,
+            call_metadata=metadata,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
             enterprise_number=enterprise_number,
             extension=extension,
             phone=phone,

@@ -39,7 +39,9 @@ class PbxClient:
             lambda: deque(maxlen=256)
         )
 
-    async def originate(self, target: HostTarget, code: str, phone: str) -> Originated:
+    async def originate(
+        self, target: HostTarget, code: str, phone: str, *, ring_timeout: int | None = None
+    ) -> Originated:
         """Originate and confirm that the first leg's channel appeared within the window.
 
         `channel originate` prints nothing and exits 0 even when Asterisk created no call, so
@@ -49,7 +51,7 @@ class PbxClient:
         key = (target.address, target.port, prefix)
         async with self._locks[key]:
             started = time.monotonic()
-            originate = commands.originate(code, phone, target.dial_context)
+            originate = commands.originate(code, phone, target.dial_context, ring_timeout)
             answer, listing = await self.transport.run(
                 target, [originate, commands.CHANNELS_CONCISE]
             )

@@ -21,12 +21,21 @@ HANGUP_ALL = "channel request hangup all"
 SEPARATOR = "\n--callgate-separator--\n"
 
 
-def originate(code: str, phone: str, context: str) -> str:
-    """Ring extension `code`; once it answers, Asterisk dials `phone` through the same context."""
+def originate(code: str, phone: str, context: str, ring_timeout: int | None = None) -> str:
+    """Ring extension `code`; once it answers, Asterisk dials `phone` through the same context.
+
+    `ring_timeout` becomes Dial's own timeout argument (`Dial(Local/…,25)`): how long the
+    customer's phone may ring. The agent's side is bounded by the CLI originate's fixed 30 s.
+    """
     code = validate_code(code, max_length=32)
     phone = normalize_phone(phone)
     context = validate_context(context)
-    return f"channel originate Local/{code}@{context} application Dial Local/{phone}@{context}"
+    dial = f"Local/{phone}@{context}"
+    if ring_timeout is not None:
+        if not isinstance(ring_timeout, int) or not 1 <= ring_timeout <= 600:
+            raise ValueError("ring_timeout must be an integer of 1 to 600 seconds")
+        dial += f",{ring_timeout}"
+    return f"channel originate Local/{code}@{context} application Dial {dial}"
 
 
 def first_leg_prefix(code: str, context: str) -> str:

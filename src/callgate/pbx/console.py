@@ -77,6 +77,7 @@ class ConsoleTransport:
         self.opened = 0  # consoles opened since start (a test and benchmark probe)
 
     async def run(self, target: HostTarget, cli_commands: Sequence[str]) -> list[str]:
+        """Run the commands in order on one console (see PbxTransport.run)."""
         if not cli_commands:
             raise ValueError("no command to run")
         await self._reap_idle()
@@ -116,6 +117,7 @@ class ConsoleTransport:
             host.slots.release()
 
     async def _command(self, host: _Host, target: HostTarget, lease: _Lease, command: str) -> str:
+        """One command on the lease's console, taking (or replacing) the console as needed."""
         for _attempt in (1, 2):
             if lease.console is None or not lease.console.usable:
                 if lease.console is not None:
@@ -144,6 +146,7 @@ class ConsoleTransport:
         raise ConsoleUnavailable("the console ended twice before reading a command")
 
     async def _take(self, host: _Host, target: HostTarget) -> Console:
+        """An idle console that still works, else a new one."""
         while host.idle:
             console = host.idle.pop()
             if console.usable:
@@ -198,6 +201,7 @@ class ConsoleTransport:
         )
 
     def _schedule_retry(self, host: _Host, target: HostTarget) -> None:
+        """Start one background attempt at a console once the host's back-off has passed."""
         if host.failure is None or host.retrying is not None or self._clock() < host.retry_at:
             return
         host.retrying = asyncio.create_task(self._retry(host, target))
@@ -231,6 +235,7 @@ class ConsoleTransport:
                 await self._discard(host, console, polite=True)
 
     def status(self) -> dict[str, object]:
+        """The pool's counters and, per host, `console` or `rx-fallback` with the reason."""
         now = self._clock()
         hosts: dict[str, object] = {}
         for host in self._hosts.values():

@@ -126,6 +126,7 @@ class AnswerEnd:
 
 
 def sentinel_needle(token: str) -> bytes:
+    """The start of Asterisk's answer to the sentinel: `No such command '<token>'`."""
     return f"{NO_SUCH_COMMAND_MARK}{token}'".encode("ascii")
 
 
@@ -189,6 +190,7 @@ def clean(content: bytes) -> str:
 
 
 def _line_start(text: str, at: int) -> bool:
+    """Log lines are whole lines; the same words inside a line are an answer's text."""
     return at == 0 or text[at - 1] == "\n"
 
 
@@ -209,4 +211,5 @@ def console_ended(buffer: bytes | bytearray) -> str:
 
 
 def says_not_running(buffer: bytes | bytearray) -> bool:
+    """The console could not reach Asterisk (same message as `asterisk -rx`)."""
     return NOT_RUNNING in buffer

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+from typing import cast
 
 import asyncssh
 
@@ -96,14 +97,19 @@ class Console:
             term_size=(framing.COLUMNS, framing.ROWS),
             encoding=None,
         )
-        assert isinstance(session, _Output)
-        console = cls(target.label, stack, channel, session)
+        console = cls(target.label, stack, channel, cast(_Output, session))
         try:
             await console._banner(target.command_timeout)
             try:
                 answer = await console.execute(VERBOSE_OFF, target.command_timeout, _IDLE_KEEP)
-            except (NotSent, errors.CommandTimeout, errors.ConnectionLost) as exc:
-                raise ConsoleUnavailable(f"no answer to '{VERBOSE_OFF}' ({exc})") from None
+            except errors.AsteriskNotRunning:
+                raise errors.AsteriskNotRunning(
+                    f"Asterisk on {target.label} went away as the console started",
+                    host=target.label,
+                ) from None
+            except (NotSent, errors.PbxError) as exc:
+                why = str(exc) or "the console ended"
+                raise ConsoleUnavailable(f"no answer to '{VERBOSE_OFF}' ({why})") from None
             except framing.ConsoleGarbage as exc:
                 raise ConsoleUnavailable(f"unreadable console output ({exc})") from None
             if not answer.startswith("Console verbose"):

@@ -9,7 +9,8 @@ The shapes come from ``call-lifecycle-answered.txt`` and ``call-lifecycle-agent-
 * at ``A+C`` the customer answers: both ``;1`` legs share a bridge id; the customer ``;2`` sits
   in ``Answer`` for 0.5 s (Answer() waits that long for media a Local leg never sends), then in
   ``Wait(talk)``; when that ends everything hangs up at once.
-* an agent that does not answer is given up by the originate's own 30 s timeout.
+* an agent that does not answer is given up by the originate's own 30 s timeout
+  (``Scenario.originate_timeout``: shorter in tests that must not wait 30 s).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class Scenario:
     talk: float = 20.0
     customer_ring_timeout: float = 30.0  # the customer leg's Wait() before it gives up
     agent_hold: float = 60.0  # the agent leg's Wait(60) after answering; its end hangs up too
+    # The CLI originate's own timeout (fixed at 30 s in Asterisk): an agent who has not
+    # answered by then is given up. Settable so that tests need not wait 30 s.
+    originate_timeout: float = ORIGINATE_TIMEOUT
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -187,8 +191,8 @@ class Row:
 def _plan(s: Scenario, target_rings: bool) -> dict[str, float]:
     """The moments of a call, in seconds since the originate (see the module docstring)."""
     a, c = s.agent_answer_after, s.customer_answer_after
-    if a is None or a >= ORIGINATE_TIMEOUT:
-        return {"end": ORIGINATE_TIMEOUT}
+    if a is None or a >= s.originate_timeout:
+        return {"end": s.originate_timeout}
     plan = {"answer": a, "customer": a}
     if not target_rings:  # the Dial fails (or nothing simulated follows): all hang up at once
         return plan | {"end": a}

@@ -78,7 +78,7 @@ def install(app: FastAPI) -> None:
             from fastapi.exception_handlers import request_validation_exception_handler
 
             handler = default_validation or request_validation_exception_handler
-            response: JSONResponse = await handler(request, exc)  # type: ignore[misc,operator]
+            response: JSONResponse = await handler(request, exc)  # type: ignore[misc]
             return response
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))

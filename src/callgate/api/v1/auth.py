@@ -1,0 +1,45 @@
+"""v1 authentication: the enterprise secret as a Bearer token (or X-Client-Id), never in a URL.
+
+URLs end up in proxy logs, browser histories and Referer headers; so /v1 refuses a secret in
+the query string outright instead of quietly accepting it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from callgate.api.deps import Services, services
+from callgate.api.v1.problems import ApiProblem
+from callgate.calls.service import Tenant
+from callgate.pbx.transport import HostTarget
+
+_bearer = HTTPBearer(auto_error=False, description="The enterprise's secret.")
+
+
+@dataclass(frozen=True)
+class Caller:
+    tenant: Tenant
+    target: HostTarget
+
+
+async def caller(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
+    svc: Services = Depends(services),  # noqa: B008
+) -> Caller:
+    for name in request.query_params:
+        if name.lower() in ("clientid", "client_id", "secret", "token"):
+            raise ApiProblem(
+                401,
+                "secret_in_query",
+                "the secret is not accepted in the query string on /v1: "
+                "send it as `Authorization: Bearer <secret>`",
+            )
+    secret = credentials.credentials if credentials else request.headers.get("x-client-id")
+    if not secret:
+        raise ApiProblem(401, "unauthorized", "missing `Authorization: Bearer <secret>`")
+    tenant, target = await svc.calls.authorise(secret)
+    return Caller(tenant, target)

@@ -1,0 +1,108 @@
+"""Turning call rows into API bodies, and replaying an idempotent request's first outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from fastapi import Response
+
+from callgate import errors
+from callgate.api.deps import Services
+from callgate.api.v1.problems import ApiProblem
+from callgate.api.v1.schemas import CallError, CallEventOut, CallOut
+from callgate.calls.states import TERMINAL_STATES
+from callgate.db import call_queries
+from callgate.db.call_tracking import call_events
+from callgate.db.guard import db_step
+from callgate.db.models import CallRecord
+
+TERMINAL = frozenset(str(state) for state in TERMINAL_STATES)
+# How long a replayed request waits for the first one's outcome (verify window + timeouts).
+REPLAY_WAIT = 30.0
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def record_out(record: CallRecord, events: Sequence[Any]) -> CallOut:
+    ringing_end = record.customer_answered_at or record.ended_at
+    error = None
+    if record.error_code or record.error:
+        error = CallError(code=record.error_code, detail=record.error)
+    return CallOut.model_validate(
+        {
+            "id": record.id,
+            "state": record.state,
+            "outcome": record.outcome,
+            "from": record.extension,
+            "to": record.phone,
+            "host": record.host,
+            "created_at": record.created_at,
+            "state_changed_at": record.state_changed_at,
+            "ended_at": record.ended_at,
+            "end_reason": record.end_reason,
+            "ring_timeout": record.ring_timeout,
+            "metadata": record.call_metadata,
+            "channels": {"agent": record.channel, "customer": record.customer_channel},
+            "bridge_id": record.bridge_id,
+            "error": error,
+            "durations": {
+                "agent_ringing_s": _seconds(record.created_at, record.agent_answered_at),
+                "ringing_s": _seconds(record.agent_answered_at, ringing_end),
+                "talk_s": _seconds(record.customer_answered_at, record.ended_at),
+                "total_s": _seconds(record.created_at, record.ended_at),
+            },
+            "timeline": [CallEventOut(state=e.state, at=e.at, detail=e.detail) for e in events],
+        }
+    )
+
+
+async def tenant_record(svc: Services, enterprise_number: str, call_id: str) -> CallRecord:
+    async with db_step("reading the call"), svc.sessions() as session:
+        record = await call_queries.tenant_call(session, enterprise_number, call_id)
+    if record is None:
+        raise ApiProblem(404, "call_not_found", "no such call")
+    return record
+
+
+async def call_out(svc: Services, enterprise_number: str, call_id: str) -> CallOut:
+    async with db_step("reading the call"), svc.sessions() as session:
+        record = await call_queries.tenant_call(session, enterprise_number, call_id)
+        if record is None:
+            raise ApiProblem(404, "call_not_found", "no such call")
+        events = await call_events(session, call_id)
+    return record_out(record, events)
+
+
+async def find_by_key(svc: Services, enterprise_number: str, key: str) -> CallRecord | None:
+    async with db_step("reading the idempotency key"), svc.sessions() as session:
+        return await call_queries.by_idempotency_key(session, enterprise_number, key)
+
+
+async def replay(
+    svc: Services, earlier: CallRecord, fingerprint: str, response: Response
+) -> CallOut:
+    """Answer as the first request with this key did; another body with the key is a 422."""
+    if earlier.request_hash != fingerprint:
+        raise ApiProblem(
+            422,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another request body",
+        )
+    deadline = time.monotonic() + REPLAY_WAIT
+    record = earlier
+    while record.outcome == "pending" and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)  # the first request is still dialling: wait for its outcome
+        record = await tenant_record(svc, earlier.enterprise_number, earlier.id)
+    if record.outcome in ("failed", "unknown") and record.error_code:
+        failure = errors.error_class(record.error_code)(record.error or "call failed")
+        raise failure
+    response.headers["Idempotent-Replayed"] = "true"
+    return await call_out(svc, earlier.enterprise_number, earlier.id)

@@ -1,0 +1,309 @@
+"""The call state machine, and what one ``core show channels concise`` listing says of a call.
+
+Pure: no I/O and no clock. Facts from Asterisk 22.7 (``shared/asterisk``): an originate makes
+the first leg ``Local/<ext>@<ctx>-XXXXXXXX;1/;2``; when the agent answers, ``;1`` runs ``Dial``
+and the customer pair ``Local/<phone>@<ctx>-YYYYYYYY;1/;2`` appears at that same instant; once
+the customer answers both ``;1`` legs share a bridge id; at the end every channel is gone.
+
+==================  =============================================  =======================
+state               seen in a listing                              may become
+==================  =============================================  =======================
+initiated           originate verified: the first leg ``;1``       any later live state,
+                                                                   failed, agent_no_answer
+ringing_agent       first ``;1`` Ringing / ``;2`` Ring             later live states,
+                                                                   agent_no_answer
+agent_answered      first ``;1`` Up in Dial, no customer pair      later live states,
+                                                                   customer_no_answer
+ringing_customer    the customer pair, not bridged                 connected,
+                                                                   customer_no_answer
+connected           both ``;1`` legs share a bridge id             completed
+completed           all gone after ``connected``                   (terminal)
+failed              the PBX created nothing                        (terminal)
+agent_no_answer     all gone before the agent answered             (terminal)
+customer_no_answer  all gone after the agent answered, before      (terminal)
+                    the customer did
+canceled            all gone after a hangup through the API        (terminal)
+lost                undecidable: host unreachable too long, or     (terminal)
+                    the channels gone while nobody watched
+==================  =============================================  =======================
+
+Any live state may also become ``canceled`` or ``lost``. Live states only move forward, and
+may be skipped (a slow poll may see ``connected`` right after ``ringing_agent``). Durations
+come from the stored transition times (``durations``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from callgate.pbx.parsing import Channel
+
+ORIGINATE_TIMEOUT = 30.0  # `channel originate` gives the first leg 30 s to answer
+RINGING = frozenset({"Ring", "Ringing"})
+# A resumed call's first leg must be about as old as the call: a much younger channel of the
+# same name is another call (Asterisk restarted and its channel counter began again).
+AGE_SLACK = 10.0
+
+
+class CallState(StrEnum):
+    """Where a call is; the values are stored in ``calls.state`` and ``call_events.state``."""
+
+    INITIATED = "initiated"
+    RINGING_AGENT = "ringing_agent"
+    AGENT_ANSWERED = "agent_answered"
+    RINGING_CUSTOMER = "ringing_customer"
+    CONNECTED = "connected"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    AGENT_NO_ANSWER = "agent_no_answer"
+    CUSTOMER_NO_ANSWER = "customer_no_answer"
+    CANCELED = "canceled"
+    LOST = "lost"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL
+
+
+S = CallState
+LIVE = (S.INITIATED, S.RINGING_AGENT, S.AGENT_ANSWERED, S.RINGING_CUSTOMER, S.CONNECTED)
+RANK = {state: rank for rank, state in enumerate(LIVE)}  # progress of a live call
+TERMINAL = TERMINAL_STATES = frozenset(CallState) - frozenset(LIVE)
+_ANY_END = {S.CANCELED, S.LOST}  # an API hangup or a lost trace can end a call in any state
+TRANSITIONS: dict[CallState, frozenset[CallState]] = {
+    S.INITIATED: frozenset({*LIVE[1:], S.FAILED, S.AGENT_NO_ANSWER, *_ANY_END}),
+    S.RINGING_AGENT: frozenset({*LIVE[2:], S.AGENT_NO_ANSWER, *_ANY_END}),
+    S.AGENT_ANSWERED: frozenset({*LIVE[3:], S.CUSTOMER_NO_ANSWER, *_ANY_END}),
+    S.RINGING_CUSTOMER: frozenset({S.CONNECTED, S.CUSTOMER_NO_ANSWER, *_ANY_END}),
+    S.CONNECTED: frozenset({S.COMPLETED, *_ANY_END}),
+} | {state: frozenset() for state in TERMINAL}
+
+
+def is_terminal(state: CallState | str) -> bool:
+    """True for the states a call never leaves."""
+    return CallState(state) in TERMINAL
+
+
+def can_transition(old: CallState | str, new: CallState | str) -> bool:
+    """Whether a call in ``old`` may move to ``new`` (staying put is not a transition)."""
+    return CallState(new) in TRANSITIONS[CallState(old)]
+
+
+@dataclass(frozen=True, slots=True)
+class CallChannels:
+    """The channels of one call in one listing: its first leg pair and its customer pair."""
+
+    first: tuple[Channel, ...] = ()
+    customer: tuple[Channel, ...] = ()
+
+    @classmethod
+    def split(cls, channels: Iterable[Channel], first_base: str) -> CallChannels:
+        """Split one call's channels: the first leg by its base name, the rest is the customer."""
+        listed = list(channels)
+        return cls(
+            first=tuple(c for c in listed if c.base_name == first_base),
+            customer=tuple(c for c in listed if c.base_name != first_base),
+        )
+
+    @property
+    def gone(self) -> bool:
+        return not self.first and not self.customer
+
+    @property
+    def first_leg(self) -> Channel | None:
+        return _one(self.first)
+
+    @property
+    def customer_leg(self) -> Channel | None:
+        return _one(self.customer)
+
+
+def observe(channels: CallChannels) -> CallState | None:
+    """The live state one listing shows, or None when every channel of the call is gone."""
+    if channels.gone:
+        return None
+    first, customer = channels.first_leg, channels.customer_leg
+    # Bridged: the same id on the first leg, or the first leg already gone mid-hangup.
+    if customer and customer.bridge_id and (not first or first.bridge_id == customer.bridge_id):
+        return S.CONNECTED
+    if channels.customer:
+        return S.RINGING_CUSTOMER
+    if first is not None and first.state == "Up":
+        return S.AGENT_ANSWERED
+    if any(c.state in RINGING for c in channels.first):
+        return S.RINGING_AGENT
+    return S.INITIATED  # e.g. Down: created, not yet ringing
+
+
+_LIVE_REASONS = {
+    S.INITIATED: "first leg created",
+    S.RINGING_AGENT: "the agent's phone is ringing",
+    S.AGENT_ANSWERED: "the agent answered; dialling the customer",
+    S.RINGING_CUSTOMER: "the customer's phone is ringing",
+    S.CONNECTED: "the customer answered: agent and customer are bridged",
+}
+
+
+def derive(channels: CallChannels, previous: CallState, elapsed: float) -> tuple[CallState, str]:
+    """The call's state after this listing, and why; ``elapsed``: seconds since the originate.
+
+    A listing never moves a call backwards, and a call that ended stays ended.
+    """
+    if previous in TERMINAL:
+        return previous, "already ended"
+    seen = observe(channels)
+    if seen is None:
+        return _ended(previous, elapsed)
+    if RANK[seen] <= RANK[previous]:
+        return previous, "no change"
+    return seen, _LIVE_REASONS[seen]
+
+
+def _ended(previous: CallState, elapsed: float) -> tuple[CallState, str]:
+    """How a call ended, from the last state seen before all its channels went away."""
+    if previous is S.CONNECTED:
+        return S.COMPLETED, "hung up after the conversation"
+    if previous in (S.AGENT_ANSWERED, S.RINGING_CUSTOMER):
+        return S.CUSTOMER_NO_ANSWER, f"the customer did not answer (ended after {elapsed:.1f} s)"
+    if elapsed >= ORIGINATE_TIMEOUT - 1:  # the originate gave up on the agent
+        return S.AGENT_NO_ANSWER, "the agent did not answer within the originate's 30 s timeout"
+    return S.AGENT_NO_ANSWER, f"the agent's leg ended unanswered after {elapsed:.1f} s"
+
+
+def steps(previous: CallState, new: CallState) -> tuple[CallState, ...]:
+    """The transitions to record for a move from ``previous`` to ``new``.
+
+    Dial rings the customer the very instant the agent answers (both show up in one listing),
+    so ``ringing_customer`` seen from before ``agent_answered`` proves the agent answered at
+    that same moment: it is recorded too. Other skipped states had an unknown time: not made up.
+    """
+    if new is S.RINGING_CUSTOMER and RANK[previous] < RANK[S.AGENT_ANSWERED]:
+        return (S.AGENT_ANSWERED, S.RINGING_CUSTOMER)
+    return (new,)
+
+
+@dataclass(frozen=True, slots=True)
+class CallDurations:
+    """Seconds spent in each phase; None for a phase the call never reached or left."""
+
+    agent_ringing: float | None  # originate -> agent answered (or -> end when never answered)
+    customer_ringing: float | None  # agent answered -> customer answered (or -> end)
+    talk: float | None  # customer answered -> end
+    total: float | None  # originate -> end
+
+
+def durations(
+    started_at: datetime,
+    agent_answered_at: datetime | None,
+    customer_answered_at: datetime | None,
+    ended_at: datetime | None,
+) -> CallDurations:
+    """The phases of a call from ``calls.created_at`` and the times its transitions stored."""
+
+    def span(start: datetime | None, end: datetime | None) -> float | None:
+        return None if start is None or end is None else (end - start).total_seconds()
+
+    return CallDurations(
+        agent_ringing=span(started_at, agent_answered_at or ended_at),
+        customer_ringing=span(agent_answered_at, customer_answered_at or ended_at),
+        talk=span(customer_answered_at, ended_at),
+        total=span(started_at, ended_at),
+    )
+
+
+class Followed(Protocol):
+    """What matching needs to know of a followed call (the tracker's record of it)."""
+
+    call_id: str
+    first_base: str  # "Local/150@inoffice-0000000a"
+    first_uniqueid: str  # "" until seen (a resumed call)
+    customer_prefix: str  # "Local/<phone>@<ctx>-"
+    extension: str
+    customer_base: str  # "" until matched
+    answered: float  # when the agent was seen answering (inf: not yet)
+    started: float  # when the call was originated, same clock as ``now``
+    state: CallState
+
+
+def assign_channels(
+    listing: Iterable[Channel], calls: Sequence[Followed], now: float
+) -> dict[str, CallChannels]:
+    """Split one host's listing between its followed calls, by call id.
+
+    The first leg by its exact base name (and uniqueid once known). A customer pair by a bridge
+    id shared with the first leg; else a pair given before stays; else a new pair (newer than
+    the first leg, its ``;1`` showing the agent's extension as caller id) goes to a call whose
+    agent answered, earliest answer first: two live calls to one phone never swap legs.
+    """
+    pairs: defaultdict[str, list[Channel]] = defaultdict(list)
+    for channel in listing:
+        pairs[channel.base_name].append(channel)
+    firsts = {c.call_id: _first_pair(c, pairs.get(c.first_base, []), now) for c in calls}
+    taken = {c.first_base for c in calls}
+    given: dict[str, str] = {}  # call id -> customer pair base
+
+    def give(base: str, call_id: str) -> None:
+        if base not in taken and call_id not in given:
+            given[call_id] = base
+            taken.add(base)
+
+    bridged = {leg.bridge_id: c.call_id for c in calls if (leg := _one(firsts[c.call_id]))}
+    bridged.pop("", None)
+    for base, channels in pairs.items():
+        if (leg := _one(channels)) is not None and leg.bridge_id in bridged:
+            give(base, bridged[leg.bridge_id])
+    for call in calls:
+        if call.customer_base in pairs:
+            give(call.customer_base, call.call_id)
+    # A call that had its pair never gets another: Dial to one Local target makes one pair.
+    answered = [c for c in calls if not c.customer_base and _answered(c, firsts[c.call_id])]
+    for call in sorted(answered, key=lambda c: (c.answered, _counter(c.first_base))):
+        fresh = [
+            base
+            for base, channels in pairs.items()
+            if base.startswith(call.customer_prefix)
+            and base not in taken
+            and _counter(base) > _counter(call.first_base)
+            and (leg := _one(channels)) is not None
+            and leg.caller_id == call.extension
+        ]
+        if fresh:
+            give(min(fresh, key=_counter), call.call_id)
+    customer = {call_id: tuple(pairs[base]) for call_id, base in given.items()}
+    return {
+        c.call_id: CallChannels(tuple(firsts[c.call_id]), customer.get(c.call_id, ()))
+        for c in calls
+    }
+
+
+def _first_pair(call: Followed, channels: list[Channel], now: float) -> list[Channel]:
+    """The call's first leg pair, unless the channels of that name are another call's."""
+    leg = _one(channels)
+    if leg is None:
+        return channels
+    if call.first_uniqueid:
+        return channels if leg.uniqueid == call.first_uniqueid else []
+    return channels if leg.duration + AGE_SLACK >= now - call.started else []
+
+
+def _answered(call: Followed, first: list[Channel]) -> bool:
+    leg = _one(first)
+    return (leg is not None and leg.state == "Up") or call.state in LIVE[2:]
+
+
+def _one(channels: Iterable[Channel]) -> Channel | None:
+    """The ``;1`` half of a pair."""
+    return next((channel for channel in channels if channel.half == "1"), None)
+
+
+def _counter(base: str) -> int:
+    """The hex counter Asterisk gives Local channels (``…-0000000a``): it only grows."""
+    try:
+        return int(base.rsplit("-", 1)[1], 16)
+    except (IndexError, ValueError):
+        return -1

@@ -1,0 +1,326 @@
+"""CallTracker: follows every verified call to its end, one channel listing per host per tick.
+
+One polling task per host that has live calls runs ``core show channels concise`` at most once
+per ``interval``, however many calls the host has, and ends when the host has none left. The
+listing is split between the calls (``states.assign_channels``), ``states.derive`` says where
+each call is, and each transition is stored by compare-and-set (``call_tracking.History``),
+then published to subscribers. A failed write is retried at the next tick: a database outage
+delays the history, it never stops the tracking.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callgate import errors
+from callgate.calls.states import RANK, CallChannels, CallState, assign_channels, derive, steps
+from callgate.db.call_tracking import CallTrackingRepo, History, Subscription, Transition
+from callgate.db.guard import db_step
+from callgate.db.models import CallRecord, PbxHost, utcnow
+from callgate.hosts import build_target
+from callgate.logs import get_logger
+from callgate.pbx.client import PbxClient
+from callgate.pbx.parsing import Channel
+from callgate.pbx.transport import HostTarget
+from callgate.redaction import mask_phone
+from callgate.settings import Settings
+
+log = get_logger("callgate.tracker")
+NOT_WATCHED = "channels gone while not watched"
+HostKey = tuple[str, int]
+
+
+@dataclass(eq=False)
+class _Call:
+    """What the tracker knows of one call (``states.Followed`` for the matching)."""
+
+    call_id: str
+    target: HostTarget | None
+    first_base: str  # "Local/150@inoffice-0000000a"
+    phone: str
+    started: float  # loop time of the originate (estimated from created_at when resumed)
+    first_uniqueid: str = ""  # "" until seen (a resumed call)
+    state: CallState = CallState.INITIATED  # as the tracker sees it
+    history: History = field(default_factory=History)  # as the database holds it, and pending
+    customer_base: str = ""
+    answered: float = math.inf  # when the agent was seen answering: orders the matching
+    resumed: bool = False
+    seen: bool = False
+    cancel_reason: str | None = None
+    extension: str = field(init=False)
+    customer_prefix: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.extension = self.first_base.partition("/")[2].partition("@")[0]
+        context = self.target.dial_context if self.target else ""
+        self.customer_prefix = f"Local/{self.phone}@{context}-"
+
+
+@dataclass(eq=False)
+class _Host:
+    target: HostTarget
+    calls: dict[str, _Call] = field(default_factory=dict)
+    failing_since: float | None = None
+
+
+class CallTracker:
+    """Follows calls from their verified originate to their end (see the module docstring)."""
+
+    def __init__(
+        self,
+        pbx: PbxClient,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        *,
+        interval: float = 1.0,
+        lost_after: float = 60.0,
+    ) -> None:
+        self._pbx, self._sessions, self._settings = pbx, sessions, settings
+        self.interval, self.lost_after = interval, lost_after
+        self.queries: Counter[str] = Counter()  # channel listings sent, per host label
+        self._hosts: dict[HostKey, _Host] = {}
+        self._last_query: dict[HostKey, float] = {}
+        self._unstored: dict[str, _Call] = {}  # ended calls whose history is not all stored
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._subscribers: set[Subscription] = set()
+        self._stopped = False
+
+    async def start(self) -> None:
+        """Resume the calls the database holds as live (retried in the background if it fails)."""
+        self._stopped = False
+        if not await self._resume():
+            self._spawn(self._resume_later())
+
+    async def stop(self) -> None:
+        """Stop polling; unstored transitions get one last try (the next start resumes)."""
+        self._stopped = True
+        calls = [c for h in self._hosts.values() for c in h.calls.values()]  # pollers drop them
+        tasks = [*self._tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(self._store(c) for c in [*calls, *self._unstored.values()]))
+        self._hosts.clear()
+        self._unstored.clear()
+        for subscriber in list(self._subscribers):
+            subscriber.close()
+
+    def track(self, call_id: str, target: HostTarget, first_leg: Channel, phone: str) -> None:
+        """Follow a call whose first leg ``;1`` the originate has just verified."""
+        if self._stopped:
+            log.warning("call not tracked: the tracker is stopped", call_id=call_id)
+            return
+        call = _Call(call_id, target, first_leg.base_name, phone, _now(), first_leg.uniqueid)
+        self._move(call, CallState.INITIATED, f"first leg {first_leg.name} verified", first_leg)
+        self._watch(call)
+
+    def record_failure(self, call_id: str, reason: str, *, maybe_created: bool) -> None:
+        """End a call whose originate was not verified: ``failed``, or ``lost`` if it may exist."""
+        call = _Call(call_id, None, "", "", _now())
+        self._move(call, CallState.LOST if maybe_created else CallState.FAILED, reason)
+        self._store_later(call)
+
+    async def cancel(self, call_id: str, reason: str = "hung up through the API") -> bool:
+        """Hang a followed call up; it ends as ``canceled``. False if it is not followed."""
+        call = next((h.calls[call_id] for h in self._hosts.values() if call_id in h.calls), None)
+        if call is None or call.target is None or call.state.is_terminal:
+            return False
+        call.cancel_reason = reason
+        try:  # a Local pair's ;1 takes its ;2 and the bridged customer leg down with it
+            await self._pbx.hangup(call.target, call.first_base + ";1")
+        except errors.PbxError as exc:
+            if not exc.maybe_executed:
+                call.cancel_reason = None
+            raise
+        return True
+
+    def subscribe(self, maxsize: int = 10_000) -> Subscription:
+        """Every transition stored from now on, in order."""
+        subscriber = Subscription(self._subscribers, maxsize)
+        self._subscribers.add(subscriber)
+        return subscriber
+
+    def live_calls(self) -> dict[str, CallState]:
+        """The calls followed now and their states (status pages, tests)."""
+        return {c.call_id: c.state for h in self._hosts.values() for c in h.calls.values()}
+
+    def _watch(self, call: _Call) -> None:
+        assert call.target is not None
+        key = (call.target.address, call.target.port)
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host(call.target)
+            self._spawn(self._poll(key, host))
+        host.target = call.target  # the newest settings (`callgate host set` since)
+        host.calls[call.call_id] = call
+
+    async def _poll(self, key: HostKey, host: _Host) -> None:
+        try:
+            while host.calls:
+                wait = self._last_query.get(key, -math.inf) + self.interval - _now()
+                if wait > 0:  # at most one listing per interval, even across poller restarts
+                    await asyncio.sleep(wait)
+                    continue
+                self._last_query[key] = _now()
+                try:
+                    await self._tick(host)
+                except Exception:  # a bug in one tick must not end the watch of a host
+                    log.exception("tracking tick failed", host=host.target.label)
+        finally:  # no await since the loop's last check: track() cannot slip in between
+            if self._hosts.get(key) is host:
+                del self._hosts[key]
+
+    async def _tick(self, host: _Host) -> None:
+        calls = list(host.calls.values())  # a call tracked during the listing waits a tick
+        self.queries[host.target.label] += 1
+        try:
+            listing = await self._pbx.channels(host.target)
+        except errors.PbxError as exc:
+            self._unreachable(host, calls, exc)
+        else:
+            if host.failing_since is not None:
+                log.info("host reachable again", host=host.target.label)
+            host.failing_since, now = None, _now()
+            found = assign_channels(listing, calls, now)
+            for call in calls:
+                self._observe(call, found[call.call_id], now)
+        await asyncio.gather(*(self._store(call) for call in calls if call.history.pending))
+        for call in calls:
+            if call.state.is_terminal:
+                host.calls.pop(call.call_id, None)
+                if call.history.pending:
+                    self._store_later(call)
+
+    def _observe(self, call: _Call, channels: CallChannels, now: float) -> None:
+        first, customer = channels.first_leg, channels.customer_leg
+        if channels.gone and call.resumed and not call.seen:
+            self._move(call, CallState.LOST, NOT_WATCHED)
+        elif channels.gone and call.cancel_reason:
+            self._move(call, CallState.CANCELED, call.cancel_reason)
+        else:
+            new, reason = derive(channels, call.state, now - call.started)
+            for state in steps(call.state, new) if new is not call.state else ():
+                self._move(call, state, reason, None, customer)
+        call.seen = True
+        if first is not None:
+            call.first_uniqueid = call.first_uniqueid or first.uniqueid
+            if first.state == "Up":
+                call.answered = min(call.answered, now)
+        if customer is not None:
+            call.customer_base = customer.base_name
+
+    def _unreachable(self, host: _Host, calls: list[_Call], exc: errors.PbxError) -> None:
+        label = host.target.label
+        if host.failing_since is None:
+            host.failing_since = _now()
+            log.warning("host unreachable", host=label, error=exc.code, calls=len(calls))
+        down = _now() - host.failing_since
+        if down >= self.lost_after:
+            for call in calls:
+                self._move(call, CallState.LOST, f"{label} unreachable for {down:.0f} s: {exc}")
+
+    def _move(
+        self,
+        call: _Call,
+        state: CallState,
+        reason: str,
+        first: Channel | None = None,
+        customer: Channel | None = None,
+    ) -> None:
+        call.state = state
+        legs = (customer.name, customer.bridge_id or None) if customer else (None, None)
+        first_name = first.name if first else None
+        call.history.pending.append(
+            Transition(call.call_id, state, utcnow(), reason, first_name, *legs)
+        )
+        host, phone = call.target.label if call.target else "-", mask_phone(call.phone)
+        log.info(
+            "call state",
+            call_id=call.call_id,
+            state=state.value,
+            reason=reason,
+            host=host,
+            phone=phone,
+        )
+
+    async def _store(self, call: _Call) -> bool:
+        """Store the call's pending transitions; False: try again later."""
+        try:
+            done = await call.history.store(self._sessions, self._publish)
+        except errors.DatabaseUnavailable as exc:
+            log.warning("call state not stored yet", call_id=call.call_id, detail=exc.message)
+            return False
+        stored = call.history.persisted  # another writer's word stands
+        if stored.is_terminal or (not call.state.is_terminal and RANK[call.state] < RANK[stored]):
+            call.state = stored
+        return done
+
+    def _publish(self, transition: Transition) -> None:
+        for subscriber in list(self._subscribers):
+            subscriber.offer(transition)
+
+    def _store_later(self, call: _Call) -> None:
+        self._unstored[call.call_id] = call
+        self._spawn(self._store_until_done(call, _now() + max(self.lost_after, 10 * self.interval)))
+
+    async def _store_until_done(self, call: _Call, deadline: float) -> None:
+        try:
+            while not await self._store(call):
+                if _now() > deadline:
+                    log.error("call state not stored", call_id=call.call_id, state=call.state)
+                    return
+                await asyncio.sleep(self.interval)
+        finally:
+            self._unstored.pop(call.call_id, None)
+
+    async def _resume(self) -> bool:
+        try:
+            async with db_step("loading the live calls"), self._sessions() as session:
+                rows = await CallTrackingRepo(session).live_calls_with_hosts()
+        except errors.DatabaseUnavailable as exc:
+            log.error("live calls not loaded; retrying", detail=exc.message)
+            return False
+        followed = {c for h in self._hosts.values() for c in h.calls} | set(self._unstored)
+        for row, host_row in rows:
+            if row.id not in followed:
+                self._adopt(row, host_row)
+        log.info("tracking resumed", calls=len(rows))
+        return True
+
+    async def _resume_later(self) -> None:
+        while not await self._resume():  # noqa: ASYNC110 - polls the database, not an event
+            await asyncio.sleep(max(self.interval, 5.0))
+
+    def _adopt(self, row: CallRecord, host_row: PbxHost | None) -> None:
+        """Follow again a call the database holds as live; end it honestly if it cannot be."""
+        state, verdict = CallState(row.state), CallTrackingRepo.unfollowable(row)
+        try:
+            target: HostTarget | None = build_target(self._settings, row.host, host_row)
+        except errors.ConfigurationError as exc:
+            target, verdict = None, verdict or (CallState.LOST, exc.message)
+        age = (utcnow() - row.created_at).total_seconds()
+        first_base = (row.channel or "").rsplit(";", 1)[0]
+        call = _Call(row.id, target, first_base, row.phone, _now() - age, state=state)
+        call.history.persisted, call.resumed = state, True
+        call.customer_base = (row.customer_channel or "").rsplit(";", 1)[0]
+        if verdict is None:
+            self._watch(call)
+        else:
+            self._move(call, *verdict)
+            self._store_later(call)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()

@@ -1,0 +1,432 @@
+"""The tracker follows real calls on a simulated PBX over SSH, to the database, in every ending."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from callgate.calls.states import CallState, durations
+from callgate.calls.tracker import NOT_WATCHED, CallTracker
+from callgate.db.call_tracking import CallTrackingRepo
+from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.migrate import upgrade
+from callgate.db.models import CallEventRecord, CallRecord
+from callgate.db.repositories import CallRepo, HostRepo
+from callgate.hosts import build_target
+from callgate.pbx.client import PbxClient
+from callgate.pbx.factory import build_client, build_transport
+from callgate.pbx.transport import HostTarget, PbxTransport
+from callgate.settings import Settings
+from callgate.simulator import Scenario, SimulatedAsterisk, SshSimulator, start_ssh_simulator
+from tests.support.stack import Stack
+
+S = CallState
+USER, PASSWORD, PHONE = "pbx", "sim-password", "+375296254070"
+FAST = Scenario(agent_answer_after=0.3, customer_answer_after=0.3, talk=1.0)
+LONG = Scenario(agent_answer_after=0.3, customer_answer_after=0.3, talk=60.0)
+ANSWERED = ["initiated", "ringing_agent", "agent_answered", "ringing_customer", "connected"]
+Sessions = async_sessionmaker[AsyncSession]
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+    """Wait for ``check()`` to hold, polling; fail the test when it never does."""
+    deadline = time.monotonic() + within
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {within} s")
+        await asyncio.sleep(0.05)
+
+
+async def read(sessions: Sessions, call_id: str) -> tuple[CallRecord, list[CallEventRecord]]:
+    async with sessions() as session:
+        repo = CallTrackingRepo(session)
+        record = await repo.get(call_id)
+        assert record is not None
+        return record, list(await repo.events(call_id))
+
+
+@dataclass
+class Rig:
+    """A simulated PBX behind the in-process SSH server, a migrated database, the PBX client."""
+
+    engine: SimulatedAsterisk
+    sim: SshSimulator
+    settings: Settings
+    sessions: Sessions
+    transport: PbxTransport
+    pbx: PbxClient
+    target: HostTarget
+    trackers: list[CallTracker] = field(default_factory=list)
+
+    async def tracker(self, **options: Any) -> CallTracker:
+        """A started tracker on this PBX and database (interval 0.1 s unless told)."""
+        tracker = CallTracker(
+            self.pbx, self.sessions, self.settings, **({"interval": 0.1} | options)
+        )
+        self.trackers.append(tracker)
+        await tracker.start()
+        return tracker
+
+    async def place(self, tracker: CallTracker, ext: str = "150", phone: str = PHONE) -> str:
+        """Place a call as the service does (row, verified originate, outcome) and track it."""
+        call_id = str(uuid.uuid4())
+        async with self.sessions() as session:
+            await CallRepo(session).create(
+                id=call_id, enterprise_number="0367", extension=ext, phone=phone, host="127.0.0.1"
+            )
+        originated = await self.pbx.originate(self.target, ext, phone)
+        async with self.sessions() as session:
+            await CallRepo(session).finish(call_id, "success", channel=originated.channel.name)
+        tracker.track(call_id, self.target, originated.channel, phone)
+        return call_id
+
+    async def state(self, call_id: str) -> str:
+        return (await read(self.sessions, call_id))[0].state
+
+    async def reaches(self, call_id: str, state: str, within: float = 15.0) -> None:
+        async def check() -> bool:
+            return await self.state(call_id) == state
+
+        await until(check, within)
+
+    def listings(self) -> int:
+        """How many `core show channels concise` the PBX has answered."""
+        return sum(c.command == "core show channels concise" for c in self.engine.commands)
+
+
+@contextlib.asynccontextmanager
+async def make_rig(db_url: str) -> AsyncIterator[Rig]:
+    await asyncio.to_thread(upgrade, db_url)
+    engine = SimulatedAsterisk()
+    sim = await start_ssh_simulator(engine, username=USER, password=PASSWORD)
+    database = make_engine(db_url)
+    sessions = make_sessionmaker(database)
+    settings = Settings(database_url=db_url, log_file=None, ssh_user=USER)
+    async with sessions() as session:
+        row = await HostRepo(session).set(
+            "127.0.0.1",
+            ssh_port=sim.port,
+            ssh_password=PASSWORD,
+            host_key=sim.host_key,
+            transport="rx",
+        )
+    transport = build_transport(settings, sessions)
+    target = build_target(settings, "127.0.0.1", row)
+    assert target.password == SecretStr(PASSWORD)
+    rig = Rig(engine, sim, settings, sessions, transport, build_client(settings, transport), target)
+    try:
+        yield rig
+    finally:
+        for tracker in rig.trackers:
+            await tracker.stop()
+        await transport.aclose()
+        await sim.close()
+        await database.dispose()
+
+
+@pytest.fixture
+async def rig(pg_url: str) -> AsyncIterator[Rig]:
+    """The rig on PostgreSQL (the compare-and-set matters most there)."""
+    async with make_rig(pg_url) as made:
+        yield made
+
+
+@pytest.fixture
+async def any_rig(db_url: str) -> AsyncIterator[Rig]:
+    """The rig on SQLite, then on PostgreSQL."""
+    async with make_rig(db_url) as made:
+        yield made
+
+
+@pytest.fixture(autouse=True)
+def fast_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service of the `stack` fixture reads these: a 0.1 s tick, calls lost after 2 s."""
+    monkeypatch.setenv("CALLGATE_TRACK_INTERVAL", "0.1")
+    monkeypatch.setenv("CALLGATE_TRACK_LOST_AFTER", "2")
+
+
+def phases(record: CallRecord) -> dict[str, float]:
+    """The phases the call went through, in seconds (those it never reached are left out)."""
+    spans = durations(
+        record.created_at, record.agent_answered_at, record.customer_answered_at, record.ended_at
+    )
+    return {name: value for name, value in asdict(spans).items() if value is not None}
+
+
+async def test_answered_call_is_followed_to_its_end(any_rig: Rig) -> None:
+    """Answered: every state in order, stored and published, with ringing 0.3 s and talk ~1 s."""
+    any_rig.engine.set_scenario("150", FAST)
+    tracker = await any_rig.tracker()
+    subscription = tracker.subscribe()
+    call_id = await any_rig.place(tracker)
+    await any_rig.reaches(call_id, "completed")
+    record, events = await read(any_rig.sessions, call_id)
+    assert [event.state for event in events] == [*ANSWERED, "completed"]
+    assert [event.at for event in events] == sorted(event.at for event in events)
+    spans = phases(record)
+    assert 0.2 <= spans["agent_ringing"] <= 0.8
+    assert 0.2 <= spans["customer_ringing"] <= 0.8
+    assert 1.0 <= spans["talk"] <= 2.0  # 0.5 s in Answer(), then Wait(1), seen within 0.1 s
+    assert (record.customer_channel or "").startswith(f"Local/{PHONE}@inoffice-")
+    assert record.bridge_id
+    assert record.end_reason == "hung up after the conversation"
+    published = [(await asyncio.wait_for(anext(subscription), 2)).state for _ in range(6)]
+    assert published == [*ANSWERED, "completed"]
+    assert tracker.live_calls() == {}
+
+
+@pytest.mark.sshd
+@pytest.mark.postgres
+async def test_answered_call_through_the_service_and_real_sshd(stack: Stack) -> None:
+    """HTTP, the service, a real sshd and each transport: the whole answered sequence stored."""
+    await stack.control.set_scenario("150", FAST)
+    response = await stack.call()
+    assert response.status_code == 200, response.text
+    database = make_engine(stack.db_url)
+    sessions = make_sessionmaker(database)
+    try:
+
+        async def completed() -> bool:
+            return (await read(sessions, response.json()["call_id"]))[0].state == "completed"
+
+        await until(completed)
+        record, events = await read(sessions, response.json()["call_id"])
+    finally:
+        await database.dispose()
+    assert [event.state for event in events] == [*ANSWERED, "completed"]
+    assert 1.0 <= phases(record)["talk"] <= 2.0
+    assert record.channel is not None and record.channel.startswith("Local/150@inoffice-")
+
+
+@pytest.mark.postgres
+async def test_agent_no_answer(rig: Rig) -> None:
+    """The agent never answers: the originate's timeout (1 s here) ends it: agent_no_answer."""
+    rig.engine.set_scenario("150", Scenario(agent_answer_after=None, originate_timeout=1.0))
+    call_id = await rig.place(await rig.tracker())
+    await rig.reaches(call_id, "agent_no_answer")
+    record, events = await read(rig.sessions, call_id)
+    assert [event.state for event in events] == ["initiated", "ringing_agent", "agent_no_answer"]
+    assert record.agent_answered_at is None
+    assert 0.9 <= phases(record)["total"] <= 2.5
+
+
+@pytest.mark.postgres
+async def test_customer_no_answer(rig: Rig) -> None:
+    """The customer never answers: the Dial gives up after 1 s: customer_no_answer."""
+    scenario = Scenario(agent_answer_after=0.3, customer_answer_after=None, customer_ring_timeout=1)
+    rig.engine.set_scenario("150", scenario)
+    call_id = await rig.place(await rig.tracker())
+    await rig.reaches(call_id, "customer_no_answer")
+    record, events = await read(rig.sessions, call_id)
+    assert [event.state for event in events] == [*ANSWERED[:4], "customer_no_answer"]
+    assert record.customer_answered_at is None and 0.8 <= phases(record)["customer_ringing"] <= 2
+
+
+@pytest.mark.postgres
+async def test_hangup_mid_call(rig: Rig) -> None:
+    """A hangup on the PBX mid-conversation: the channels vanish, the call is completed."""
+    rig.engine.set_scenario("150", LONG)
+    call_id = await rig.place(await rig.tracker())
+    await rig.reaches(call_id, "connected")
+    record, _ = await read(rig.sessions, call_id)
+    assert record.channel is not None
+    assert await rig.pbx.hangup(rig.target, record.channel) == [record.channel]
+    await rig.reaches(call_id, "completed", within=3)
+    assert phases((await read(rig.sessions, call_id))[0])["talk"] < 5
+
+
+@pytest.mark.postgres
+async def test_cancel_through_the_tracker(rig: Rig) -> None:
+    """tracker.cancel() hangs the call up while the customer rings: canceled, with the reason."""
+    rig.engine.set_scenario("150", Scenario(agent_answer_after=0.3, customer_answer_after=None))
+    tracker = await rig.tracker()
+    call_id = await rig.place(tracker)
+    await rig.reaches(call_id, "ringing_customer")
+    assert await tracker.cancel(call_id)
+    await rig.reaches(call_id, "canceled", within=3)
+    assert (await read(rig.sessions, call_id))[0].end_reason == "hung up through the API"
+    assert rig.engine.live_calls() == []
+    assert not await tracker.cancel(call_id)  # no longer followed
+
+
+@pytest.mark.postgres
+async def test_unreachable_host_loses_its_calls(rig: Rig) -> None:
+    """The host goes away: after lost_after (1 s) its call is lost, and polling stops."""
+    rig.engine.set_scenario("150", LONG)
+    tracker = await rig.tracker(lost_after=1.0)
+    call_id = await rig.place(tracker)
+    await rig.reaches(call_id, "connected")
+    await rig.sim.close()
+    gone = time.monotonic()
+    await rig.reaches(call_id, "lost", within=10)
+    assert time.monotonic() - gone >= 0.9
+    reason = (await read(rig.sessions, call_id))[0].end_reason
+    assert reason is not None and "127.0.0.1" in reason and "unreachable for" in reason
+    assert tracker.live_calls() == {}
+    sent = sum(tracker.queries.values())
+    await asyncio.sleep(0.5)
+    assert sum(tracker.queries.values()) == sent
+
+
+@pytest.mark.postgres
+async def test_restart_loses_vanished_calls_and_resumes_live_ones(rig: Rig) -> None:
+    """A call that ended while no tracker ran is lost (with why); a live one resumes to its end."""
+    rig.engine.set_scenario("150", FAST)
+    rig.engine.set_scenario(
+        "151", Scenario(agent_answer_after=0.3, customer_answer_after=0.3, talk=4)
+    )
+    first = await rig.tracker()
+    gone, live = await rig.place(first, "150"), await rig.place(first, "151")
+    await rig.reaches(gone, "connected")
+    await rig.reaches(live, "connected")
+    await first.stop()
+
+    async def one_call_left() -> bool:
+        return len(rig.engine.live_calls()) == 1
+
+    await until(one_call_left)
+    assert await rig.state(gone) == "connected"  # nobody saw it end
+    second = await rig.tracker()
+    await rig.reaches(gone, "lost", within=3)
+    await rig.reaches(live, "completed", within=10)
+    record, events = await read(rig.sessions, gone)
+    assert record.end_reason == NOT_WATCHED
+    assert [event.state for event in events] == [*ANSWERED, "lost"]
+    assert [event.state for event in (await read(rig.sessions, live))[1]] == [
+        *ANSWERED,
+        "completed",
+    ]
+    assert second.queries  # the resumed call was polled by the new tracker
+
+
+@pytest.mark.postgres
+async def test_one_listing_per_interval_for_1_or_20_calls(rig: Rig) -> None:
+    """1 and 20 live calls on one host cost the same listings per second; none once all end."""
+    rig.engine.default_scenario = Scenario(agent_answer_after=None)  # each rings for 30 s
+    tracker = await rig.tracker()
+
+    async def rate(calls: int) -> float:
+        while len(ids) < calls:
+            ids.append(await rig.place(tracker, str(150 + len(ids))))
+        for call_id in ids:
+            await rig.reaches(call_id, "ringing_agent")
+        before = rig.listings()
+        await asyncio.sleep(2.0)
+        return (rig.listings() - before) / 2.0
+
+    ids: list[str] = []
+    one, twenty = await rate(1), await rate(20)
+    assert 5 <= one <= 1 / tracker.interval + 1
+    assert abs(twenty - one) <= 1.5
+    assert sum(tracker.queries.values()) <= rig.listings()
+    rig.engine.execute("channel request hangup all")
+    for call_id in ids:
+        await rig.reaches(call_id, "agent_no_answer")
+    before = rig.listings()
+    await asyncio.sleep(0.5)
+    assert rig.listings() == before  # a host without live calls is not polled
+
+
+@pytest.mark.postgres
+async def test_calls_to_one_phone_keep_their_own_customer_legs(rig: Rig) -> None:
+    """Three live calls to one phone (150 twice, 151): each stores its own customer pair."""
+    rig.engine.set_scenario("150", LONG)
+    rig.engine.set_scenario("151", Scenario(agent_answer_after=0.6, customer_answer_after=0.3))
+    tracker = await rig.tracker()
+    ids = [await rig.place(tracker, ext) for ext in ("150", "151", "150")]
+    for call_id in ids:
+        await rig.reaches(call_id, "connected")
+    truth = {  # the simulator's own account: first leg -> the customer pair it dialled
+        call.agent_channel: {name.rsplit(";", 1)[0] for name in call.channels}
+        - {call.agent_channel}
+        for call in rig.engine.live_calls()
+    }
+    stored = {}
+    for call_id in ids:
+        record, _ = await read(rig.sessions, call_id)
+        assert record.channel is not None and record.customer_channel is not None
+        stored[record.channel.rsplit(";", 1)[0]] = {record.customer_channel.rsplit(";", 1)[0]}
+    assert stored == truth and len(truth) == 3
+
+
+@pytest.mark.postgres
+async def test_database_outage_delays_the_history_but_loses_nothing(rig: Rig) -> None:
+    """Writes fail for a while: tracking goes on, and every event is stored in order later."""
+
+    class Flaky:
+        down = True
+
+        def __call__(self) -> AsyncSession:
+            if self.down:
+                raise OSError("database down")
+            return rig.sessions()
+
+    flaky = Flaky()
+    tracker = CallTracker(rig.pbx, cast(Sessions, flaky), rig.settings, interval=0.1)
+    rig.trackers.append(tracker)
+    await tracker.start()  # the resume fails too, and is retried in the background
+    rig.engine.set_scenario("150", LONG)
+    call_id = await rig.place(tracker)
+
+    async def connected() -> bool:
+        return tracker.live_calls().get(call_id) is S.CONNECTED
+
+    await until(connected)
+    assert await rig.state(call_id) == "initiated"  # nothing could be stored yet
+    flaky.down = False
+    await rig.reaches(call_id, "connected")
+    assert [event.state for event in (await read(rig.sessions, call_id))[1]] == ANSWERED
+
+
+@pytest.mark.postgres
+async def test_failure_is_stored_once_the_row_exists(rig: Rig) -> None:
+    """record_failure() before the service's background insert lands: stored when it does."""
+    tracker = await rig.tracker()
+    call_id = str(uuid.uuid4())
+    tracker.record_failure(call_id, "PBX did not create the call", maybe_created=False)
+    await asyncio.sleep(0.3)
+    async with rig.sessions() as session:
+        await CallRepo(session).create(
+            id=call_id, enterprise_number="0367", extension="150", phone=PHONE, host="127.0.0.1"
+        )
+    await rig.reaches(call_id, "failed", within=3)
+    record, events = await read(rig.sessions, call_id)
+    assert record.end_reason == "PBX did not create the call" and record.ended_at is not None
+    assert [event.state for event in events] == ["failed"]
+
+
+async def test_compare_and_set_lets_one_writer_move_a_call(any_rig: Rig) -> None:
+    """Two writers that both saw ringing_agent: exactly one moves the call, one event each."""
+    async with any_rig.sessions() as session:
+        record = await CallRepo(session).create(
+            enterprise_number="0367", extension="150", phone=PHONE, host="127.0.0.1"
+        )
+
+    async def move(state: CallState, expected: CallState) -> Any:
+        async with any_rig.sessions() as session:
+            repo = CallTrackingRepo(session)
+            return await repo.record_transition(
+                record.id, state, expected=expected, at=datetime.now(UTC), reason=state.value
+            )
+
+    assert (await move(S.RINGING_AGENT, S.INITIATED)).applied
+    results = await asyncio.gather(
+        move(S.CONNECTED, S.RINGING_AGENT), move(S.CANCELED, S.RINGING_AGENT)
+    )
+    assert sorted(result.applied for result in results) == [False, True]
+    winner = next(result.current for result in results if result.applied)
+    assert all(result.current is winner for result in results)
+    stored, events = await read(any_rig.sessions, record.id)
+    assert stored.state == winner and [e.state for e in events] == ["ringing_agent", winner]
+    with pytest.raises(ValueError, match="cannot go from"):
+        await move(S.RINGING_AGENT, S.COMPLETED)

@@ -1,0 +1,203 @@
+"""The v1 API end to end: Bearer auth, problem+json, idempotency, history, hangup, channels."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.repositories import EnterpriseRepo
+from callgate.simulator.timeline import Scenario
+from tests.support.netfaults import refused_port
+from tests.support.sshd import SshdServer
+from tests.support.stack import Stack, call_stack
+
+pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+async def api(pg_url: str, sshd: SshdServer, tmp_path: Path) -> AsyncIterator[Stack]:
+    """The stack over the default (console) transport, tracking every 0.1 s."""
+    async with call_stack(pg_url, sshd, tmp_path, track_interval=0.1) as stack:
+        yield stack
+
+
+def _auth(stack: Stack) -> dict[str, str]:
+    return {"Authorization": f"Bearer {stack.secret}"}
+
+
+async def _post(stack: Stack, body: dict[str, Any], **headers: str) -> Any:
+    return await stack.service.client.post("/v1/calls", json=body, headers=_auth(stack) | headers)
+
+
+async def test_post_then_follow_a_call_to_its_end(api: Stack) -> None:
+    """201 with the call; GET shows it move through the states to `completed`."""
+    await api.control.set_scenario(
+        "150", Scenario(agent_answer_after=0.2, customer_answer_after=0.2, talk=0.6)
+    )
+    created = await _post(api, {"from": "150", "to": "+375 29 625-40-70", "metadata": {"deal": 7}})
+    assert created.status_code == 201, created.text
+    call = created.json()
+    assert (call["from"], call["to"], call["metadata"]) == ("150", "+375296254070", {"deal": 7})
+    assert call["channels"]["agent"].startswith("Local/150@inoffice-")
+    for _ in range(60):
+        call = (await api.service.client.get(f"/v1/calls/{call['id']}", headers=_auth(api))).json()
+        if call["state"] == "completed":
+            break
+        await asyncio.sleep(0.1)
+    assert call["state"] == "completed"
+    states = [event["state"] for event in call["timeline"]]
+    assert states[-1] == "completed"
+    assert "connected" in states
+    assert call["durations"]["talk_s"] is not None
+    assert 0.3 <= call["durations"]["talk_s"] <= 2.0
+    assert await api.originates() == 1
+
+
+async def test_idempotency_key_dials_once_even_in_parallel(api: Stack) -> None:
+    """Five parallel requests with one key: one dial, one call id; another body: 422."""
+    body = {"from": "151", "to": "+375296254070"}
+    answers = await asyncio.gather(
+        *(_post(api, body, **{"Idempotency-Key": "k-1"}) for _ in range(5))
+    )
+    assert {a.status_code for a in answers} <= {200, 201}
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert await api.originates() == 1
+    again = await _post(api, body, **{"Idempotency-Key": "k-1"})
+    assert again.json()["id"] == answers[0].json()["id"]
+    other = await _post(api, {**body, "to": "+375296254071"}, **{"Idempotency-Key": "k-1"})
+    assert other.status_code == 422
+    assert other.headers["content-type"] == PROBLEM
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert await api.originates() == 1
+
+
+async def test_double_click_guard_on_v1_and_legacy(api: Stack) -> None:
+    """The same extension and phone twice within the window: one dial, the same call."""
+    body = {"from": "152", "to": "+375296254070"}
+    first, second = await asyncio.gather(_post(api, body), _post(api, body))
+    assert sorted([first.status_code, second.status_code]) == [200, 201]
+    assert first.json()["id"] == second.json()["id"]
+    legacy_a = await api.call(code="153")
+    legacy_b = await api.call(code="153")
+    assert legacy_a.status_code == legacy_b.status_code == 200
+    assert legacy_a.json()["call_id"] == legacy_b.json()["call_id"]
+    assert await api.originates() == 2
+
+
+async def test_secret_in_query_is_refused(api: Stack) -> None:
+    """/v1 refuses a secret in the URL, and a missing one, as problem+json 401."""
+    response = await api.service.client.get("/v1/calls", params={"clientId": api.secret})
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["code"] == "secret_in_query"
+    assert api.secret not in response.text
+    anonymous = await api.service.client.get("/v1/calls")
+    assert anonymous.status_code == 401
+    wrong = await api.service.client.get("/v1/calls", headers={"Authorization": "Bearer nope"})
+    assert (wrong.status_code, wrong.json()["code"]) == (401, "unauthorized")
+
+
+async def test_bad_body_is_422_naming_the_field(api: Stack) -> None:
+    """Hostile or missing fields: 422 naming them, nothing dialled."""
+    for body, field in [
+        ({"from": "15;0", "to": "+375296254070"}, "from"),
+        ({"from": "150", "to": "+375$(id)"}, "to"),
+        ({"from": "150"}, "to"),
+        ({"from": "150", "to": "+375296254070", "ring_timeout": 1}, "ring_timeout"),
+    ]:
+        response = await _post(api, body)
+        assert response.status_code == 422, body
+        assert response.json()["field"] == field
+    assert await api.host_commands() == 0
+
+
+async def test_tenants_never_see_each_other(api: Stack) -> None:
+    """Another enterprise's call is a 404, and its list is empty."""
+    call = (await _post(api, {"from": "154", "to": "+375296254070"})).json()
+    other_secret = secrets.token_hex(16)
+    engine = make_engine(api.db_url)
+    async with make_sessionmaker(engine)() as session:
+        await EnterpriseRepo(session).add("0400", "other", "127.0.0.1", other_secret)
+    await engine.dispose()
+    headers = {"Authorization": f"Bearer {other_secret}"}
+    response = await api.service.client.get(f"/v1/calls/{call['id']}", headers=headers)
+    assert (response.status_code, response.json()["code"]) == (404, "call_not_found")
+    listing = await api.service.client.get("/v1/calls", headers=headers)
+    assert listing.json()["items"] == []
+
+
+async def test_history_filters_pages_and_csv(api: Stack) -> None:
+    """Filters, cursor pages without overlap, and a CSV export."""
+    for index in range(5):
+        assert (await _post(api, {"from": "160", "to": f"+37529600000{index}"})).status_code == 201
+    assert (await _post(api, {"from": "161", "to": "+375296000009"})).status_code == 201
+    client, headers = api.service.client, _auth(api)
+    page1 = (
+        await client.get("/v1/calls", params={"extension": "160", "limit": 3}, headers=headers)
+    ).json()
+    assert len(page1["items"]) == 3
+    page2 = (
+        await client.get(
+            "/v1/calls", params={"extension": "160", "limit": 3, "cursor": page1["next_cursor"]},
+            headers=headers,
+        )
+    ).json()  # fmt: skip
+    assert len(page2["items"]) == 2
+    assert page2["next_cursor"] is None
+    ids = [c["id"] for c in page1["items"] + page2["items"]]
+    assert len(set(ids)) == 5
+    by_phone = (
+        await client.get("/v1/calls", params={"phone": "+375 29 600-00-09"}, headers=headers)
+    ).json()
+    assert [c["from"] for c in by_phone["items"]] == ["161"]
+    csv_text = (await client.get("/v1/calls", params={"format": "csv"}, headers=headers)).text
+    assert csv_text.splitlines()[0].startswith("id,state,outcome,from,to")
+    assert len(csv_text.splitlines()) == 7
+    bad = await client.get("/v1/calls", params={"cursor": "garbage!"}, headers=headers)
+    assert (bad.status_code, bad.json()["field"]) == (422, "cursor")
+
+
+async def test_hangup_cancels_and_then_conflicts(api: Stack) -> None:
+    """Hangup sends `channel request hangup`, the call ends `canceled`; again: 409."""
+    await api.control.set_scenario("170", Scenario(agent_answer_after=None))
+    call = (await _post(api, {"from": "170", "to": "+375296254070"})).json()
+    client, headers = api.service.client, _auth(api)
+    response = await client.post(f"/v1/calls/{call['id']}/hangup", headers=headers)
+    assert response.status_code == 200, response.text
+    for _ in range(50):
+        state = (await client.get(f"/v1/calls/{call['id']}", headers=headers)).json()["state"]
+        if state == "canceled":
+            break
+        await asyncio.sleep(0.1)
+    assert state == "canceled"
+    assert await api.control.calls() == []
+    assert any(c.command.startswith("channel request hangup") for c in await api.control.commands())
+    again = await client.post(f"/v1/calls/{call['id']}/hangup", headers=headers)
+    assert (again.status_code, again.json()["code"]) == (409, "call_not_live")
+
+
+async def test_channels_are_listed(api: Stack) -> None:
+    """/v1/channels parses the host's live channels."""
+    await api.control.set_scenario("171", Scenario(agent_answer_after=None))
+    assert (await _post(api, {"from": "171", "to": "+375296254070"})).status_code == 201
+    channels = (await api.service.client.get("/v1/channels", headers=_auth(api))).json()
+    assert {c["name"].rsplit(";", 1)[1] for c in channels} == {"1", "2"}
+    assert all(c["name"].startswith("Local/171@inoffice-") for c in channels)
+
+
+async def test_pbx_faults_map_to_502_and_504(api: Stack) -> None:
+    """Refused and no-channel are 502 with stable codes; nothing verified is dialled twice."""
+    await api.set_host(dial_context="nosuchcontext")
+    response = await _post(api, {"from": "172", "to": "+375296254070"})
+    assert (response.status_code, response.json()["code"]) == (502, "pbx_call_not_created")
+    await api.set_host(ssh_port=refused_port())
+    response = await _post(api, {"from": "173", "to": "+375296254070"})
+    assert (response.status_code, response.json()["code"]) == (502, "pbx_connection_refused")
+    assert response.json()["outcome"] == "not_dialled"
