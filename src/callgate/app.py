@@ -12,6 +12,7 @@ from callgate import __version__
 from callgate.api import legacy, middleware
 from callgate.api.deps import Services
 from callgate.api.v1 import calls as v1_calls
+from callgate.api.v1 import events as v1_events
 from callgate.api.v1 import problems
 from callgate.calls.service import CallService
 from callgate.calls.tracker import CallTracker
@@ -82,6 +83,7 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
     problems.install(app)
     app.include_router(legacy.router)
     app.include_router(v1_calls.router)
+    app.include_router(v1_events.router)
     return app
 
 

@@ -20,6 +20,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callgate.cli_calls import call_app, calls_app
 from callgate.db.engine import (
     async_url,
     describe_db_error,
@@ -52,6 +53,8 @@ host_app = typer.Typer(help="Per-host SSH settings and pinned host keys.", no_ar
 app.add_typer(db_app, name="db")
 app.add_typer(enterprise_app, name="enterprise")
 app.add_typer(host_app, name="host")
+app.add_typer(call_app, name="call")
+app.add_typer(calls_app, name="calls")
 
 # Repository fields whose option is not simply "--" + the field name with dashes.
 _OPTION_OF = {

@@ -59,9 +59,14 @@ async def start_demo(settings: Settings, sessions: async_sessionmaker[AsyncSessi
         )
     base = f"http://{_display_host(settings.host)}:{settings.port}"
     print(
-        "\nDemo PBX ready (simulated Asterisk 22.7). Place a call:\n"
+        "\nDemo PBX ready (simulated Asterisk 22.7: the agent answers after 1 s, the customer"
+        " after 2 s, they talk 20 s). Place a call:\n"
         f"  curl '{base}/api/makecallexternal?code=150&phone=%2B375296254070"
-        f"&clientId={secret}'\n",
+        f"&clientId={secret}'\n"
+        "then follow it (the call_id from the answer) through its states:\n"
+        f"  curl -H 'Authorization: Bearer {secret}' {base}/v1/calls/CALL_ID\n"
+        "or watch every call live:\n"
+        f"  CALLGATE_CLIENT_SECRET={secret} .venv/bin/callgate calls watch\n",
         flush=True,
     )
     log.info("demo ready", enterprise=DEMO_NAME, simulator_port=simulator.port)

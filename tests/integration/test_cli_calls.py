@@ -1,0 +1,84 @@
+"""`callgate call …` and `callgate calls watch` against the running service."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from callgate.cli import app
+from callgate.simulator.timeline import Scenario
+from tests.support.sshd import SshdServer
+from tests.support.stack import Stack, call_stack
+
+pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
+CALL_ID = re.compile(r"^([0-9a-f-]{36})  ", re.M)
+WATCHED = re.compile(r"^\S+T\S+  ([0-9a-f-]{36})  [a-z_]+")
+
+
+@pytest.fixture
+async def api(pg_url: str, sshd: SshdServer, tmp_path: Path) -> AsyncIterator[Stack]:
+    async with call_stack(pg_url, sshd, tmp_path, track_interval=0.1) as stack:
+        yield stack
+
+
+async def _cli(stack: Stack, *args: str) -> tuple[int, str]:
+    """Run the CLI in a thread (it is synchronous; the service runs in this loop)."""
+    runner = CliRunner()
+    env = {"CALLGATE_CLIENT_SECRET": stack.secret}
+    result = await asyncio.to_thread(
+        runner.invoke, app, [*args, "--url", stack.service.base_url], env=env
+    )
+    return result.exit_code, result.output
+
+
+async def test_place_show_list_hangup(api: Stack) -> None:
+    """A call placed from the shell can be shown, listed and hung up."""
+    await api.control.set_scenario("150", Scenario(agent_answer_after=None))
+    code, out = await _cli(api, "call", "place", "--from", "150", "--to", "+375296254070")
+    assert code == 0, out
+    match = CALL_ID.search(out)
+    assert match is not None
+    call_id = match.group(1)
+    code, out = await _cli(api, "call", "show", call_id)
+    assert code == 0 and call_id in out
+    code, out = await _cli(api, "call", "list", "--extension", "150")
+    assert code == 0 and call_id in out
+    code, out = await _cli(api, "call", "hangup", call_id)
+    assert code == 0, out
+    assert await api.originates() == 1
+    assert api.secret not in out
+
+
+async def test_bad_input_and_missing_secret(api: Stack) -> None:
+    """Errors are one line with the API's code; no secret means exit 2."""
+    code, out = await _cli(api, "call", "place", "--from", "1;5", "--to", "+375296254070")
+    assert code == 1
+    assert "422 invalid_input" in out
+    runner = CliRunner()
+    result = await asyncio.to_thread(
+        runner.invoke, app, ["call", "list", "--url", api.service.base_url], env={}
+    )
+    assert result.exit_code == 2
+    assert await api.host_commands() == 0
+
+
+async def test_watch_prints_transitions(api: Stack) -> None:
+    """`calls watch` prints the states of a call as the tracker sees them."""
+    await api.control.set_scenario(
+        "151", Scenario(agent_answer_after=0.2, customer_answer_after=0.2, talk=0.3)
+    )
+    watcher = asyncio.create_task(_cli(api, "calls", "watch", "--count", "3"))
+    await asyncio.sleep(0.5)  # let the stream connect
+    code, out = await _cli(api, "call", "place", "--from", "151", "--to", "+375296254070")
+    assert code == 0, out
+    code, watched = await asyncio.wait_for(watcher, 20)
+    assert code == 0, watched
+    # The service logs to the same stdout in this process: keep the watch's own lines.
+    lines = [line for line in watched.splitlines() if WATCHED.match(line)]
+    assert len(lines) == 3
+    assert {WATCHED.match(line).group(1) for line in lines} == {CALL_ID.search(out).group(1)}  # type: ignore[union-attr]
