@@ -19,6 +19,7 @@ import httpx
 from tests.support.service import free_port
 from tests.support.sshd import SshdServer
 
+from bench.farm_client import FarmClient, FarmHost
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.migrate import upgrade
 from callgate.db.repositories import EnterpriseRepo, HostRepo
@@ -28,15 +29,6 @@ from callgate.simulator.program import install_program
 POSTGRES_ADMIN = os.environ.get(
     "CALLGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
 )
-
-
-@dataclass
-class Stage:
-    sshd: SshdServer
-    control: SimulatorControl
-    secret: str
-    base_url: str
-    database: str
 
 
 @contextlib.contextmanager
@@ -78,6 +70,7 @@ async def database() -> AsyncIterator[str]:
 
 
 async def seed_rows(url: str, sshd: SshdServer, transport: str) -> str:
+    """The single-host comparison's enterprise, bound to the real sshd on 127.0.0.1."""
     await asyncio.to_thread(upgrade, url)
     engine = make_engine(url)
     secret = secrets.token_hex(16)
@@ -95,8 +88,26 @@ async def seed_rows(url: str, sshd: SshdServer, transport: str) -> str:
     return secret
 
 
+@dataclass(frozen=True)
+class Service:
+    """A running `callgate serve`: its base URL, port and process id."""
+
+    base: str
+    port: int
+    pid: int
+
+    def rss_kib(self) -> int:
+        """The process's resident set size (VmRSS), in KiB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS line")
+
+
 @contextlib.asynccontextmanager
-async def callgate_service(url: str, workdir: Path) -> AsyncIterator[str]:
+async def callgate_service(
+    url: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> AsyncIterator[Service]:
     """`callgate serve` as its own process, as in production."""
     port = free_port()
     env = {
@@ -105,9 +116,12 @@ async def callgate_service(url: str, workdir: Path) -> AsyncIterator[str]:
         "CALLGATE_PORT": str(port),
         "CALLGATE_LOG_FILE": os.environ.get("BENCH_LOG_FILE", str(workdir / "callgate.log")),
         "CALLGATE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        **(extra_env or {}),
     }
     callgate = Path(sys.executable).with_name("callgate")
-    proc = subprocess.Popen([str(callgate), "serve"], env=env, stdout=subprocess.DEVNULL)
+    proc = await asyncio.create_subprocess_exec(
+        str(callgate), "serve", env=env, stdout=subprocess.DEVNULL
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as client:
@@ -118,10 +132,14 @@ async def callgate_service(url: str, workdir: Path) -> AsyncIterator[str]:
                 await asyncio.sleep(0.05)
             else:
                 raise RuntimeError("callgate did not start")
-        yield base
+        yield Service(base, port, proc.pid)
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            await asyncio.wait_for(proc.wait(), 30)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 class HostSwitch:
@@ -141,3 +159,34 @@ class HostSwitch:
 def install(sshd: SshdServer, daemon_port: int) -> SimulatorControl:
     install_program(sshd.bin_dir, daemon_port)
     return SimulatorControl(daemon_port)
+
+
+async def seed_farm_rows(
+    url: str, hosts: list[FarmHost], farm: FarmClient, *, prefix: str, transport: str
+) -> list[str]:
+    """One enterprise per farm host (number ``<prefix><i>``), each bound to its host's row
+    (its port, the farm's login, its pinned key); returns their secrets, in host order."""
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    gate = asyncio.Semaphore(8)
+
+    async def one(index: int, host: FarmHost) -> str:
+        secret = secrets.token_hex(16)
+        async with gate, sessions() as session:
+            number = f"{prefix}{index:04d}"
+            await EnterpriseRepo(session).add(number, f"bench {number}", host.address, secret)
+            await HostRepo(session).set(
+                host.address,
+                ssh_port=host.port,
+                ssh_user=farm.username,
+                ssh_password=farm.password,
+                host_key_policy="accept-new",
+                host_key=host.host_key,
+                transport=transport,
+            )
+        return secret
+
+    try:
+        return list(await asyncio.gather(*(one(i, h) for i, h in enumerate(hosts))))
+    finally:
+        await engine.dispose()

@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh database per test, on SQLite and on PostgreSQL."""
+"""Shared fixtures: a fresh database per test, on SQLite and on PostgreSQL; leak hygiene hooks."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.hygiene import REGISTRY
 from tests.support.postgres import fresh_database
 
 
@@ -33,3 +34,27 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on both databases: an empty SQLite file, then an empty PostgreSQL DB."""
     name = "pg_url" if request.param == "postgres" else "sqlite_url"
     return str(request.getfixturevalue(name))
+
+
+# -- leak hygiene (tests/support/hygiene.py) ----------------------------------------------------
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Scan what each test printed or logged (captured stdout, stderr, log) for recorded values."""
+    REGISTRY.scan_sections(report.nodeid, report.sections)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Scan the services' log files, then fail the run if any recorded value was seen in clear."""
+    REGISTRY.scan_log_files()
+    findings = REGISTRY.findings()
+    if not findings:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(findings)} leak(s) of recorded test values:", *map(str, findings)]
+    if reporter is not None:
+        reporter.write_sep("=", "leak hygiene", red=True, bold=True)
+        for line in lines:
+            reporter.write_line(line, red=True)
+    # Even a run whose tests all passed fails: a leak is a defect of the service or the suite.
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,9 +17,12 @@ from callgate.api.deps import Services
 from callgate.api.v1 import calls as v1_calls
 from callgate.api.v1 import events as v1_events
 from callgate.api.v1 import problems
+from callgate.calls.reconcile import reconcile_pending, reconcile_until_done
 from callgate.calls.service import CallService
 from callgate.calls.tracker import CallTracker
 from callgate.db.engine import make_engine, make_read_engine, make_sessionmaker
+from callgate.db.models import utcnow
+from callgate.errors import DatabaseUnavailable
 from callgate.logs import configure_logging, get_logger
 from callgate.pbx.factory import build_client, build_transport
 from callgate.pbx.transport import PbxTransport
@@ -30,6 +36,7 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started = utcnow()  # no call of this run exists yet: older pending rows are orphans
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
         read_engine = make_read_engine(settings.database_url)
@@ -47,9 +54,7 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
             interval=settings.track_interval,
             lost_after=settings.track_lost_after,
         )
-        calls = CallService(
-            settings, sessions, pbx, tracker, reader=make_sessionmaker(read_engine)
-        )
+        calls = CallService(settings, sessions, pbx, tracker, reader=make_sessionmaker(read_engine))
         app.state.services = Services(
             settings=settings,
             engine=engine,
@@ -58,6 +63,13 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
             calls=calls,
             tracker=tracker,
         )
+        # Before the tracker resumes: a call a killed run left pending gets its outcome (and
+        # its state `lost`), so the tracker does not adopt it. Never re-dialled.
+        settling: asyncio.Task[None] | None = None
+        try:
+            await reconcile_pending(sessions, before=started)
+        except DatabaseUnavailable:  # the service still starts; the rows are settled later
+            settling = asyncio.create_task(reconcile_until_done(sessions, before=started))
         await tracker.start()  # resumes the calls a previous run left live
         if settings.ssh_host_key_policy is HostKeyPolicy.OFF:
             log.warning("SSH host key checking is off: any server answering is trusted")
@@ -65,6 +77,10 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
         try:
             yield
         finally:
+            if settling is not None:
+                settling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await settling
             await calls.drain()  # call-log writes still running: nothing is lost
             await tracker.stop()  # before the transport closes: its last listings finish
             await pbx_transport.aclose()
@@ -87,8 +103,30 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
     return app
 
 
+def graceful_timeout(settings: Settings) -> int:
+    """How long a stop waits for requests in flight: the longest a call can take, and more.
+
+    A request cut short leaves its call without an outcome (settled as `unknown` at the next
+    start), so the wait covers the worst case: a session wait and a connect, the originate,
+    and a verification listing that may itself take a command timeout. A fixed 20 s was less
+    than that with the default timeouts (10 + 5 + 15 + 15 s).
+    """
+    call = (
+        settings.ssh_pool_wait
+        + settings.ssh_connect_timeout
+        + 2 * settings.ssh_command_timeout
+        + settings.verify_window
+    )
+    return max(20, math.ceil(call + 5))  # + the database steps around it
+
+
 def serve(settings: Settings) -> None:
-    """Run the service until SIGINT/SIGTERM (uvicorn drains requests in flight)."""
+    """Run the service until SIGINT/SIGTERM.
+
+    On a stop uvicorn closes the listening socket at once (new connections are refused),
+    lets the requests in flight finish within ``graceful_timeout``, then the lifespan drains
+    the call-log writes before closing the PBX transport and the database.
+    """
     configure_logging(settings.log_file, settings.log_format.value, settings.log_level)
     uvicorn.run(
         create_app(settings),
@@ -96,5 +134,5 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         access_log=False,  # ours redacts secrets: see callgate.api.middleware
         log_config=None,
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=graceful_timeout(settings),
     )

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     ssh_max_handshakes: int = Field(32, ge=1, le=1024)
     ssh_keepalive_interval: float = Field(15.0, gt=0)
     ssh_idle_timeout: float = Field(300.0, gt=0)
+    # Circuit breaker (pbx/breaker.py): after this many connection failures in a row a host is
+    # not tried for `breaker_cooldown` seconds (calls fail at once), then one call probes it.
+    # 0 turns the breaker off.
+    breaker_failures: int = Field(3, ge=0, le=1000)
+    breaker_cooldown: float = Field(30.0, gt=0, le=3600)
 
     dial_context: str = "inoffice"
     asterisk_bin: str = "asterisk"

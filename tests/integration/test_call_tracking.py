@@ -8,15 +8,16 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate.calls.states import CallState, durations
-from callgate.calls.tracker import NOT_WATCHED, CallTracker
+from callgate.calls.tracker import NOT_WATCHED, STALE, CallTracker
 from callgate.db.call_tracking import CallTrackingRepo
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.migrate import upgrade
@@ -36,6 +37,7 @@ FAST = Scenario(agent_answer_after=0.3, customer_answer_after=0.3, talk=1.0)
 LONG = Scenario(agent_answer_after=0.3, customer_answer_after=0.3, talk=60.0)
 ANSWERED = ["initiated", "ringing_agent", "agent_answered", "ringing_customer", "connected"]
 Sessions = async_sessionmaker[AsyncSession]
+DAYS = timedelta(days=2)
 
 
 async def until(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
@@ -430,3 +432,21 @@ async def test_compare_and_set_lets_one_writer_move_a_call(any_rig: Rig) -> None
     assert stored.state == winner and [e.state for e in events] == ["ringing_agent", winner]
     with pytest.raises(ValueError, match="cannot go from"):
         await move(S.RINGING_AGENT, S.COMPLETED)
+
+
+async def test_start_ends_rows_older_than_any_call_in_bulk(any_rig: Rig) -> None:
+    """Rows still live but days old (from before tracking existed): lost at start, not polled."""
+    async with any_rig.sessions() as session:
+        repo = CallRepo(session)
+        old = [
+            (await repo.create(enterprise_number="1", extension="150", phone=PHONE, host="h")).id
+            for _ in range(3)
+        ]
+        await session.execute(update(CallRecord).values(created_at=datetime.now(UTC) - DAYS))
+        await session.commit()
+    tracker = await any_rig.tracker()
+    for call_id in old:
+        record, events = await read(any_rig.sessions, call_id)
+        assert (record.state, record.end_reason) == ("lost", STALE)
+        assert [event.state for event in events] == ["lost"]
+    assert tracker.live_calls() == {} and not tracker.queries

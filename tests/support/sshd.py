@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from tests.support.hygiene import record
 from tests.support.services import missing
 
 SSHD = Path("/usr/sbin/sshd")
@@ -94,6 +95,7 @@ def sim_user_session() -> Iterator[SimUser]:
                 password_file.write_text(password)
             else:
                 password = password_file.read_text()
+            record("ssh_password", password)  # leak hygiene: see tests/support/hygiene.py
             fcntl.flock(holders, fcntl.LOCK_SH)
             fcntl.flock(mutex, fcntl.LOCK_UN)
             public_key = _keygen(key_dir / "client_key", "callgate-sim-client")

@@ -21,6 +21,7 @@ from callgate.db.repositories import EnterpriseRepo, HostRepo
 from callgate.settings import Settings
 from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
 from callgate.simulator.program import install_program
+from tests.support.hygiene import REGISTRY
 from tests.support.service import RunningService, free_port, running_service
 from tests.support.sshd import SshdServer
 
@@ -90,10 +91,13 @@ async def call_stack(
     }
     if migrate:
         await prepare_database(db_url, sshd, secret=secret, host=host_row)
-    config = Settings(
-        **{"database_url": db_url, "port": free_port(), "log_file": tmp_path / "callgate.log"}
-        | settings
-    )
+    values: dict[str, Any] = {
+        "database_url": db_url,
+        "port": free_port(),
+        "log_file": tmp_path / "callgate.log",
+    }
+    config = Settings(**(values | settings))
+    REGISTRY.record_stack(secret, config.log_file)  # leak hygiene: see tests/support/hygiene.py
     try:
         async with running_service(config) as service:
             yield Stack(sshd, daemon, SimulatorControl(port), service, secret, db_url)

@@ -1,9 +1,9 @@
 """The call state machine, and what one ``core show channels concise`` listing says of a call.
 
-Pure: no I/O and no clock. Facts from Asterisk 22.7 (``shared/asterisk``): an originate makes
-the first leg ``Local/<ext>@<ctx>-XXXXXXXX;1/;2``; when the agent answers, ``;1`` runs ``Dial``
-and the customer pair ``Local/<phone>@<ctx>-YYYYYYYY;1/;2`` appears at that same instant; once
-the customer answers both ``;1`` legs share a bridge id; at the end every channel is gone.
+Pure: no I/O, no clock. Asterisk 22.7 (``shared/asterisk``): an originate makes the first leg
+``Local/<ext>@<ctx>-X;1/;2``; the agent answering makes ``;1`` run ``Dial`` and the customer pair
+``Local/<phone>@<ctx>-Y;1/;2`` appear at once; both ``;1`` then share a bridge id when the
+customer answers; at the end every channel is gone.
 
 ==================  =============================================  =======================
 state               seen in a listing                              may become
@@ -140,8 +140,7 @@ def observe(channels: CallChannels) -> CallState | None:
     return S.INITIATED  # e.g. Down: created, not yet ringing
 
 
-_LIVE_REASONS = {
-    S.INITIATED: "first leg created",
+_LIVE_REASONS = {  # derive() never moves a call *to* initiated
     S.RINGING_AGENT: "the agent's phone is ringing",
     S.AGENT_ANSWERED: "the agent answered; dialling the customer",
     S.RINGING_CUSTOMER: "the customer's phone is ringing",

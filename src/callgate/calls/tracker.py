@@ -15,6 +15,7 @@ import math
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +35,10 @@ from callgate.settings import Settings
 
 log = get_logger("callgate.tracker")
 NOT_WATCHED = "channels gone while not watched"
+# Older live rows are not calls any more (rows from before tracking existed, say): ended in
+# bulk at start, never loaded and polled one by one.
+STALE_AFTER = timedelta(hours=6)
+STALE = "still live in the database at start, created over 6 h before: not followed"
 HostKey = tuple[str, int]
 
 
@@ -90,6 +95,7 @@ class CallTracker:
         self._unstored: dict[str, _Call] = {}  # ended calls whose history is not all stored
         self._tasks: set[asyncio.Task[None]] = set()
         self._subscribers: set[Subscription] = set()
+        self._db_slots = asyncio.Semaphore(4)  # leave the pool to the call requests
         self._stopped = False
 
     async def start(self) -> None:
@@ -253,7 +259,8 @@ class CallTracker:
     async def _store(self, call: _Call) -> bool:
         """Store the call's pending transitions; False: try again later."""
         try:
-            done = await call.history.store(self._sessions, self._publish)
+            async with self._db_slots:
+                done = await call.history.store(self._sessions, self._publish)
         except errors.DatabaseUnavailable as exc:
             log.warning("call state not stored yet", call_id=call.call_id, detail=exc.message)
             return False
@@ -282,6 +289,10 @@ class CallTracker:
 
     async def _resume(self) -> bool:
         try:
+            ended, now = 1, utcnow()
+            while ended:
+                async with db_step("ending stale calls"), self._sessions() as session:
+                    ended = await CallTrackingRepo(session).end_stale(now - STALE_AFTER, now, STALE)
             async with db_step("loading the live calls"), self._sessions() as session:
                 rows = await CallTrackingRepo(session).live_calls_with_hosts()
         except errors.DatabaseUnavailable as exc:

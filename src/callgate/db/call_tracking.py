@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, update
+from sqlalchemy import func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate.calls.states import LIVE, RANK, CallState, can_transition
@@ -115,6 +115,38 @@ class CallTrackingRepo:
             .execution_options(populate_existing=True)
         )
         return list(await self.session.scalars(stmt))
+
+    async def end_stale(self, created_before: datetime, at: datetime, reason: str) -> int:
+        """End as ``lost`` up to 500 live calls created before ``created_before``; how many.
+
+        Rows older than any real call (those from before tracking existed, say) are ended in
+        small batches, each in one transaction, instead of being loaded and polled one by one.
+        """
+        live = [state.value for state in LIVE]
+        ids = select(CallRecord.id).where(
+            CallRecord.state.in_(live), CallRecord.created_at < created_before
+        )
+        batch = list(await self.session.scalars(ids.limit(500)))
+        if not batch:
+            return 0
+        moment = literal(at, UtcDateTime())
+        lost = CallState.LOST.value
+        await self.session.execute(
+            insert(CallEventRecord).from_select(
+                ["call_id", "state", "at", "detail"],
+                select(CallRecord.id, literal(lost), moment, literal(reason)).where(
+                    CallRecord.id.in_(batch), CallRecord.state.in_(live)
+                ),
+            )
+        )
+        await self.session.execute(
+            update(CallRecord)
+            .where(CallRecord.id.in_(batch), CallRecord.state.in_(live))
+            .values(state=lost, state_changed_at=moment, ended_at=moment, end_reason=reason)
+            .execution_options(synchronize_session=False)
+        )
+        await self.session.commit()
+        return len(batch)
 
     async def live_calls_with_hosts(self) -> list[tuple[CallRecord, PbxHost | None]]:
         """``live_calls`` with each one's ``pbx_hosts`` row (None: defaults, or a bad address)."""

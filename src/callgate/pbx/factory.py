@@ -10,6 +10,7 @@ from callgate.db.guard import db_step
 from callgate.db.host_keys import DbHostKeyStore
 from callgate.db.repositories import HostRepo
 from callgate.hosts import build_target
+from callgate.pbx.breaker import CircuitBreaker
 from callgate.pbx.client import PbxClient
 from callgate.pbx.console import ConsoleTransport
 from callgate.pbx.rx import RxTransport
@@ -20,18 +21,29 @@ from callgate.settings import Settings, Transport
 
 class RoutingTransport:
     """Per host, ``target.transport`` (its row's ``transport``, else CALLGATE_TRANSPORT) picks
-    the console or rx. Both run over one SSH pool, so a host has one set of connections."""
+    the console or rx. Both run over one SSH pool, so a host has one set of connections.
 
-    def __init__(self, console: PbxTransport, rx: PbxTransport) -> None:
-        self._console, self._rx = console, rx
+    ``breaker`` guards every run around the choice: a failing host is short-circuited
+    whichever transport it uses, and the console's rx fallback is not tried behind its back.
+    """
+
+    def __init__(
+        self, console: PbxTransport, rx: PbxTransport, breaker: CircuitBreaker | None = None
+    ) -> None:
+        self._console, self._rx, self._breaker = console, rx, breaker
 
     async def run(self, target: HostTarget, commands: Sequence[str]) -> list[str]:
         chosen = self._console if target.transport is Transport.CONSOLE else self._rx
-        return await chosen.run(target, commands)
+        if self._breaker is None:
+            return await chosen.run(target, commands)
+        return await self._breaker.call(target, lambda: chosen.run(target, commands))
 
     def status(self) -> dict[str, object]:
         # The console's status already holds the rx one (its fallback, the same object).
-        return {**self._console.status(), "transport": "per-host"}
+        status = {**self._console.status(), "transport": "per-host"}
+        if self._breaker is not None:
+            status["breaker"] = self._breaker.status()
+        return status
 
     async def aclose(self) -> None:
         await self._console.aclose()  # closes its fallback, the rx transport, and the pool
@@ -39,10 +51,12 @@ class RoutingTransport:
 
 
 def build_transport(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> PbxTransport:
+    """The SSH pool, both transports routed per host, and the per-host circuit breaker."""
     pool = SshPool(PoolLimits.from_settings(settings), DbHostKeyStore(sessions))
     rx = RxTransport(pool)
     console = ConsoleTransport(pool, rx, idle_timeout=settings.ssh_idle_timeout)
-    return RoutingTransport(console, rx)
+    breaker = CircuitBreaker(failures=settings.breaker_failures, cooldown=settings.breaker_cooldown)
+    return RoutingTransport(console, rx, breaker)
 
 
 def build_client(settings: Settings, transport: PbxTransport) -> PbxClient:

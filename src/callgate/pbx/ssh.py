@@ -6,6 +6,12 @@ few connections; each connection carries at most `sessions_per_connection` paral
 another connection is opened, up to `connections_per_host`; beyond that a call waits at most
 `pool_wait`. Concurrent callers of a host that is still connecting share that one attempt, so a
 dead host costs one connect timeout, not one per caller.
+
+Handshakes are bounded (CPU for key exchanges, and sshd's MaxStartups) without letting a dead
+host slow the others: each host (address and port, whatever the login) gets at most
+`host_handshakes` at once, and a host whose last handshake timed out waits for a small budget
+of its own, so its attempts, which hold a slot until their timeout, never take one from a host
+that works.
 """
 
 from __future__ import annotations
@@ -41,6 +47,8 @@ class PoolLimits:
     connections_per_host: int = 4
     pool_wait: float = 5.0
     max_handshakes: int = 32
+    # One login never opens two connections at once; 2 leaves room for a second login.
+    host_handshakes: int = 2
     keepalive_interval: float = 15.0
     idle_timeout: float = 300.0
     output_limit: int = DEFAULT_OUTPUT_LIMIT
@@ -52,6 +60,7 @@ class PoolLimits:
             connections_per_host=settings.ssh_connections_per_host,
             pool_wait=settings.ssh_pool_wait,
             max_handshakes=settings.ssh_max_handshakes,
+            host_handshakes=min(2, settings.ssh_max_handshakes),
             keepalive_interval=settings.ssh_keepalive_interval,
             idle_timeout=settings.ssh_idle_timeout,
         )
@@ -87,6 +96,9 @@ class SshPool:
         self._host_keys = host_keys
         self._pools: dict[tuple[object, ...], _HostPool] = {}
         self._handshakes = asyncio.Semaphore(limits.max_handshakes)
+        self._slow_handshakes = asyncio.Semaphore(max(1, limits.max_handshakes // 4))
+        self._host_handshakes: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self._slow_hosts: set[tuple[str, int]] = set()  # their last handshake timed out
         self._reaper: asyncio.Task[None] | None = None
         self.connects = 0  # connections opened since start (a test and benchmark probe)
 
@@ -150,13 +162,22 @@ class SshPool:
                     await asyncio.wait_for(pool.changed.wait(), remaining)
 
     async def _open(self, pool: _HostPool, target: HostTarget) -> _Connection:
+        host = (target.address, target.port)
         try:
-            async with self._handshakes:
-                conn, key = await open_connection(
-                    target,
-                    keepalive_interval=self._limits.keepalive_interval,
-                    host_keys=self._host_keys,
-                )
+            async with self._handshake_slot(target):
+                try:
+                    conn, key = await open_connection(
+                        target,
+                        keepalive_interval=self._limits.keepalive_interval,
+                        host_keys=self._host_keys,
+                    )
+                except errors.SshConnectTimeout:
+                    self._slow_hosts.add(host)  # its next attempts wait in the slow queue
+                    raise
+                except errors.PbxError:
+                    self._slow_hosts.discard(host)  # it answered (refused, login failed)
+                    raise
+            self._slow_hosts.discard(host)
             entry = _Connection(conn, key)
             pool.connections.append(entry)
             self.connects += 1
@@ -165,6 +186,31 @@ class SshPool:
         finally:
             pool.opening = None
             pool.notify()
+
+    @contextlib.asynccontextmanager
+    async def _handshake_slot(self, target: HostTarget) -> AsyncIterator[None]:
+        """The host's own slot, then a shared one (the slow queue's for a slow host).
+
+        Waiting is bounded by the connect timeout; running out of slots is our limit, not the
+        host's fault, so it is PbxBusy rather than a connection failure.
+        """
+        host = (target.address, target.port)
+        own = self._host_handshakes.get(host)
+        if own is None:  # one small semaphore per host ever contacted
+            own = self._host_handshakes[host] = asyncio.Semaphore(self._limits.host_handshakes)
+        shared = self._slow_handshakes if host in self._slow_hosts else self._handshakes
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                async with asyncio.timeout(target.connect_timeout):
+                    await held.enter_async_context(own)
+                    await held.enter_async_context(shared)
+            except TimeoutError:
+                raise errors.PbxBusy(
+                    f"no SSH handshake slot free for {target.label} within "
+                    f"{target.connect_timeout:g} s",
+                    host=target.label,
+                ) from None
+            yield
 
     def _drop_unusable(self, pool: _HostPool, target: HostTarget) -> None:
         """Forget closed connections and those verified against another pinned key."""

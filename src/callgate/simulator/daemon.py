@@ -7,7 +7,9 @@ connection, length-prefixed so that any bytes can pass:
 * ``ctl <n>\\n<n bytes of JSON>`` -> a JSON object, then close. Operations (``op``):
   ``commands``, ``reset``, ``set_running`` (``running``), ``set_default_scenario``
   (``scenario``), ``set_scenario`` (``extension``, ``scenario`` or null), ``set_contexts``
-  (``contexts``), ``calls``. Answers are ``{"ok": true, ...}`` or ``{"ok": false, "error"}``.
+  (``contexts``), ``calls``, ``set_delay`` (``seconds``: how long the answer to each
+  ``channel originate`` is held back, after the command ran; 0 by default and after ``reset``).
+  Answers are ``{"ok": true, ...}`` or ``{"ok": false, "error"}``.
 
 The engine is used from the event loop only, so requests are applied one at a time and
 counters stay consistent however many clients connect at once.
@@ -30,6 +32,7 @@ MAX_REQUEST = 1 << 20  # a CLI command or a control request is far smaller
 REQUEST_TIMEOUT = 10.0  # a client that stalls mid-request is dropped
 ENCODING = ("utf-8", "surrogateescape")  # any byte survives the round trip through str
 _MAX_HEADER = 32
+MAX_DELAY = REQUEST_TIMEOUT / 2  # a held answer must still fit in the request's time bound
 
 
 class SimulatorDaemon:
@@ -41,6 +44,9 @@ class SimulatorDaemon:
         self._server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self.port = 0
+        # A slow PBX for fault tests: the originate runs at once (it is recorded and the call
+        # exists), only its answer is late, so a test can break the link while it is in flight.
+        self.originate_delay = 0.0
 
     async def start(self) -> int:
         """Listen on 127.0.0.1 and return the bound port (useful with port 0)."""
@@ -95,6 +101,8 @@ class SimulatorDaemon:
                 result = self.engine.execute(body)
             except Exception as exc:  # a simulator bug: say so rather than hang up silently
                 return f"255\ncallgate simulator: internal error: {exc!r}\n".encode(*ENCODING)
+            if self.originate_delay and body.lower().split()[:2] == ["channel", "originate"]:
+                await asyncio.sleep(self.originate_delay)
             return f"{result.exit_status}\n{result.output}".encode(*ENCODING)
         if kind == "ctl":
             return json.dumps(self._control(body)).encode()
@@ -116,6 +124,14 @@ class SimulatorDaemon:
             return {"commands": [asdict(command) for command in engine.commands]}
         if op == "reset":
             engine.reset()
+            self.originate_delay = 0.0
+        elif op == "set_delay":
+            seconds = request["seconds"]
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+                raise TypeError("seconds must be a number")
+            if not 0 <= seconds <= MAX_DELAY:
+                raise ValueError(f"seconds must be a number from 0 to {MAX_DELAY:g}")
+            self.originate_delay = float(seconds)
         elif op == "set_running":
             if not isinstance(request["running"], bool):
                 raise TypeError("running must be true or false")
@@ -164,6 +180,10 @@ class SimulatorControl:
     async def set_scenario(self, extension: str, scenario: Scenario | None) -> None:
         payload = None if scenario is None else scenario.to_json()
         await self.request("set_scenario", extension=extension, scenario=payload)
+
+    async def set_delay(self, seconds: float) -> None:
+        """Hold each ``channel originate``'s answer back for ``seconds`` (it still runs first)."""
+        await self.request("set_delay", seconds=seconds)
 
     async def set_contexts(self, contexts: Iterable[str]) -> None:
         await self.request("set_contexts", contexts=sorted(contexts))
