@@ -77,9 +77,9 @@ async def legacy_url(pg_url: str) -> str:
         await connection.execute(
             text("INSERT INTO enterprises VALUES (:number, :name, :ip, :secret, :active)"),
             [
-                {"number": "0367", "name": "june", "ip": "10.88.10.19", "secret": ACTIVE_SECRET,
+                {"number": "0367", "name": "june", "ip": "10.0.0.19", "secret": ACTIVE_SECRET,
                  "active": True},
-                {"number": "0280", "name": "april", "ip": "10.88.10.20", "secret": INACTIVE_SECRET,
+                {"number": "0280", "name": "april", "ip": "10.0.0.20", "secret": INACTIVE_SECRET,
                  "active": False},
             ],
         )  # fmt: skip
@@ -135,7 +135,7 @@ async def test_by_secret_finds_active_legacy_rows_only(
         repo = EnterpriseRepo(session)
         found = await repo.by_secret(ACTIVE_SECRET)
         assert found is not None
-        assert (found.number, found.name, found.ip) == ("0367", "june", "10.88.10.19")
+        assert (found.number, found.name, found.ip) == ("0367", "june", "10.0.0.19")
         assert await repo.by_secret(INACTIVE_SECRET) is None
         assert await repo.by_secret("' OR '1'='1") is None
 
