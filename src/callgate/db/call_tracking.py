@@ -240,14 +240,18 @@ class History:
         DatabaseUnavailable when the database fails. When another writer moved the call first,
         its state stands: transitions no longer possible from there are dropped.
         """
-        while self.pending:
-            step = self.pending[0]
-            opening = step.state is self.persisted is CallState.INITIATED
-            if not opening and not can_transition(self.persisted, step.state):
-                self.pending.popleft()  # no longer possible from what the row holds
-                continue
-            async with db_step("recording a call's state"), sessions() as session:
-                result = await CallTrackingRepo(session).record_transition(
+        if not self.pending:
+            return True
+        # One session (one pooled connection) for all of them: a tick often has several.
+        async with db_step("recording a call's state"), sessions() as session:
+            repo = CallTrackingRepo(session)
+            while self.pending:
+                step = self.pending[0]
+                opening = step.state is self.persisted is CallState.INITIATED
+                if not opening and not can_transition(self.persisted, step.state):
+                    self.pending.popleft()  # no longer possible from what the row holds
+                    continue
+                result = await repo.record_transition(
                     step.call_id,
                     step.state,
                     expected=self.persisted,
@@ -257,13 +261,13 @@ class History:
                     customer_channel=step.customer_channel,
                     bridge_id=step.bridge_id,
                 )
-            if result.current is None:
-                return False
-            self.persisted = result.current
-            if result.applied or not can_transition(result.current, step.state):
-                self.pending.popleft()
-            if result.applied:
-                stored(step)
-            elif result.current.is_terminal:
-                self.pending.clear()
+                if result.current is None:
+                    return False
+                self.persisted = result.current
+                if result.applied or not can_transition(result.current, step.state):
+                    self.pending.popleft()
+                if result.applied:
+                    stored(step)
+                elif result.current.is_terminal:
+                    self.pending.clear()
         return True
