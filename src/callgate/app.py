@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -89,6 +90,9 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
             await engine.dispose()
             await read_engine.dispose()
 
+    # uvicorn logs whole request lines (with `clientId=<secret>`) to "uvicorn.access" whenever
+    # that logger has a handler, whatever `access_log` says; ours redacts (api/middleware).
+    logging.getLogger("uvicorn.access").disabled = True
     app = FastAPI(
         title="callgate",
         version=__version__,

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -46,23 +47,45 @@ FUZZ = settings(
     deadline=None,  # a real call takes tens of milliseconds, a console's first one longer
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-# Mostly near the allow-list's edge (valid values with one awkward character), some valid,
-# some arbitrary Unicode: each kind must end in exactly one of the two outcomes.
 _AWKWARD = st.sampled_from(["\n", "\x00", ";", " ", "+", "\u0661", "\uff11", "'", ",", "é"])
 
 
-def _with_flaw(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
-    def insert(parts: tuple[str, str, int]) -> str:
-        value, char, at = parts
-        return value[:at] + char + value[at:]
+def _insert(value: str, char: str, at: int) -> str:
+    return value[:at] + char + value[at:]
 
-    return st.tuples(valid, _AWKWARD, st.integers(0, 16)).map(insert)
+
+def _with_flaw(valid: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    """A valid value with one awkward character put in somewhere: the allow-list's edge."""
+    return st.builds(_insert, valid, _AWKWARD, st.integers(0, 16))
 
 
 _CODES = st.from_regex(r"[0-9]{2,6}", fullmatch=True)
 _PHONES = st.from_regex(r"\+[1-9][0-9]{6,14}|[0-9]{3,15}", fullmatch=True)
-codes = st.one_of(_CODES, _with_flaw(_CODES), st.text(max_size=12))
-phones = st.one_of(_PHONES, _with_flaw(_PHONES), st.text(max_size=20))
+# Valid numbers as people write them: separators after the first character.
+_SPACED = st.builds(
+    _insert, _PHONES, st.sampled_from(["", " ", "-", ".", "(", ")"]), st.integers(1, 9)
+)
+_ANY_CODES = st.one_of(_with_flaw(_CODES), st.text(max_size=12))
+_ANY_PHONES = st.one_of(_with_flaw(_PHONES), st.text(max_size=20))
+
+
+@st.composite
+def code_and_phone(
+    draw: st.DrawFn, phones: st.SearchStrategy[str] = _ANY_PHONES
+) -> tuple[str, str]:
+    """About a quarter of the pairs valid, the others with one side or both arbitrary."""
+    broken = draw(st.sampled_from(["none", "code", "phone", "both"]))
+    code = draw(_ANY_CODES if broken in ("code", "both") else _CODES)
+    phone = draw(phones if broken in ("phone", "both") else _SPACED)
+    return code, phone
+
+
+@pytest.fixture
+def outcomes() -> Iterator[set[str]]:
+    """The outcomes a fuzz test saw; both must occur, or the fuzzing proved nothing."""
+    seen: set[str] = set()
+    yield seen
+    assert seen == {"refused", "dialled"}, f"only {sorted(seen)} seen"
 
 
 @pytest.fixture(params=["rx", "console"])
@@ -88,11 +111,16 @@ def _expected(code: str, phone: str, code_field: str, phone_field: str) -> tuple
         return None
 
 
-async def _check(stack: Stack, send: Any, code: str, phone: str, fields: tuple[str, str]) -> Any:
+async def _check(
+    stack: Stack, send: Any, pair: tuple[str, str], fields: tuple[str, str], outcomes: set[str]
+) -> Any:
+    """Send one request; assert it was refused with no originate or dialled exactly once."""
     seen = await stack.host_commands()
     response = await send()
     dialled = await _new_originates(stack, seen)
-    expected = _expected(code, phone, *fields)
+    expected = _expected(*pair, *fields)
+    event(f"HTTP {response.status_code}")  # --hypothesis-show-statistics
+    outcomes.add("refused" if response.status_code == 422 else "dialled")
     if response.status_code == 422:
         assert dialled == []
         assert expected is None, "a valid request was refused"
@@ -107,43 +135,75 @@ async def _check(stack: Stack, send: Any, code: str, phone: str, fields: tuple[s
 
 
 @FUZZ
-@given(code=codes, phone=phones)
-async def test_legacy_fuzz_refuses_or_dials_once(nodup: Stack, code: str, phone: str) -> None:
+@given(pair=code_and_phone())
+async def test_legacy_fuzz_refuses_or_dials_once(
+    nodup: Stack, outcomes: set[str], pair: tuple[str, str]
+) -> None:
     """Legacy: arbitrary code/phone give 422 (naming one of them) and no originate, or 200
     and exactly one ASCII originate of the normalised values."""
-    response = await _check(
-        nodup, lambda: nodup.call(code=code, phone=phone), code, phone, ("code", "phone")
-    )
+    code, phone = pair
+    send = lambda: nodup.call(code=code, phone=phone)  # noqa: E731
+    response = await _check(nodup, send, pair, ("code", "phone"), outcomes)
     if response.status_code == 422:
         assert response.json()["detail"][0]["loc"][1] in ("code", "phone")
 
 
 @FUZZ
-@given(code=codes, phone=phones | st.text(st.characters(categories=["Cs"]), min_size=1))
-async def test_v1_fuzz_refuses_or_dials_once(nodup: Stack, code: str, phone: str) -> None:
+@given(pair=code_and_phone(_ANY_PHONES | st.text(st.characters(categories=["Cs"]), min_size=1)))
+async def test_v1_fuzz_refuses_or_dials_once(
+    nodup: Stack, outcomes: set[str], pair: tuple[str, str]
+) -> None:
     """POST /v1/calls: arbitrary from/to (lone surrogates too, JSON carries them) give a 422
     problem naming the field and no originate, or 201 and exactly one ASCII originate."""
-    headers = {"Authorization": f"Bearer {nodup.secret}"}
-    body = {"from": code, "to": phone}
+    headers = {"Authorization": f"Bearer {nodup.secret}", "Content-Type": "application/json"}
+    body = json.dumps({"from": pair[0], "to": pair[1]})  # ASCII: escapes even a lone surrogate
     client = nodup.service.client
 
     async def send() -> Any:
-        return await client.post("/v1/calls", json=body, headers=headers)
+        return await client.post("/v1/calls", content=body, headers=headers)
 
-    response = await _check(nodup, send, code, phone, ("from", "to"))
+    response = await _check(nodup, send, pair, ("from", "to"), outcomes)
     if response.status_code == 422:
         assert response.json()["field"] in ("from", "to")
     else:
         assert response.status_code == 201
 
 
+DIALLING = {("POST", "/v1/calls"), ("GET", "/api/makecallexternal")}
+HOSTILE = [  # what the fuzzers reach only by luck: NUL, naive or extreme times, lone surrogates
+    ("GET", "/v1/calls?state=%00", None),
+    ("GET", "/v1/calls?extension=1%00", None),
+    ("GET", "/v1/calls?since=2020-01-01T00:00:00", None),
+    ("GET", "/v1/calls?since=0001-01-01T00:00:00%2B14:00", None),
+    ("GET", "/v1/calls/%00", None),
+    ("POST", "/v1/calls/%00/hangup", None),
+    ("POST", "/v1/calls", '{"from": "150", "to": "+375296254070", "metadata": {"a": "\\ud800"}}'),
+    ("GET", "/v1/calls", None),  # last: the history must still be listable
+]
+
+
+@pytest.mark.parametrize("nodup", ["rx"], indirect=True)
+async def test_hostile_values_are_client_errors_that_dial_nothing(nodup: Stack) -> None:
+    """Each hostile request is answered below 500 and dials once if it is a 2xx call, else
+    never; all are sent, then every broken promise is listed at once."""
+    headers = {"Authorization": f"Bearer {nodup.secret}", "Content-Type": "application/json"}
+    broken = []
+    for method, url, body in HOSTILE:
+        seen = await nodup.originates()
+        response = await nodup.service.client.request(method, url, content=body, headers=headers)
+        dialled = await nodup.originates() - seen
+        dials = response.is_success and (method, url) in DIALLING  # 2xx: once, else never
+        if response.status_code >= 500 or dialled != int(dials):
+            broken.append(
+                f"{method} {url} {body or ''}-> {response.status_code} ({dialled} dialled)"
+            )
+    assert not broken, "\n".join(broken)
+
+
 # -- (b) schemathesis against the running service's own schema ---------------------------------
 
 BUDGET = 25  # examples per operation and phase: the whole test stays well under 90 s
-
-
-_T = TypeVar("_T")
-DIALLING = {("POST", "/v1/calls"), ("GET", "/api/makecallexternal")}
+SEED = 4  # fixed: a failure found here is found again on every run (stable, reproducible)
 
 
 @dataclass
@@ -152,32 +212,30 @@ class LiveStack:
 
     stack: Stack
     loop: asyncio.AbstractEventLoop
-    expected: int = 0  # originates that the 2xx answers so far account for
+    expected: int = 0  # originates that the answers so far account for
     answers: dict[int, int] = field(default_factory=dict)  # status -> count
 
-    @property
-    def base_url(self) -> str:
-        return self.stack.service.base_url
-
-    def run(self, work: Coroutine[Any, Any, _T]) -> _T:
-        return asyncio.run_coroutine_threadsafe(work, self.loop).result(timeout=30)
-
     def originates(self) -> int:
-        return self.run(self.stack.originates())
+        work = asyncio.run_coroutine_threadsafe(self.stack.originates(), self.loop)
+        return work.result(timeout=30)
 
-    def account(self, method: str, path: str, status: int, replayed: bool, n: int) -> None:
+    def account(self, method: str, path: str, response: Any, dialled: int) -> None:
         """Check one answer against the originates it caused, and keep the total."""
+        status = response.status_code
         self.answers[status] = self.answers.get(status, 0) + 1
-        if not 200 <= status < 300 or (method, path) not in DIALLING:
-            assert n == 0, f"{method} {path} answered {status} after {n} originate(s)"
-            return
-        # A replayed Idempotency-Key answers the first request's call: that one dialled.
-        assert n == (0 if replayed else 1), f"{method} {path} answered {status}, {n} originates"
-        self.expected += 0 if replayed else 1
+        if status in (502, 504) and response.json().get("outcome") == "unknown":
+            allowed = {0, 1}  # the one exception: an explicitly unknown outcome
+        elif not 200 <= status < 300 or (method, path) not in DIALLING:
+            allowed = {0}
+        else:  # a replayed Idempotency-Key answers the first request's call, dialled then
+            allowed = {0} if response.headers.get("idempotent-replayed") == ["true"] else {1}
+        assert dialled in allowed, f"{method} {path} answered {status} after {dialled} originates"
+        self.expected += dialled
 
 
 @contextlib.contextmanager
 def _serve_in_thread(pg_url: str, sshd: SshdServer, tmp_path: Path) -> Iterator[LiveStack]:
+    """call_stack() on a private event loop in a thread, until the block ends."""
     ready: Future[tuple[LiveStack, asyncio.Event]] = Future()
 
     async def serve() -> None:
@@ -204,7 +262,7 @@ def _serve_in_thread(pg_url: str, sshd: SshdServer, tmp_path: Path) -> Iterator[
 @pytest.fixture
 def live(pg_url: str, sshd: SshdServer, tmp_path: Path) -> Iterator[LiveStack]:
     """The stack served from a worker thread (schemathesis' client blocks); at the end, the
-    host must have received exactly the originates the 2xx answers account for."""
+    host must have received exactly the originates that the answers account for."""
     with _serve_in_thread(pg_url, sshd, tmp_path) as running:
         yield running
         time.sleep(0.5)  # an originate sent after its request was answered would land now
@@ -212,30 +270,29 @@ def live(pg_url: str, sshd: SshdServer, tmp_path: Path) -> Iterator[LiveStack]:
 
 
 @pytest.fixture
-def api_schema(live: LiveStack) -> schemathesis.BaseSchema:
-    """The schema the service serves, with the stack's secret and a bounded budget."""
-    config = schemathesis.Config.from_dict(
-        {
-            "headers": {"Authorization": f"Bearer {live.stack.secret}"},
-            "generation": {"mode": "all", "max-examples": BUDGET},
-            "phases": {"stateful": {"enabled": False}},
-        }
-    )
-    return schemathesis.openapi.from_url(f"{live.base_url}/openapi.json", config=config)
+def api_schema(request: pytest.FixtureRequest, live: LiveStack) -> schemathesis.BaseSchema:
+    """The schema the running service serves, with a bounded, seeded budget."""
+    # schemathesis 4.32.5's from_fixture reads and renames `node._nodeid`, which pytest 9.2
+    # no longer has (it keeps `_id`): without this it fails before running any case.
+    if not hasattr(request.node, "_nodeid"):
+        request.node._nodeid = request.node.nodeid
+    generation = {"mode": "all", "max-examples": BUDGET}  # positive and negative cases
+    config = {"seed": SEED, "generation": generation, "phases": {"stateful": {"enabled": False}}}
+    url = f"{live.stack.service.base_url}/openapi.json"
+    return schemathesis.openapi.from_url(url, config=schemathesis.Config.from_dict(config))
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+# /v1/events is an endless SSE stream: a request/response client only waits for its timeout.
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/v1/events")
 
 
 @schema.parametrize()
 def test_openapi_fuzz(case: schemathesis.Case[Any], live: LiveStack) -> None:
-    """Every operation, positive and negative: no 5xx, answers conform to the schema, a 4xx
-    dialled nothing, a dialling 2xx dialled once (the fixture re-checks the total at the end)."""
+    """Every operation, positive and negative cases: no 5xx, answers conform to the schema,
+    a non-2xx dialled nothing, a dialling 2xx dialled once (the total is re-checked at the end)."""
     seen = live.originates()
     response = case.call(headers={"Authorization": f"Bearer {live.stack.secret}"})
-    dialled = live.originates() - seen
-    replayed = response.headers.get("idempotent-replayed") == ["true"]
-    live.account(case.method, case.path, response.status_code, replayed, dialled)
+    live.account(case.method, case.path, response, live.originates() - seen)
     case.validate_response(
         response,
         checks=[not_a_server_error, response_schema_conformance, content_type_conformance],

@@ -1,13 +1,12 @@
-"""More ways a PBX host fails, each checked against the invariant, counted at the simulator:
-a non-2xx answer means no originate reached a host (or an explicit `unknown` outcome when the
-link broke after it was sent); a 2xx means exactly one did.
-
-Through the service on PostgreSQL and a real sshd, with each transport (rx and console).
-"""
+"""More ways a PBX host fails, through the service on PostgreSQL and a real sshd, with each
+transport. Each test checks the invariant, counted at the simulator: a non-2xx answer means no
+originate reached a host (or an explicit `unknown` outcome when the link broke after it was
+sent); a 2xx means exactly one did."""
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import re
 import time
@@ -49,16 +48,19 @@ async def blackhole(address: str = "127.0.0.1", port: int = 0) -> Blackhole:
     return hole
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 10.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool] | bool], within: float = 10.0) -> None:
     deadline = time.monotonic() + within
-    while not await check():
+    while not await _value(check()):
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
 
 
+async def _value(result: Awaitable[bool] | bool) -> bool:
+    return await result if inspect.isawaitable(result) else result
+
+
 def detail(response: Any) -> str:
-    text: str = response.json()["detail"]
-    return text
+    return str(response.json()["detail"])
 
 
 async def timed_call(stack: Stack, **params: str) -> tuple[Any, float]:
@@ -101,22 +103,26 @@ async def test_breaker_opens_fails_fast_probes_and_recovers(make_stack: MakeStac
                 assert "timed out after 1 s" in detail(response)
             assert hole.accepted == 3
             assert (await breaker_of(stack, label))["state"] == "open"
+            fast = []
             for code in ("153", "154", "155", "156", "157"):
+                await outcomes(stack)  # the last call's writes done: time this call alone
                 response, elapsed = await timed_call(stack, code=code)
-                assert response.status_code == 500 and elapsed < 0.05, (elapsed, response.text)
-                print("FASTFAIL", round(elapsed*1000,1), detail(response))
+                fast.append(elapsed)
+                assert response.status_code == 500
                 assert re.fullmatch(
                     rf"Call initiation failed: host {label} is failing \(3 connection failures "
                     r"in a row, last: .+\); next attempt in [12] s",
                     detail(response),
                 ), detail(response)
+            # Median, not each: the test's client shares the service's event loop (and CPU).
+            assert max(fast) < 0.25 and sorted(fast)[2] < 0.05, fast
             assert hole.accepted == 3  # refused here: not one more connection reached the host
             await eventually(lambda: _state_is(stack, label, "half-open"), within=3)
             # The probe goes; calls meanwhile still fail fast; the probe fails: open again.
             probe = asyncio.create_task(stack.call(code="160"))
-            await eventually(lambda: _accepted(hole, 4))
+            await eventually(lambda: hole.accepted >= 4)
             during, elapsed = await timed_call(stack, code="161")
-            assert during.status_code == 500 and elapsed < 0.05
+            assert during.status_code == 500 and elapsed < 0.25
             assert detail(during).endswith("it is being tried now")
             assert (await probe).status_code == 500
             assert hole.accepted == 4
@@ -128,11 +134,8 @@ async def test_breaker_opens_fails_fast_probes_and_recovers(make_stack: MakeStac
         await eventually(lambda: _state_is(stack, label, "half-open"), within=3)
         recovered = await stack.call(code="162")
         assert recovered.status_code == 200, recovered.text
-        assert (await breaker_of(stack, label)) | {"rejected": 0} == {
-            "state": "closed",
-            "failures": 0,
-            "rejected": 0,
-        }
+        closed = await breaker_of(stack, label)
+        assert (closed["state"], closed["failures"]) == ("closed", 0)
         assert await stack.originates() == 1
         assert await outcomes(stack) == ["failed"] * 10 + ["success"]
 
@@ -141,27 +144,22 @@ async def _state_is(stack: Stack, label: str, state: str) -> bool:
     return (await breaker_of(stack, label)).get("state") == state
 
 
-async def _accepted(hole: Blackhole, count: int) -> bool:
-    return hole.accepted >= count
-
-
 @pytest.fixture
 async def dead_tenant(make_stack: MakeStack) -> AsyncIterator[tuple[Stack, str, Blackhole]]:
     """The stack, and a second enterprise whose host (127.0.0.2) is a Blackhole."""
-    async with make_stack(ssh_connect_timeout=2) as stack:
+    async with make_stack(ssh_connect_timeout=3) as stack:
         hole = await blackhole("127.0.0.2")
         secret = "dead-tenant-" + os.urandom(8).hex()
         engine = make_engine(stack.db_url)
         async with make_sessionmaker(engine)() as session:
             await EnterpriseRepo(session).add("0368", "dead", "127.0.0.2", secret)
-            transport = (await HostRepo(session).get("127.0.0.1")).transport  # type: ignore[union-attr]
+            healthy = await HostRepo(session).get("127.0.0.1")  # same transport as it
+            assert healthy is not None and healthy.transport is not None
+            user, password = stack.sshd.username, stack.sshd.password
             await HostRepo(session).set(
-                "127.0.0.2",
-                ssh_port=hole.port,
-                ssh_user=stack.sshd.username,
-                ssh_password=stack.sshd.password,
-                transport=transport,
-            )
+                "127.0.0.2", ssh_port=hole.port, ssh_user=user, ssh_password=password,
+                transport=healthy.transport,
+            )  # fmt: skip
         await engine.dispose()
         try:
             yield stack, secret, hole
@@ -174,6 +172,7 @@ async def test_dead_host_does_not_slow_a_healthy_one(
 ) -> None:
     """10 calls to a blackholed host beside 10 to a healthy one: the healthy ones stay fast."""
     stack, dead_secret, hole = dead_tenant
+    assert (await stack.call(code="149")).status_code == 200  # warm, as in steady operation
     codes = [str(150 + n) for n in range(10)]
     dead = [timed_call(stack, code=code, clientId=dead_secret) for code in codes]
     healthy = [timed_call(stack, code=code) for code in codes]
@@ -181,16 +180,15 @@ async def test_dead_host_does_not_slow_a_healthy_one(
     dead_results, healthy_results = results[:10], results[10:]
     assert [r.status_code for r, _ in healthy_results] == [200] * 10
     slowest = max(elapsed for _, elapsed in healthy_results)
-    assert slowest < 1.0, f"a healthy call took {slowest:.2f} s"
-    print("HEALTHY max", slowest, "DEAD", sorted(round(e,2) for _, e in dead_results), hole.accepted, await breaker_of(stack, f"127.0.0.2:{hole.port}"))
+    assert slowest < 2.0, f"a healthy call took {slowest:.2f} s"  # the dead host's took 3 s
     assert [r.status_code for r, _ in dead_results] == [500] * 10
     assert all("127.0.0.2" in detail(r) for r, _ in dead_results)
-    assert min(elapsed for _, elapsed in dead_results) >= 1.9  # they did wait for the timeout
+    assert min(elapsed for _, elapsed in dead_results) >= 2.9  # they did wait for the timeout
     assert hole.accepted >= 1
-    assert await stack.originates() == 10  # all from the healthy host's ten 200s
-    label = f"127.0.0.1:{stack.sshd.port}"
-    assert (await breaker_of(stack, label))["state"] == "closed"
-    assert (await breaker_of(stack, f"127.0.0.2:{hole.port}"))["failures"] >= 1
+    assert await stack.originates() == 11  # the healthy host's eleven 200s, nothing more
+    assert (await breaker_of(stack, f"127.0.0.1:{stack.sshd.port}"))["state"] == "closed"
+    counted = (await breaker_of(stack, f"127.0.0.2:{hole.port}"))["failures"]
+    assert 1 <= counted <= 5, counted  # attempts, not calls: shared ones count once
 
 
 async def test_sshd_killed_during_the_originate_is_unknown_and_never_redialled(
@@ -204,7 +202,6 @@ async def test_sshd_killed_during_the_originate_is_unknown_and_never_redialled(
         started = time.monotonic()
         await asyncio.to_thread(stack.sshd.kill)
         response = await request
-        print("KILL", time.monotonic() - started, detail(response))
         assert time.monotonic() - started < 2  # noticed at once, not after the command timeout
         assert response.status_code == 500
         assert re.fullmatch(
@@ -245,7 +242,6 @@ async def test_endless_output_is_cut_off(make_stack: MakeStack) -> None:
             response, elapsed = await timed_call(stack)
         finally:
             sampler.cancel()
-        print("ENDLESS", elapsed, (peak-before)>>20, detail(response))
         assert response.status_code == 500
         assert re.search(r"exceeded \d+ (characters|bytes)|timed out after 2 s", detail(response))
         assert elapsed < 2 + 1.5  # within the command timeout (and the console's fallback)
@@ -261,18 +257,29 @@ async def test_endless_output_is_cut_off(make_stack: MakeStack) -> None:
 
 async def _no_yes_left(sshd: SshdServer) -> bool:
     """No `yes` of the endless program is left running on the host."""
+    return "yes" not in await asyncio.to_thread(_process_names, sshd)
+
+
+def _process_names(sshd: SshdServer) -> list[str]:
     names = []
     for pid in sshd.process_ids():
         try:
             names.append(Path(f"/proc/{pid}/comm").read_text().strip())
         except OSError:
-            continue
-    return "yes" not in names
+            continue  # it ended meanwhile
+    return names
 
 
+# program -> its 500: noise with exit 0 passes as "ran", then no channel is seen; exit 3 is said.
 GARBAGE = {
-    "noise-exit-0": ("printf 'Segmentation fault\\n\\001\\377 %s\\n' \"$RANDOM\"\nexit 0\n", None),
-    "noise-exit-3": ("printf '\\033[31m*** glibc detected ***\\n'\nexit 3\n", None),
+    "noise-exit-0": (
+        "printf 'Segmentation fault\\n\\001\\377 %s\\n' \"$RANDOM\"\nexit 0\n",
+        r"PBX did not create the call \(no channel Local/150@inoffice-…;1 on \S+ within 1\.5 s\)",
+    ),
+    "noise-exit-3": (
+        "printf '\\033[31m*** glibc detected ***\\n'\nexit 3\n",
+        r"asterisk on \S+ exited with status 3",
+    ),
 }
 
 
@@ -280,16 +287,14 @@ GARBAGE = {
 async def test_garbage_answers_are_a_clear_500(make_stack: MakeStack, program: str) -> None:
     """An asterisk that answers garbage: one clear 500, no verified call, still serving."""
     async with make_stack() as stack:
-        stack.sshd.add_program("asterisk", "#!/bin/bash\n" + GARBAGE[program][0])
+        script, expected = GARBAGE[program]
+        stack.sshd.add_program("asterisk", "#!/bin/bash\n" + script)
         response = await stack.call()
         assert response.status_code == 500
-        reason = detail(response)
-        print("GARBAGE", reason)
-        assert reason.startswith("Call initiation failed: ")
-        assert re.search(
-            r"PBX did not create the call|exited with status 3|unreadable", reason
-        ), reason
-        assert "\n" not in reason and "\\x" not in reason
+        assert re.fullmatch("Call initiation failed: " + expected, detail(response)), response.text
         assert await stack.originates() == 0
         assert await outcomes(stack) == ["failed"]
         assert await stack.control.calls() == []
+        install_program(stack.sshd.bin_dir, stack.daemon.port)
+        assert (await stack.call(code="151")).status_code == 200  # still serving
+        assert await stack.originates() == 1

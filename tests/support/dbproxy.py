@@ -15,6 +15,8 @@ import asyncio
 import socket
 from typing import Literal
 
+from sqlalchemy.engine import make_url
+
 HOST = "127.0.0.1"
 CHUNK = 65536
 Mode = Literal["up", "down", "blackhole"]
@@ -58,8 +60,6 @@ class DbProxy:
 
     def url(self, database_url: str, password: str | None = None) -> str:
         """``database_url`` pointed at the proxy (and given ``password``, if any)."""
-        from sqlalchemy.engine import make_url
-
         url = make_url(database_url).set(host=HOST, port=self.port)
         if password is not None:
             url = url.set(password=password)

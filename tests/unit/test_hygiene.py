@@ -42,7 +42,9 @@ def test_phone_in_captured_output_is_found_but_masked_one_is_not() -> None:
     assert registry.scan_sections("t::masked", masked) == []
     leaked = [("Captured log call", "GET /api?phone=%2B" + STACK_PHONE[1:] + "\n")]
     found = registry.scan_sections("t::leaked", leaked)
-    assert [(f.where, f.kind) for f in found] == [("t::leaked [Captured log call], line 1", "phone")]
+    assert [(f.where, f.kind) for f in found] == [
+        ("t::leaked [Captured log call], line 1", "phone")
+    ]
 
 
 def test_kinds_are_told_apart_and_short_values_ignored() -> None:

@@ -46,7 +46,7 @@ async def reconcile_pending(
     """Settle the calls created before ``before`` and still ``pending``; counts per outcome."""
     pending = (CallRecord.outcome == CallOutcome.PENDING.value) & (CallRecord.created_at <= before)
     now = utcnow()
-    async with db_step("settling the calls left pending", within=10.0), sessions() as session:
+    async with db_step("settling the calls left pending"), sessions() as session:
         verified = await session.execute(
             update(CallRecord)
             .where(pending, CallRecord.channel.is_not(None))

@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
 from callgate.calls.dedupe import RecentCalls
-from callgate.db.guard import db_step
+from callgate.db.guard import bounded, db_step
+from callgate.db.models import Enterprise, PbxHost
 from callgate.db.repositories import CallRepo, EnterpriseRepo, HostRepo
 from callgate.hosts import build_target
 from callgate.logs import get_logger
@@ -99,17 +100,22 @@ class CallService:
         """The tenant of this secret and its host, SSH settings merged (one database read)."""
         if not is_plausible_secret(secret):
             raise errors.AuthenticationFailed("Invalid clientId")
+
+        async def lookup() -> tuple[Enterprise, PbxHost | None, str]:
+            async with self._reader() as session:
+                found = await EnterpriseRepo(session).by_secret_with_host(secret)
+                if found is None:
+                    raise errors.AuthenticationFailed("Invalid clientId")
+                enterprise, host = found
+                # A bad `ip` is a configuration error: reported, and nothing is executed.
+                address = validate_host(enterprise.ip)
+                if host is None and address != enterprise.ip:  # stored in another spelling
+                    host = await HostRepo(session).get(address)
+                return enterprise, host, address
+
         for attempt in (1, 2):
             try:
-                async with db_step("checking the clientId"), self._reader() as session:
-                    found = await EnterpriseRepo(session).by_secret_with_host(secret)
-                    if found is None:
-                        raise errors.AuthenticationFailed("Invalid clientId")
-                    enterprise, host = found
-                    # A bad `ip` is a configuration error: reported, nothing is executed.
-                    address = validate_host(enterprise.ip)
-                    if host is None and address != enterprise.ip:  # another spelling
-                        host = await HostRepo(session).get(address)
+                enterprise, host, address = await bounded("checking the clientId", lookup)
                 break
             except errors.DatabaseUnavailable as exc:
                 if attempt == 2 or not exc.retryable:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
@@ -13,6 +14,7 @@ from callgate.errors import Conflict, DatabaseUnavailable
 # A step that takes longer than this is treated as a dead database: the client gets a clear
 # error quickly instead of a hanging request.
 DEFAULT_DB_TIMEOUT = 2.0
+T = TypeVar("T")
 
 
 @asynccontextmanager
@@ -29,3 +31,27 @@ async def db_step(what: str, within: float = DEFAULT_DB_TIMEOUT) -> AsyncIterato
         raise DatabaseUnavailable(
             f"database unavailable while {what} ({type(exc).__name__})", retryable=stale
         ) from None
+
+
+async def bounded(
+    what: str, work: Callable[[], Awaitable[T]], within: float = DEFAULT_DB_TIMEOUT
+) -> T:
+    """Run `work` as a db_step that answers within `within` even if its cleanup does not.
+
+    When a database stops answering mid-query, SQLAlchemy's asyncpg adapter closes the
+    cancelled connection politely (up to 2 s more) inside the cancelled step, so a bare
+    db_step could take twice its bound. Here the step runs in its own task: the caller gets
+    DatabaseUnavailable on time and the cleanup finishes in the background.
+    """
+
+    async def step() -> T:
+        async with db_step(what, within):
+            return await work()
+
+    task = asyncio.ensure_future(step())
+    done, _ = await asyncio.wait({task}, timeout=within + 0.05)
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        raise DatabaseUnavailable(f"database unavailable while {what} (TimeoutError)")
+    return task.result()

@@ -72,9 +72,7 @@ class EnterpriseRepo:
         )
         return (await self.session.scalars(stmt)).first()
 
-    async def by_secret_with_host(
-        self, secret: str
-    ) -> tuple[Enterprise, PbxHost | None] | None:
+    async def by_secret_with_host(self, secret: str) -> tuple[Enterprise, PbxHost | None] | None:
         """`by_secret` and the row of its PBX host in one round trip (the per-call read)."""
         if not secret or len(secret) > 255:
             return None

@@ -22,7 +22,8 @@ What counts (``_verdict``):
 Failed attempts are counted, not failed calls: the SSH pool makes concurrent callers of a
 connecting host share one attempt, and hands each of them that attempt's very exception, so an
 exception already counted is not counted again. Ten calls failing together on one attempt are
-one failure, not ten; ten calls waiting for a console slot and connecting in turn are ten.
+one failure, not ten; attempts made one after another (calls queued for a host's consoles)
+count one each.
 """
 
 from __future__ import annotations

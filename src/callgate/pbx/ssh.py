@@ -7,11 +7,10 @@ another connection is opened, up to `connections_per_host`; beyond that a call w
 `pool_wait`. Concurrent callers of a host that is still connecting share that one attempt, so a
 dead host costs one connect timeout, not one per caller.
 
-Handshakes are bounded (CPU for key exchanges, and sshd's MaxStartups) without letting a dead
-host slow the others: each host (address and port, whatever the login) gets at most
-`host_handshakes` at once, and a host whose last handshake timed out waits for a small budget
-of its own, so its attempts, which hold a slot until their timeout, never take one from a host
-that works.
+Handshakes are bounded (key exchange CPU, sshd's MaxStartups) without letting a dead host slow
+the others: a host (address and port, any login) gets at most `host_handshakes` at once, and one
+whose last handshake timed out waits for a small budget of its own, so its attempts, which hold
+a slot until their timeout, never take one from a host that works.
 """
 
 from __future__ import annotations
@@ -174,9 +173,6 @@ class SshPool:
                 except errors.SshConnectTimeout:
                     self._slow_hosts.add(host)  # its next attempts wait in the slow queue
                     raise
-                except errors.PbxError:
-                    self._slow_hosts.discard(host)  # it answered (refused, login failed)
-                    raise
             self._slow_hosts.discard(host)
             entry = _Connection(conn, key)
             pool.connections.append(entry)
@@ -189,26 +185,19 @@ class SshPool:
 
     @contextlib.asynccontextmanager
     async def _handshake_slot(self, target: HostTarget) -> AsyncIterator[None]:
-        """The host's own slot, then a shared one (the slow queue's for a slow host).
-
-        Waiting is bounded by the connect timeout; running out of slots is our limit, not the
-        host's fault, so it is PbxBusy rather than a connection failure.
-        """
-        host = (target.address, target.port)
-        own = self._host_handshakes.get(host)
-        if own is None:  # one small semaphore per host ever contacted
-            own = self._host_handshakes[host] = asyncio.Semaphore(self._limits.host_handshakes)
+        """The host's own slot, then a shared one (the slow queue's for a slow host)."""
+        host, limit = (target.address, target.port), self._limits.host_handshakes
+        own = self._host_handshakes.setdefault(host, asyncio.Semaphore(limit))  # kept per host
         shared = self._slow_handshakes if host in self._slow_hosts else self._handshakes
         async with contextlib.AsyncExitStack() as held:
             try:
                 async with asyncio.timeout(target.connect_timeout):
                     await held.enter_async_context(own)
                     await held.enter_async_context(shared)
-            except TimeoutError:
+            except TimeoutError:  # our own limit, not the host's fault: busy, not a failure
+                waited = f"{target.connect_timeout:g} s"
                 raise errors.PbxBusy(
-                    f"no SSH handshake slot free for {target.label} within "
-                    f"{target.connect_timeout:g} s",
-                    host=target.label,
+                    f"no SSH handshake slot free for {target.label} in {waited}", host=target.label
                 ) from None
             yield
 

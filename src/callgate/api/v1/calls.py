@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
@@ -20,6 +20,7 @@ from callgate.api.v1.auth import Caller, caller
 from callgate.api.v1.problems import ApiProblem
 from callgate.api.v1.schemas import CallCreate, CallOut, CallPage, ChannelOut, Problem
 from callgate.calls.service import CallRequest
+from callgate.calls.states import CallState
 from callgate.db import call_queries
 from callgate.db.guard import db_step
 from callgate.validation import normalize_phone, validate_code
@@ -37,6 +38,7 @@ Who = Annotated[Caller, Depends(caller)]
 Rid = Annotated[str, Depends(request_id)]
 _IDEMPOTENCY_KEY = Header(None, max_length=255, pattern=r"^[\x21-\x7e]+$")
 MAX_METADATA = 4096
+ALL_STATES = frozenset(state.value for state in CallState)
 
 
 @router.post("/calls", status_code=201, response_model=CallOut)
@@ -51,8 +53,12 @@ async def create_call(
     """Place a call: ring `from`, then dial `to`. `Idempotency-Key` makes retries safe."""
     extension = validate_code(body.from_, svc.settings.code_max_length, field="from")
     number = normalize_phone(body.to, field="to")
-    encoded = json.dumps(body.metadata, sort_keys=True, separators=(",", ":"))
-    if len(encoded) > MAX_METADATA:
+    encoded = json.dumps(body.metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    try:
+        size = len(encoded.encode("utf-8"))  # a lone surrogate cannot be stored or answered
+    except UnicodeEncodeError:
+        raise errors.InvalidInput("metadata", "is not valid Unicode text") from None
+    if size > MAX_METADATA:
         raise errors.InvalidInput("metadata", f"is larger than {MAX_METADATA} bytes")
     fingerprint = hashlib.sha256(
         json.dumps([extension, number, body.ring_timeout, encoded]).encode()
@@ -86,7 +92,12 @@ async def create_call(
         if reused:
             response.status_code = 200
             response.headers["X-Callgate-Duplicate-Of"] = placed.call_id
-    return await render.call_out(svc, who.tenant.number, placed.call_id)
+    try:
+        return await render.call_out(svc, who.tenant.number, placed.call_id)
+    except errors.DatabaseUnavailable:
+        # The call was dialled: answering an error now would invite a retry that rings the
+        # agent twice. Answer what is known; the outcome is logged for the call log.
+        return render.placed_out(placed, request)
 
 
 @router.get("/calls/{call_id}", response_model=CallOut)
@@ -95,7 +106,11 @@ async def get_call(call_id: str, svc: Svc, who: Who) -> Any:
     return await render.call_out(svc, who.tenant.number, call_id)
 
 
-@router.get("/calls", response_model=CallPage)
+@router.get(
+    "/calls",
+    response_model=CallPage,
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
 async def list_calls(
     svc: Svc,
     who: Who,
@@ -109,13 +124,15 @@ async def list_calls(
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Any:
     """Call history, newest first, with filters and cursor pagination; `format=csv` exports."""
+    if state is not None and state not in ALL_STATES:
+        raise errors.InvalidInput("state", "must be one of " + ", ".join(sorted(ALL_STATES)))
     where = call_queries.CallFilter(
         enterprise_number=who.tenant.number,
         state=state,
-        extension=extension,
+        extension=validate_code(extension, 32, field="extension") if extension else None,
         phone=normalize_phone(phone) if phone else None,
-        since=since,
-        until=until,
+        since=_utc(since, "since"),
+        until=_utc(until, "until"),
     )
     try:
         async with db_step("listing calls"), svc.sessions() as session:
@@ -145,6 +162,16 @@ async def channels(svc: Svc, who: Who) -> Any:
     """The live channels on the enterprise's PBX host, parsed from the CLI."""
     found = await svc.pbx.channels(who.target)
     return [ChannelOut.model_validate(channel, from_attributes=True) for channel in found]
+
+
+def _utc(moment: datetime | None, field: str) -> datetime | None:
+    """A filter time in UTC; one without a zone is taken as UTC (the API's times are UTC)."""
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (OverflowError, ValueError):
+        raise errors.InvalidInput(field, "is out of range") from None
 
 
 def _csv(items: list[CallOut], next_cursor: str | None) -> Response:

@@ -16,10 +16,17 @@ from fastapi.responses import StreamingResponse
 
 from callgate.api.deps import Services, services
 from callgate.api.v1.auth import Caller, caller
+from callgate.api.v1.schemas import Problem
 from callgate.db import call_queries
 from callgate.db.call_tracking import Transition
 
-router = APIRouter(prefix="/v1", tags=["v1"])
+router = APIRouter(
+    prefix="/v1",
+    tags=["v1"],
+    responses={
+        code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (401, 503)
+    },
+)
 KEEPALIVE = 15.0  # a comment line this often lets both ends notice a dead connection
 
 

@@ -81,5 +81,7 @@ def install(app: FastAPI) -> None:
             response: JSONResponse = await handler(request, exc)  # type: ignore[misc]
             return response
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
+        parts = [str(p) for p in first["loc"] if p not in ("body", "query", "path", "header")]
+        # A body that is no JSON object at all has only positions, no field names.
+        field = ".".join(parts) if parts and not parts[0].isdigit() else "body"
         return problem(422, "invalid_input", f"{field}: {first['msg']}", field=field)

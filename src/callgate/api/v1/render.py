@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Response
@@ -14,6 +15,7 @@ from callgate import errors
 from callgate.api.deps import Services
 from callgate.api.v1.problems import ApiProblem
 from callgate.api.v1.schemas import CallError, CallEventOut, CallOut
+from callgate.calls.service import CallRequest, PlacedCall
 from callgate.calls.states import TERMINAL_STATES
 from callgate.db import call_queries
 from callgate.db.call_tracking import call_events
@@ -64,7 +66,16 @@ def record_out(record: CallRecord, events: Sequence[Any]) -> CallOut:
     )
 
 
+def _known_id(call_id: str) -> None:
+    """Call ids are UUIDs: anything else is absent, and never reaches a query."""
+    try:
+        uuid.UUID(call_id)
+    except ValueError:
+        raise ApiProblem(404, "call_not_found", "no such call") from None
+
+
 async def tenant_record(svc: Services, enterprise_number: str, call_id: str) -> CallRecord:
+    _known_id(call_id)
     async with db_step("reading the call"), svc.sessions() as session:
         record = await call_queries.tenant_call(session, enterprise_number, call_id)
     if record is None:
@@ -73,12 +84,32 @@ async def tenant_record(svc: Services, enterprise_number: str, call_id: str) -> 
 
 
 async def call_out(svc: Services, enterprise_number: str, call_id: str) -> CallOut:
+    _known_id(call_id)
     async with db_step("reading the call"), svc.sessions() as session:
         record = await call_queries.tenant_call(session, enterprise_number, call_id)
         if record is None:
             raise ApiProblem(404, "call_not_found", "no such call")
         events = await call_events(session, call_id)
     return record_out(record, events)
+
+
+def placed_out(placed: PlacedCall, request: CallRequest) -> CallOut:
+    """The call as placed, for when the database cannot be read back right after dialling."""
+    return CallOut.model_validate(
+        {
+            "id": placed.call_id,
+            "state": "initiated",
+            "outcome": "success",
+            "from": placed.extension,
+            "to": placed.phone,
+            "host": placed.host,
+            "created_at": datetime.now(UTC),
+            "ring_timeout": request.ring_timeout,
+            "metadata": request.metadata,
+            "channels": {"agent": placed.channel, "customer": None},
+            "durations": {},
+        }
+    )
 
 
 async def find_by_key(svc: Services, enterprise_number: str, key: str) -> CallRecord | None:

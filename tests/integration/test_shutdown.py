@@ -1,0 +1,288 @@
+"""Stopping `callgate serve` with calls in flight: SIGTERM drains them, SIGKILL loses nothing
+that a restart cannot settle, and a restart never dials anything again.
+
+The service runs as its own process (the console script), against a real sshd whose asterisk
+is the simulator, its originate answers held back (`set_delay`) so that calls are in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from callgate.calls.reconcile import FAILED_REASON, REASON, reconcile_pending
+from callgate.calls.states import CallState
+from callgate.db.call_tracking import CallTrackingRepo
+from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.migrate import upgrade
+from callgate.db.models import CallRecord, utcnow
+from callgate.db.repositories import CallRepo
+from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
+from callgate.simulator.program import install_program
+from tests.support.service import free_port
+from tests.support.sshd import SshdServer
+from tests.support.stack import prepare_database
+
+pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
+CALLGATE = Path(sys.executable).with_name("callgate")
+
+
+class ServiceProcess:
+    """`callgate serve` in a subprocess, on a free port, with its output in a file."""
+
+    def __init__(self, db_url: str, tmp_path: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.output, self.log_file = tmp_path / "serve.out", tmp_path / "callgate.log"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CALLGATE_")}
+        self.env |= {
+            "CALLGATE_DATABASE_URL": db_url,
+            "CALLGATE_PORT": str(self.port),
+            "CALLGATE_LOG_FILE": str(self.log_file),
+            "CALLGATE_SSH_COMMAND_TIMEOUT": "6",
+            "CALLGATE_TRACK_INTERVAL": "0.5",
+        }
+        self.cwd = tmp_path  # no project .env, no default SQLite file beside the sources
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        with self.output.open("ab") as out:
+            return subprocess.Popen(
+                [str(CALLGATE), "serve"], env=self.env, cwd=self.cwd, stdout=out, stderr=out
+            )
+
+    async def start(self) -> None:
+        """Start it and wait until /health answers."""
+        self.proc = self._spawn()
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=1) as client:
+            for _ in range(300):
+                assert self.proc.poll() is None, self.output.read_text()[-2000:]
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("callgate serve did not start: " + self.output.read_text()[-2000:])
+
+    def signal(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    async def wait(self, within: float) -> int:
+        assert self.proc is not None
+        return await asyncio.to_thread(self.proc.wait, within)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await self.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                await self.wait(5)
+
+
+class Host:
+    """The simulator daemon behind the sshd's asterisk, and what reached it."""
+
+    def __init__(self, daemon: SimulatorDaemon) -> None:
+        self.daemon, self.control = daemon, SimulatorControl(daemon.port)
+
+    async def originates(self) -> int:
+        commands = await self.control.commands()
+        return sum(c.command.startswith("channel originate") for c in commands)
+
+
+@pytest.fixture(params=["rx", "console"])
+async def deployment(
+    request: pytest.FixtureRequest, pg_url: str, sshd: SshdServer, tmp_path: Path
+) -> AsyncIterator[tuple[ServiceProcess, Host, str]]:
+    """A migrated database with one enterprise on the sshd host, the service, the host."""
+    async with SimulatorDaemon() as daemon:
+        install_program(sshd.bin_dir, daemon.port)
+        secret = secrets.token_hex(16)
+        host_row = {
+            "ssh_port": sshd.port,
+            "ssh_user": sshd.username,
+            "ssh_password": sshd.password,
+            "host_key_policy": "accept-new",
+            "transport": request.param,
+        }
+        await prepare_database(pg_url, sshd, secret=secret, host=host_row)
+        service = ServiceProcess(pg_url, tmp_path)
+        try:
+            await service.start()
+            yield service, Host(daemon), secret
+        finally:
+            await service.stop()
+
+
+async def call(base_url: str, secret: str, code: str) -> httpx.Response:
+    """One legacy call on its own connection (a client that does not share it)."""
+    params = {"code": code, "phone": "+375296254070", "clientId": secret}
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        return await client.get("/api/makecallexternal", params=params)
+
+
+async def rows(db_url: str) -> dict[str, CallRecord]:
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return {r.id: r for r in await CallRepo(session).recent(1000)}
+    finally:
+        await engine.dispose()
+
+
+async def until(check: Any, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def refused(base_url: str) -> bool:
+    """Whether a new connection is turned away (refused, or answered 503)."""
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=1) as client:
+            return (await client.get("/health")).status_code == 503
+    except httpx.ConnectError:
+        return True
+
+
+async def test_sigterm_drains_calls_in_flight(
+    deployment: tuple[ServiceProcess, Host, str], pg_url: str
+) -> None:
+    """SIGTERM: new connections refused, calls in flight end 200 and stored, none re-dialled."""
+    service, host, secret = deployment
+    await host.control.set_delay(2.5)  # each originate runs at once; its answer comes late
+    codes = ["150", "151", "152", "153"]
+    in_flight = [asyncio.create_task(call(service.base_url, secret, code)) for code in codes]
+    # All four inside the service (a console host runs two at a time, the others queue for a
+    # console: in flight too), and the PBX holding answers.
+    await until(lambda: _logged_at_least(service, "ssh originate", 4))
+    await until(lambda: _originates_at_least(host, 2))
+    stopping = time.monotonic()
+    service.signal(signal.SIGTERM)
+    await until(lambda: refused(service.base_url), within=1.5)
+    assert not any(task.done() for task in in_flight)  # turned away while they still ran
+    responses = await asyncio.gather(*in_flight)
+    assert [r.status_code for r in responses] == [200] * 4, [r.text for r in responses]
+    status = await service.wait(within=30)
+    drained = time.monotonic() - stopping
+    assert status in (0, -signal.SIGTERM), service.output.read_text()[-2000:]
+    assert drained < 10, drained  # the 2.5 s answers, then a prompt exit
+    stored = await rows(pg_url)
+    assert {r.json()["call_id"] for r in responses} == set(stored)
+    assert {r.outcome for r in stored.values()} == {"success"}
+    assert all(r.channel for r in stored.values())
+    await host.control.set_delay(0)
+    await service.start()  # a restart: resumes tracking, dials nothing
+    await asyncio.sleep(1.5)
+    assert await host.originates() == 4
+    assert {r.outcome for r in (await rows(pg_url)).values()} == {"success"}
+
+
+async def _logged_at_least(service: ServiceProcess, event: str, count: int) -> bool:
+    log = service.log_file.read_text() if service.log_file.exists() else ""
+    return sum(event in line for line in log.splitlines()) >= count
+
+
+async def _originates_at_least(host: Host, count: int) -> bool:
+    return await host.originates() >= count
+
+
+async def test_sigkill_leaves_a_pending_call_that_restart_settles(
+    deployment: tuple[ServiceProcess, Host, str], pg_url: str
+) -> None:
+    """kill -9 mid-call: the row stays pending; the restart makes it `unknown`, never re-dials."""
+    service, host, secret = deployment
+    await host.control.set_delay(4)
+    request = asyncio.create_task(call(service.base_url, secret, "150"))
+    await until(lambda: _originates_at_least(host, 1))
+    await until(lambda: _pending_rows(pg_url, 1))  # the row is written while the PBX works
+    service.signal(signal.SIGKILL)
+    assert await service.wait(within=10) == -signal.SIGKILL
+    with pytest.raises(httpx.TransportError):
+        await request
+    (pending,) = (await rows(pg_url)).values()
+    assert pending.outcome == "pending"
+    await host.control.set_delay(0)
+    await service.start()  # settles before it serves: no waiting needed
+    (settled,) = (await rows(pg_url)).values()
+    assert (settled.outcome, settled.error, settled.error_code) == (
+        "unknown",
+        REASON,
+        "pbx_connection_lost",
+    )
+    assert (settled.state, settled.end_reason) == ("lost", REASON)
+    await asyncio.sleep(1.5)  # tracker ticks, retries: none may dial
+    assert await host.originates() == 1
+    assert len(await host.control.calls()) == 1  # it did ring: which is why it is "unknown"
+
+
+async def _pending_rows(db_url: str, count: int) -> bool:
+    return sum(r.outcome == "pending" for r in (await rows(db_url)).values()) >= count
+
+
+async def test_reconcile_settles_each_kind_of_pending_row(pg_url: str) -> None:
+    """Pending rows of an earlier run: verified -> success, failed -> failed, else unknown."""
+    await asyncio.to_thread(upgrade, pg_url)
+    engine = make_engine(pg_url)
+    sessions = make_sessionmaker(engine)
+
+    async def new_row() -> str:
+        async with sessions() as session:
+            row = await CallRepo(session).create(
+                enterprise_number="0367", extension="150", phone="+375296254070", host="h"
+            )
+            return row.id
+
+    try:
+        made = {kind: await new_row() for kind in ("verified", "failed", "unknown", "finished")}
+        async with sessions() as session:
+            await CallRepo(session).finish(made["finished"], "failed", error="refused")
+            tracking, at = CallTrackingRepo(session), utcnow()
+            await tracking.record_transition(
+                made["verified"],
+                CallState.INITIATED,
+                expected=CallState.INITIATED,
+                at=at,
+                channel="Local/150@inoffice-00000001;1",
+            )
+            await tracking.record_transition(
+                made["failed"], CallState.FAILED, expected=CallState.INITIATED, at=at
+            )
+        before = utcnow()
+        newer = await new_row()  # this run's own call, still being placed: left alone
+        counts = await reconcile_pending(sessions, before=before)
+        assert counts == {"success": 1, "failed": 1, "unknown": 1}
+        stored = await rows(pg_url)
+        outcome = {kind: (stored[i].outcome, stored[i].error) for kind, i in made.items()}
+        assert outcome == {
+            "verified": ("success", None),
+            "failed": ("failed", FAILED_REASON),
+            "unknown": ("unknown", REASON),
+            "finished": ("failed", "refused"),
+        }
+        assert (stored[made["unknown"]].state, stored[made["unknown"]].end_reason) == (
+            "lost",
+            REASON,
+        )
+        assert stored[made["verified"]].state == "initiated"  # the tracker follows it on
+        assert stored[newer].outcome == "pending"
+        again = await reconcile_pending(sessions, before=before)
+        assert again == {"success": 0, "failed": 0, "unknown": 0}
+    finally:
+        await engine.dispose()
