@@ -87,6 +87,9 @@ class PbxError(CallgateError):
     def __init__(self, message: str, host: str = "") -> None:
         super().__init__(message)
         self.host = host
+        # Commands of the same run that had fully run before this failure (transports set
+        # it): an error after a run's originate leaves the call possibly placed.
+        self.completed = 0
 
 
 class SshConnectionRefused(PbxError):

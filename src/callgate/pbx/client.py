@@ -52,9 +52,14 @@ class PbxClient:
         async with self._locks[key]:
             started = time.monotonic()
             originate = commands.originate(code, phone, target.dial_context, ring_timeout)
-            answer, listing = await self.transport.run(
-                target, [originate, commands.CHANNELS_CONCISE]
-            )
+            try:
+                answer, listing = await self.transport.run(
+                    target, [originate, commands.CHANNELS_CONCISE]
+                )
+            except errors.PbxError as exc:
+                if exc.completed >= 1:  # the originate ran; only the check failed
+                    raise _maybe_placed(exc, target) from None
+                raise
             if _USAGE_MARK in answer:
                 raise errors.UnexpectedOutput(
                     "Asterisk rejected the originate command's usage", host=target.label
@@ -63,7 +68,10 @@ class PbxClient:
             channel = self._find_new(key, prefix, listing)
             while channel is None and time.monotonic() - started < self._verify_window:
                 await asyncio.sleep(self._poll_interval)
-                (listing,) = await self.transport.run(target, [commands.CHANNELS_CONCISE])
+                try:
+                    (listing,) = await self.transport.run(target, [commands.CHANNELS_CONCISE])
+                except errors.PbxError as exc:
+                    raise _maybe_placed(exc, target) from None
                 checks += 1
                 channel = self._find_new(key, prefix, listing)
             if channel is None:
@@ -100,6 +108,17 @@ class PbxClient:
     async def version(self, target: HostTarget) -> str:
         (answer,) = await self.transport.run(target, [commands.VERSION])
         return parse_version(answer)
+
+
+def _maybe_placed(exc: errors.PbxError, target: HostTarget) -> errors.PbxError:
+    """After the originate ran, any failure to check it leaves the call's outcome unknown."""
+    if exc.maybe_executed:
+        return exc
+    return errors.ConnectionLost(
+        f"the originate ran on {target.label} but checking for the call failed "
+        f"({exc.message}); the call may exist",
+        host=target.label,
+    )
 
 
 def _counter(name: str, prefix: str) -> int:

@@ -88,12 +88,16 @@ class ConsoleTransport:
             return await self._fallback.run(target, cli_commands)
         outputs: list[str] = []
         try:
-            async with self._lease(host, target) as lease:
-                for command in cli_commands:
-                    outputs.append(await self._command(host, target, lease, command))
-        except ConsoleUnavailable as exc:  # raised before the next command was sent
-            await self._fail(host, str(exc))
-            return outputs + await self._fallback.run(target, cli_commands[len(outputs) :])
+            try:
+                async with self._lease(host, target) as lease:
+                    for command in cli_commands:
+                        outputs.append(await self._command(host, target, lease, command))
+            except ConsoleUnavailable as exc:  # raised before the next command was sent
+                await self._fail(host, str(exc))
+                return outputs + await self._fallback.run(target, cli_commands[len(outputs) :])
+        except errors.PbxError as exc:
+            exc.completed += len(outputs)
+            raise
         return outputs
 
     @contextlib.asynccontextmanager

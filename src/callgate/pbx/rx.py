@@ -37,17 +37,19 @@ class RxTransport:
                 f"asterisk on {target.label} exited with status {result.exit_status}",
                 host=target.label,
             )
-        for output in outputs:
+        for index, output in enumerate(outputs):
             try:
                 check_cli_output(output)
             except errors.PbxError as exc:
-                exc.host = target.label
+                exc.host, exc.completed = target.label, index
                 raise
         if len(outputs) != len(cli_commands):
-            raise errors.UnexpectedOutput(
+            short = errors.UnexpectedOutput(
                 f"expected {len(cli_commands)} answers from {target.label}, got {len(outputs)}",
                 host=target.label,
             )
+            short.completed = len(outputs)
+            raise short
         return outputs
 
     def status(self) -> dict[str, object]:
