@@ -1,97 +1,167 @@
-"""`make bench`: the seed's way, callgate's legacy endpoint and the floor, in one run.
+"""`make bench`: every comparison in one run, reported as ratios beside absolute numbers.
 
-    python -m bench [--samples N]
+    python -m bench [--quick] [--clients N] [--hosts N] [--seconds S] [--rounds N] ...
 
-Prints medians, p99 and ratios, and writes them to bench/results/latest.md.
+1. Single host, one call at a time: the seed's way, callgate (rx, console), the floor.
+2. Throughput and isolation: concurrent clients across many simulated hosts (a separate
+   process) against the seed's way with the same concurrency; one host blackholed.
+3. Tracking cost: listings per host with 1 and 50 live calls.
+4. Footprint: the service's RSS with a thousand hosts' connections open.
+
+Prints one Markdown report and writes it to bench/results/latest.md (gitignored). ``--quick``
+is a smoke run with small counts, written to bench/results/quick.md instead so that it never
+replaces a real measurement; the full run takes about five minutes.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
+import shlex
+import sys
 import tempfile
+import time
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-import asyncssh
-import httpx
 from tests.support.sshd import SshdServer, sim_user_session
 
-from bench import setup, ways
-from bench.stats import Summary, table
+from bench import footprint, procs, report, scale, setup, single, tracking
+from bench.farm_client import farm_process
+from callgate.db.migrate import upgrade
+from callgate.logs import configure_logging
 
 RESULTS = Path(__file__).with_name("results")
 
 
-async def measure(samples: int, warmup: int) -> str:
+@dataclass(frozen=True)
+class Plan:
+    """How much of everything: the full run's defaults, or --quick's."""
+
+    samples: int = 40  # single host: calls per way
+    warmup: int = 5
+    hosts: int = 100  # per transport (console and rx)
+    clients: int = 8
+    seconds: float = 6.0  # per load segment
+    rounds: int = 6
+    footprint_hosts: int = 1000
+    footprint_clients: int = 16
+    window: float = 10.0  # tracking: seconds counted
+
+
+QUICK = Plan(
+    samples=4,
+    warmup=1,
+    hosts=10,
+    clients=4,
+    seconds=1.5,
+    rounds=1,
+    footprint_hosts=40,
+    footprint_clients=8,
+    window=3.0,
+)
+
+
+@dataclass(frozen=True)
+class Results:
+    """Every part's result, for the report."""
+
+    single: single.SingleResult
+    scale: scale.ScaleResult
+    tracking: tracking.TrackingResult
+    footprint: footprint.FootprintResult
+
+
+async def measure(plan: Plan) -> Results:
+    """Run every part in order on one machine set-up; the results, for the report."""
     with (
         tempfile.TemporaryDirectory(prefix="callgate-bench-") as tmp,
         sim_user_session() as user,
         SshdServer(user) as sshd,
-        setup.simulator_daemon(Path(tmp)) as daemon_port,
+        setup.simulator_daemon(Path(tmp)) as daemon,
     ):
-        control = setup.install(sshd, daemon_port)
-        async with setup.database() as url:
-            secret = await setup.seed_rows(url, sshd, "console")
-            async with (
-                setup.callgate_service(url, Path(tmp)) as base,
-                httpx.AsyncClient(base_url=base, timeout=30) as client,
-                asyncssh.connect(
-                    sshd.host, sshd.port, username=sshd.username, password=sshd.password,
-                    known_hosts=None, client_keys=None, agent_path=None, config=[],
-                ) as conn,
-            ):  # fmt: skip
-                switch = setup.HostSwitch(url)
-                seed: list[float] = []
-                floor: list[float] = []
-                legacy: list[float] = []
-                console: list[float] = []
-                for index in range(warmup):
-                    for transport in ("rx", "console"):
-                        await switch.use(transport)
-                        await ways.legacy_way(client, secret, 90000 + 2 * index + len(transport))
-                    await ways.floor_way(conn)
-                    await control.rx("channel request hangup all")
-                # Interleaved, so that a noisy moment of the machine hits every way alike.
-                for index in range(samples):
-                    seed.append(await asyncio.to_thread(
-                        ways.seed_way, sshd.host, sshd.port, sshd.username, sshd.password
-                    ))  # fmt: skip
-                    floor.append(await ways.floor_way(conn))
-                    await switch.use("rx")
-                    legacy.append(await ways.legacy_way(client, secret, 2 * index))
-                    await switch.use("console")
-                    console.append(await ways.legacy_way(client, secret, 2 * index + 1))
-                    await control.rx("channel request hangup all")
-                    await ways.settle()
-                await switch.close()
-    seed_s = Summary.of("seed's way: sshpass + ssh login per call (originate only)", seed)
-    floor_s = Summary.of("floor: one raw `asterisk -rx` over an open connection", floor)
-    legacy_s = Summary.of("callgate legacy endpoint, rx transport (verified call)", legacy)
-    console_s = Summary.of("callgate legacy endpoint, console transport (verified call)", console)
-    rows = [seed_s, legacy_s, console_s, floor_s]
-    report = [
-        f"Samples per way: {samples} (after {warmup} warm-up calls), interleaved.",
-        "",
-        table(rows, seed_s, floor_s),
-        "",
-        f"callgate (console) is {seed_s.median_ms / console_s.median_ms:.1f}x below the seed's "
-        f"median (goal >= 25x; issue 5: >= 100x, first bar 50x) and "
-        f"{console_s.median_ms / floor_s.median_ms:.2f}x the floor (goal <= 2x).",
-        f"callgate (rx) is {seed_s.median_ms / legacy_s.median_ms:.1f}x below the seed's median "
-        f"and {legacy_s.median_ms / floor_s.median_ms:.2f}x the floor.",
-    ]
-    return "\n".join(report)
+        workdir = Path(tmp)
+        control = setup.install(sshd, daemon.port)
+        single_result = await single.measure(sshd, control, workdir, plan.samples, plan.warmup)
+        async with farm_process() as farm, setup.database() as url:
+            await asyncio.to_thread(upgrade, url)
+            prepared = await scale.prepare(url, farm, plan.hosts)
+            config = scale.ScaleConfig(plan.hosts, plan.clients, plan.seconds, plan.rounds)
+            switch = setup.HostSwitch(url)
+            async with setup.callgate_service(url, workdir) as service:
+                stage = scale.ScaleStage(
+                    service=service,
+                    farm=farm,
+                    database=url.rsplit("/", 1)[1],
+                    sshd=sshd,
+                    control=control,
+                    daemon_pid=daemon.pid,
+                    console=prepared.console,
+                    rx=prepared.rx,
+                    extra=prepared.extra,
+                    healthy_port=prepared.healthy_port,
+                    blackhole_port=prepared.blackhole_port,
+                    switch=switch,
+                )
+                await scale.warm(stage, plan.footprint_clients)
+                scale_result = await scale.measure(stage, config)
+            await switch.close()
+            tracking_result = await tracking.measure(url, farm, plan.window)
+            footprint_result = await footprint.measure(
+                url, farm, workdir, plan.footprint_hosts, plan.footprint_clients
+            )
+    return Results(single_result, scale_result, tracking_result, footprint_result)
+
+
+def parse_plan(argv: list[str] | None = None) -> tuple[Plan, bool]:
+    """The plan (full or --quick, each field overridable) and whether it is --quick."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    for item in fields(Plan):
+        flag = "--" + item.name.replace("_", "-")
+        kind = float if item.type in (float, "float") else int
+        parser.add_argument(flag, type=kind, default=None, help=f"default {item.default}")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else Plan()
+    overrides = {
+        item.name: getattr(args, item.name)
+        for item in fields(Plan)
+        if getattr(args, item.name) is not None
+    }
+    return replace(plan, **overrides), bool(args.quick)
+
+
+def quiet_logs() -> None:
+    """The bench's own callgate parts (the tracking measurement) log warnings only, to stderr:
+    stdout is the report's."""
+    configure_logging(None, "text", "WARNING")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench")
-    parser.add_argument("--samples", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=5)
-    args = parser.parse_args()
-    report = asyncio.run(measure(args.samples, args.warmup))
-    print(report)
+    plan, quick = parse_plan()
+    quiet_logs()
+    procs.raise_open_files()  # the service and the farm inherit it: a thousand hosts' sockets
+    started, load_before = time.time(), os.getloadavg()
+    results = asyncio.run(measure(plan))
+    run_info = report.RunInfo(
+        command=shlex.join(["python", "-m", "bench", *sys.argv[1:]]),
+        quick=quick,
+        started=started,
+        seconds=time.time() - started,
+        load_before=load_before,
+        load_after=os.getloadavg(),
+    )
+    text = report.render(
+        run_info, results.single, results.scale, results.tracking, results.footprint
+    )
+    print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "latest.md").write_text(report + "\n")
+    (RESULTS / ("quick.md" if quick else "latest.md")).write_text(text + "\n")
 
 
 if __name__ == "__main__":

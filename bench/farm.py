@@ -7,7 +7,7 @@ Each host is a ``SimulatedAsterisk`` behind its own in-process SSH server
 that the simulated hosts do not take the service's CPU. The bench drives it with one JSON
 object per line on stdin and reads one JSON answer per line on stdout (``farm_client``):
 
-* ``start`` ``group``, ``count``, ``username``, ``password``, ``scenario``
+* ``start`` ``group``, ``count``, ``username``, ``password``, ``scenario`` [, ``address``]
   -> ``hosts``, ``host_key``
 * ``blackhole`` -> ``port``: a TCP server on 127.0.0.1 that accepts and never answers
 * ``listings`` ``addresses``, ``since``, ``until`` -> ``times``: wall clock of each
@@ -46,6 +46,7 @@ class Farm:
         self.held: set[asyncio.StreamWriter] = set()
 
     async def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one request (see the module docstring); ValueError for an unknown op."""
         op = request.get("op")
         if op == "start":
             return await self.start(request)
@@ -74,8 +75,12 @@ class Farm:
         raise ValueError(f"unknown op {op!r}")
 
     async def start(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Start ``count`` hosts of ``group``, each with the given default scenario."""
+        """Start ``count`` hosts of ``group``, each with the given default scenario; with
+        ``address``, one host there instead (``127.0.0.1``, say)."""
         group, count = int(request["group"]), int(request["count"])
+        chosen = request.get("address")
+        if chosen is not None and count != 1:
+            raise ValueError("one host per given address")
         scenario = Scenario.from_json(request.get("scenario") or {})
         started: list[list[Any]] = []
         host_key = ""
@@ -84,7 +89,7 @@ class Farm:
             engine.default_scenario = scenario
             sim = await start_ssh_simulator(
                 engine,
-                host=address(group, index),
+                host=chosen or address(group, index),
                 username=request["username"],
                 password=request["password"],
             )
@@ -94,6 +99,7 @@ class Farm:
         return {"hosts": started, "host_key": host_key}
 
     async def start_blackhole(self) -> dict[str, Any]:
+        """The blackhole's port (started on first use)."""
         if self.blackhole is None:
             self.blackhole = await asyncio.start_server(self._swallow, "127.0.0.1", 0)
         return {"port": self.blackhole.sockets[0].getsockname()[1]}
@@ -115,6 +121,7 @@ class Farm:
             writer.close()
 
     def listings(self, addresses: list[str], since: float, until: float) -> dict[str, Any]:
+        """When each host answered a channel listing, within [since, until) (wall clock)."""
         times = {
             host: [
                 c.wall
@@ -126,6 +133,7 @@ class Farm:
         return {"times": times}
 
     async def close(self) -> None:
+        """Drop the blackholed connections and close every host."""
         for writer in list(self.held):
             writer.close()
         if self.blackhole is not None:

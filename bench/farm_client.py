@@ -35,9 +35,11 @@ class FarmClient:
 
     @property
     def pid(self) -> int:
+        """The farm process's id (its CPU time is the simulated hosts')."""
         return self._proc.pid
 
     async def ask(self, op: str, **fields: Any) -> dict[str, Any]:
+        """Send one request and return its answer; RuntimeError if the farm refused it."""
         assert self._proc.stdin is not None and self._proc.stdout is not None
         async with self._lock, asyncio.timeout(ANSWER_TIMEOUT):
             self._proc.stdin.write((json.dumps({"op": op, **fields}) + "\n").encode())
@@ -51,9 +53,14 @@ class FarmClient:
         return answer
 
     async def start(
-        self, group: int, count: int, scenario: dict[str, float | None]
+        self,
+        group: int,
+        count: int,
+        scenario: dict[str, float | None],
+        address: str | None = None,
     ) -> list[FarmHost]:
-        """Start ``count`` hosts in ``group`` whose calls follow ``scenario``."""
+        """Start ``count`` hosts in ``group`` whose calls follow ``scenario`` (or one host on
+        ``address``)."""
         answer = await self.ask(
             "start",
             group=group,
@@ -61,6 +68,7 @@ class FarmClient:
             username=self.username,
             password=self.password,
             scenario=scenario,
+            address=address,
         )
         return [FarmHost(host, port, answer["host_key"]) for host, port in answer["hosts"]]
 
@@ -76,12 +84,15 @@ class FarmClient:
         return {host: list(times) for host, times in answer["times"].items()}
 
     async def hangup(self) -> int:
+        """Hang up every call on every host; returns how many calls were live."""
         return int((await self.ask("hangup"))["hung_up"])
 
     async def forget(self) -> None:
+        """Drop the hosts' command logs (memory)."""
         await self.ask("forget")
 
     async def stats(self) -> dict[str, Any]:
+        """Hosts, open SSH connections, live calls and blackholed connections, now."""
         return await self.ask("stats")
 
 

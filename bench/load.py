@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,14 +36,14 @@ class Run:
     targets: list[int] = field(default_factory=list)
     started: float = 0.0
     finished: float = 0.0
-    errors: list[str] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)  # failures, by what they said
 
     def add(self, latency: float, ok: bool, target: int, error: str = "") -> None:
         self.latencies.append(latency)
         self.ok.append(ok)
         self.targets.append(target)
-        if error and len(self.errors) < 5:
-            self.errors.append(error)
+        if error:
+            self.reasons[error[:200]] += 1
 
 
 class HttpLane:
@@ -53,6 +54,7 @@ class HttpLane:
         self._conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def get(self, path: str) -> tuple[int, bytes]:
+        """The status and body of ``GET path``; the connection is opened on first use."""
         if self._conn is None:
             self._conn = await asyncio.open_connection("127.0.0.1", self._port)
         reader, writer = self._conn
@@ -71,6 +73,7 @@ class HttpLane:
         return status, body
 
     def close(self) -> None:
+        """Drop the connection; the next ``get`` opens another."""
         if self._conn is not None:
             self._conn[1].close()
             self._conn = None
@@ -84,10 +87,12 @@ async def closed_loop(
     duration: float,
     max_calls: int,
     first_extension: int = 200,
+    pause: float = 0.0,
 ) -> Run:
     """``clients`` clients call the enterprises of ``secrets_`` in turn until time or count run
-    out. Each client has its own extension (an agent), so no two clients wait on one another's
-    originate lock; the numbers called are all different."""
+    out, each waiting ``pause`` seconds after each answer. Each client has its own extension
+    (an agent), so no two clients wait on one another's originate lock; the numbers called
+    are all different."""
     run, turns = Run(), itertools.count()
     run.started = time.perf_counter()
     deadline = run.started + duration
@@ -104,10 +109,20 @@ async def closed_loop(
                 try:
                     async with asyncio.timeout(REQUEST_TIMEOUT):
                         status, body = await lane.get(f"/api/makecallexternal?{query}")
-                    error = "" if status == 200 else f"{status} {body[:160]!r}"
-                except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+                    error = (
+                        "" if status == 200 else f"{status} {body[:160].decode(errors='replace')}"
+                    )
+                except (
+                    OSError,
+                    TimeoutError,
+                    asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError,
+                    ValueError,
+                ) as exc:
                     status, error = 0, f"{type(exc).__name__}: {exc}"
                 run.add(time.perf_counter() - began, status == 200, target, error)
+                if pause:
+                    await asyncio.sleep(min(pause, max(0.0, deadline - time.perf_counter())))
         finally:
             lane.close()
 

@@ -31,20 +31,29 @@ POSTGRES_ADMIN = os.environ.get(
 )
 
 
+@dataclass(frozen=True)
+class Daemon:
+    """The simulator daemon behind the real sshd's `asterisk` program."""
+
+    port: int
+    pid: int
+
+
 @contextlib.contextmanager
-def simulator_daemon(workdir: Path) -> Iterator[int]:
+def simulator_daemon(workdir: Path) -> Iterator[Daemon]:
     """The simulated Asterisk as its own process, like the real daemon."""
     port_file = workdir / "sim.port"
     proc = subprocess.Popen(
         [sys.executable, "-m", "callgate.simulator", "daemon", "--port", "0",
          "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL,
     )  # fmt: skip
     try:
         for _ in range(500):
             if port_file.exists() and port_file.read_text().strip():
                 break
             time.sleep(0.01)
-        yield int(port_file.read_text())
+        yield Daemon(int(port_file.read_text()), proc.pid)
     finally:
         proc.terminate()
         proc.wait(10)
@@ -88,6 +97,19 @@ async def seed_rows(url: str, sshd: SshdServer, transport: str) -> str:
     return secret
 
 
+async def sessions_opened(database: str) -> int:
+    """PostgreSQL's count of sessions ever opened to ``database`` (0 without PostgreSQL)."""
+    try:
+        admin = await asyncpg.connect(POSTGRES_ADMIN, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return 0
+    try:
+        query = "SELECT sessions FROM pg_stat_database WHERE datname = $1"
+        return int(await admin.fetchval(query, database) or 0)
+    finally:
+        await admin.close()
+
+
 @dataclass(frozen=True)
 class Service:
     """A running `callgate serve`: its base URL, port and process id."""
@@ -95,13 +117,6 @@ class Service:
     base: str
     port: int
     pid: int
-
-    def rss_kib(self) -> int:
-        """The process's resident set size (VmRSS), in KiB."""
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS line")
 
 
 @contextlib.asynccontextmanager
@@ -143,20 +158,29 @@ async def callgate_service(
 
 
 class HostSwitch:
-    """Flip the host's transport between samples, as `callgate host set --transport` does."""
+    """Change the 127.0.0.1 host's row while the service runs, as `callgate host set` does:
+    its transport between samples, or its SSH port (a healthy host, then the blackhole)."""
 
     def __init__(self, url: str) -> None:
         self._engine = make_engine(url)
 
     async def use(self, transport: str) -> None:
+        """Set the host's transport."""
         async with make_sessionmaker(self._engine)() as session:
             await HostRepo(session).set("127.0.0.1", transport=transport)
 
+    async def point(self, port: int) -> None:
+        """Point the host's row at ``port`` on 127.0.0.1."""
+        async with make_sessionmaker(self._engine)() as session:
+            await HostRepo(session).set("127.0.0.1", ssh_port=port)
+
     async def close(self) -> None:
+        """Release the database connections."""
         await self._engine.dispose()
 
 
 def install(sshd: SshdServer, daemon_port: int) -> SimulatorControl:
+    """Put the simulator's `asterisk` program on the sshd user's PATH; its control client."""
     install_program(sshd.bin_dir, daemon_port)
     return SimulatorControl(daemon_port)
 

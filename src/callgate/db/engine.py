@@ -29,6 +29,8 @@ from callgate.errors import ConfigurationError
 # A dead PostgreSQL must not hold a call request for long: connecting gets 2 s, a statement 5 s.
 CONNECT_TIMEOUT = 2.0
 STATEMENT_TIMEOUT = 5.0
+POOL_SIZE = 20  # PostgreSQL connections kept open per engine
+POOL_OVERFLOW = 10
 # SQLite has no server to time out; a writer waits this long for another writer's lock.
 SQLITE_BUSY_TIMEOUT = 5.0
 
@@ -80,7 +82,16 @@ def make_engine(
             server_settings["statement_timeout"] = str(int(statement_timeout * 1000))
             connect_args["command_timeout"] = statement_timeout + 1.0
         connect_args["server_settings"] = server_settings
-        return create_async_engine(target, pool_pre_ping=True, connect_args=connect_args)
+        # A pool large enough for the tracker's and the call log's concurrent writes: with
+        # SQLAlchemy's default (5 + 10 overflow) the overflow connections were closed on
+        # return, and a busy service opened a new PostgreSQL session every few calls.
+        return create_async_engine(
+            target,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+            connect_args=connect_args,
+        )
 
     engine = create_async_engine(
         target, pool_pre_ping=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}
@@ -145,8 +156,14 @@ def make_read_engine(url: str) -> AsyncEngine:
         }
     else:
         connect_args = {"timeout": SQLITE_BUSY_TIMEOUT}
+    sizing = (
+        {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+        if connect_args.get("server_settings")
+        else {}
+    )
     return create_async_engine(
         target,
+        **sizing,
         isolation_level="AUTOCOMMIT",
         pool_pre_ping=False,
         pool_reset_on_return=None,

@@ -1,0 +1,109 @@
+"""The single-host comparison: the seed's way, callgate's legacy endpoint (rx and console) and
+the floor, one call at a time, interleaved so that a noisy moment hits every way alike."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+import httpx
+from tests.support.sshd import SshdServer
+
+from bench import setup, ways
+from bench.stats import Summary, table
+from callgate.simulator.daemon import SimulatorControl
+
+
+@dataclass(frozen=True)
+class SingleResult:
+    seed: Summary
+    rx: Summary
+    console: Summary
+    floor: Summary
+    warmup: int
+
+
+async def measure(
+    sshd: SshdServer, control: SimulatorControl, workdir: Path, samples: int, warmup: int
+) -> SingleResult:
+    """One enterprise on the real sshd (127.0.0.1), its own database and `callgate serve`."""
+    async with setup.database() as url:
+        secret = await setup.seed_rows(url, sshd, "console")
+        async with (
+            setup.callgate_service(url, workdir) as service,
+            httpx.AsyncClient(base_url=service.base, timeout=30) as client,
+            asyncssh.connect(
+                sshd.host, sshd.port, username=sshd.username, password=sshd.password,
+                known_hosts=None, client_keys=None, agent_path=None, config=[],
+            ) as conn,
+        ):  # fmt: skip
+            switch = setup.HostSwitch(url)
+            seed: list[float] = []
+            floor: list[float] = []
+            legacy: list[float] = []
+            console: list[float] = []
+            for index in range(warmup):
+                for transport in ("rx", "console"):
+                    await switch.use(transport)
+                    await ways.legacy_way(client, secret, 90000 + 2 * index + len(transport))
+                await ways.floor_way(conn)
+                await control.rx("channel request hangup all")
+            # Interleaved, so that a noisy moment of the machine hits every way alike.
+            for index in range(samples):
+                seed.append(await asyncio.to_thread(
+                    ways.seed_way, sshd.host, sshd.port, sshd.username, sshd.password
+                ))  # fmt: skip
+                floor.append(await ways.floor_way(conn))
+                await switch.use("rx")
+                legacy.append(await ways.legacy_way(client, secret, 2 * index))
+                await switch.use("console")
+                console.append(await ways.legacy_way(client, secret, 2 * index + 1))
+                await control.rx("channel request hangup all")
+                await ways.settle()
+            await switch.close()
+    return SingleResult(
+        seed=Summary.of("seed's way: sshpass + ssh login per call (originate only)", seed),
+        rx=Summary.of("callgate legacy endpoint, rx transport (verified call)", legacy),
+        console=Summary.of("callgate legacy endpoint, console transport (verified call)", console),
+        floor=Summary.of("floor: one raw `asterisk -rx` over an open connection", floor),
+        warmup=warmup,
+    )
+
+
+def section(result: SingleResult) -> list[str]:
+    """The comparison's Markdown: the table and the ratios against the seed and the floor."""
+    seed, rx, console, floor = result.seed, result.rx, result.console, result.floor
+    return [
+        "## Single host, one call at a time",
+        "",
+        f"Samples per way: {seed.samples} (after {result.warmup} warm-up calls), interleaved.",
+        "",
+        table([seed, rx, console, floor], seed, floor),
+        "",
+        f"callgate (console) is {seed.median_ms / console.median_ms:.1f}x below the seed's "
+        f"median (goal >= 25x; issue 5: >= 100x, first bar 50x) and "
+        f"{console.median_ms / floor.median_ms:.2f}x the floor (goal <= 2x).",
+        f"callgate (rx) is {seed.median_ms / rx.median_ms:.1f}x below the seed's median "
+        f"and {rx.median_ms / floor.median_ms:.2f}x the floor.",
+    ]
+
+
+def goals(result: SingleResult) -> list[tuple[str, bool, str]]:
+    """(goal, met, numbers) for the report's goal list."""
+    seed, console, floor = result.seed, result.console, result.floor
+    below = seed.median_ms / console.median_ms
+    above_floor = console.median_ms / floor.median_ms
+    return [
+        (
+            "single host: console median >= 25x below the seed's",
+            below >= 25,
+            f"{seed.median_ms:.1f} ms / {console.median_ms:.2f} ms = {below:.1f}x",
+        ),
+        (
+            "single host: console median <= 2x the floor",
+            above_floor <= 2,
+            f"{console.median_ms:.2f} ms / {floor.median_ms:.2f} ms = {above_floor:.2f}x",
+        ),
+    ]
