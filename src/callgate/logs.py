@@ -70,7 +70,9 @@ def configure_logging(log_file: Path | None, log_format: str = "text", level: st
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        # Drop lines below the level before any processor runs (the level check of the
+        # standard library would only come after the whole chain).
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         cache_logger_on_first_use=False,
     )
 

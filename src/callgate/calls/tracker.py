@@ -247,7 +247,10 @@ class CallTracker:
             Transition(call.call_id, state, utcnow(), reason, first_name, *legs)
         )
         host, phone = call.target.label if call.target else "-", mask_phone(call.phone)
-        log.info(
+        # Every transition is stored (call_events) and streamed (/v1/events); the log keeps
+        # the end of each call at INFO and the steps at DEBUG, so a busy PBX does not drown it.
+        report = log.info if state.is_terminal else log.debug
+        report(
             "call state",
             call_id=call.call_id,
             state=state.value,
