@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
-from fastapi.responses import JSONResponse
 
 from callgate import errors
 from callgate.api.deps import Services, request_id, services
@@ -188,6 +187,3 @@ def _csv(items: list[CallOut], next_cursor: str | None) -> Response:
         )
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
     return Response(buffer.getvalue(), media_type="text/csv", headers=headers)
-
-
-__all__ = ["JSONResponse", "router"]
