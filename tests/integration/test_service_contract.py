@@ -19,8 +19,11 @@ pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 
 async def test_health_is_the_seeds(stack: Stack) -> None:
     """`/health` answers exactly the seed's body, with the configured port."""
-    response = await stack.service.client.get("/health")
+    response = await stack.service.client.get("/health", headers={"X-Request-ID": "crm-42"})
     assert response.status_code == 200
+    assert response.headers["x-request-id"] == "crm-42"  # echoed, and in the log lines
+    hostile = await stack.service.client.get("/health", headers={"X-Request-ID": "a b\tc"})
+    assert hostile.headers["x-request-id"] != "a b\tc"  # replaced, never logged as given
     assert response.json() == {
         "status": "healthy",
         "service": "asterisk-call-management",
