@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from callgate import errors
 from callgate.api.deps import Services
@@ -66,29 +67,31 @@ def record_out(record: CallRecord, events: Sequence[Any]) -> CallOut:
     )
 
 
-def _known_id(call_id: str) -> None:
-    """Call ids are UUIDs: anything else is absent, and never reaches a query."""
+def _not_found() -> ApiProblem:
+    # Another tenant's call is exactly as absent as a call that never existed.
+    return ApiProblem(404, "call_not_found", "no such call")
+
+
+async def _read(session: AsyncSession, enterprise_number: str, call_id: str) -> CallRecord:
+    """The tenant's call; ids that are no UUID never reach a query."""
     try:
         uuid.UUID(call_id)
     except ValueError:
-        raise ApiProblem(404, "call_not_found", "no such call") from None
-
-
-async def tenant_record(svc: Services, enterprise_number: str, call_id: str) -> CallRecord:
-    _known_id(call_id)
-    async with db_step("reading the call"), svc.sessions() as session:
-        record = await call_queries.tenant_call(session, enterprise_number, call_id)
+        raise _not_found() from None
+    record = await call_queries.tenant_call(session, enterprise_number, call_id)
     if record is None:
-        raise ApiProblem(404, "call_not_found", "no such call")
+        raise _not_found()
     return record
 
 
-async def call_out(svc: Services, enterprise_number: str, call_id: str) -> CallOut:
-    _known_id(call_id)
+async def tenant_record(svc: Services, enterprise_number: str, call_id: str) -> CallRecord:
     async with db_step("reading the call"), svc.sessions() as session:
-        record = await call_queries.tenant_call(session, enterprise_number, call_id)
-        if record is None:
-            raise ApiProblem(404, "call_not_found", "no such call")
+        return await _read(session, enterprise_number, call_id)
+
+
+async def call_out(svc: Services, enterprise_number: str, call_id: str) -> CallOut:
+    async with db_step("reading the call"), svc.sessions() as session:
+        record = await _read(session, enterprise_number, call_id)
         events = await call_events(session, call_id)
     return record_out(record, events)
 
