@@ -19,9 +19,12 @@ def _detail(response: object) -> str:
     return detail
 
 
-async def test_key_authentication(pg_url: str, sshd: SshdServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["rx", "console"])
+async def test_key_authentication(
+    pg_url: str, sshd: SshdServer, tmp_path: Path, transport: str
+) -> None:
     """A host configured with a key file logs in with the key, never the password."""
-    host = {"ssh_password": None, "ssh_key_file": str(sshd.client_key_path)}
+    host = {"ssh_password": None, "ssh_key_file": str(sshd.client_key_path), "transport": transport}
     async with call_stack(pg_url, sshd, tmp_path, host=host) as stack:
         response = await stack.call()
     assert response.status_code == 200, response.text
@@ -109,11 +112,12 @@ async def test_sshd_restart_mid_run(stack: Stack) -> None:
     assert stack.sshd.count_log("Accepted password") >= 1
 
 
+@pytest.mark.parametrize("transport", ["rx", "console"])
 async def test_bad_enterprise_ip_is_a_configuration_error(
-    pg_url: str, sshd: SshdServer, tmp_path: Path
+    pg_url: str, sshd: SshdServer, tmp_path: Path, transport: str
 ) -> None:
     """An enterprise ip that is no address: 500 naming the problem, nothing executed."""
-    async with call_stack(pg_url, sshd, tmp_path) as stack:
+    async with call_stack(pg_url, sshd, tmp_path, host={"transport": transport}) as stack:
         import asyncpg
 
         connection = await asyncpg.connect(pg_url)

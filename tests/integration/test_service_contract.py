@@ -63,7 +63,10 @@ async def test_status_names_the_database_error_class(
     assert "hunter2" not in legacy.text
 
 
-async def test_hand_made_five_column_table(pg_url: str, sshd: SshdServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transport", ["rx", "console"])
+async def test_hand_made_five_column_table(
+    pg_url: str, sshd: SshdServer, tmp_path: Path, transport: str
+) -> None:
     """A production `enterprises` table with only the seed's five columns keeps working."""
     connection = await asyncpg.connect(pg_url)
     await connection.execute(
@@ -80,7 +83,12 @@ async def test_hand_made_five_column_table(pg_url: str, sshd: SshdServer, tmp_pa
     )
     await connection.close()
     assert sorted(r["column_name"] for r in columns) == ["active", "ip", "name", "number", "secret"]
-    host = {"ssh_port": sshd.port, "ssh_user": sshd.username, "ssh_password": sshd.password}
+    host = {
+        "ssh_port": sshd.port,
+        "ssh_user": sshd.username,
+        "ssh_password": sshd.password,
+        "transport": transport,
+    }
     async with call_stack(pg_url, sshd, tmp_path, migrate=False) as stack:
         await stack.set_host(**host)
         response = await stack.call(clientId="legacy-secret-0123456789")
@@ -88,14 +96,17 @@ async def test_hand_made_five_column_table(pg_url: str, sshd: SshdServer, tmp_pa
     assert response.json()["enterprise"] == "june"
 
 
+@pytest.mark.parametrize("transport", ["rx", "console"])
 async def test_no_secret_password_or_phone_in_any_log_line(
-    pg_url: str, sshd: SshdServer, tmp_path: Path
+    pg_url: str, sshd: SshdServer, tmp_path: Path, transport: str
 ) -> None:
     """Request, authorised, SSH, CLI done, access and error lines: nothing secret in them."""
     log_file = tmp_path / "service.log"
     configure_logging(log_file, "json", "DEBUG")
     try:
-        async with call_stack(pg_url, sshd, tmp_path, log_file=log_file) as stack:
+        async with call_stack(
+            pg_url, sshd, tmp_path, host={"transport": transport}, log_file=log_file
+        ) as stack:
             assert (await stack.call()).status_code == 200
             assert (await stack.call(code="151", clientId="wrong-secret-000000")).status_code == 401
             headers = {"Authorization": f"Bearer {stack.secret}"}
