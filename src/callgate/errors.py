@@ -117,8 +117,7 @@ class PbxBusy(PbxError):
 
 
 class AsteriskNotRunning(PbxError):
-    code = "asterisk_not_running"
-    maybe_executed = False  # the CLI could not reach the daemon, so nothing ran
+    code = "asterisk_not_running"  # the CLI could not reach the daemon: nothing ran
 
 
 class CommandTimeout(PbxError):

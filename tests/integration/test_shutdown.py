@@ -32,7 +32,7 @@ from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
 from callgate.simulator.program import install_program
 from tests.support.service import free_port
 from tests.support.sshd import SshdServer
-from tests.support.stack import prepare_database
+from tests.support.stack import prepare_database, sshd_host_row
 
 pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 CALLGATE = Path(sys.executable).with_name("callgate")
@@ -113,13 +113,7 @@ async def deployment(
     async with SimulatorDaemon() as daemon:
         install_program(sshd.bin_dir, daemon.port)
         secret = secrets.token_hex(16)
-        host_row = {
-            "ssh_port": sshd.port,
-            "ssh_user": sshd.username,
-            "ssh_password": sshd.password,
-            "host_key_policy": "accept-new",
-            "transport": request.param,
-        }
+        host_row = sshd_host_row(sshd, transport=request.param)
         await prepare_database(pg_url, sshd, secret=secret, host=host_row)
         service = ServiceProcess(pg_url, tmp_path)
         try:

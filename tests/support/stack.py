@@ -56,6 +56,17 @@ class Stack:
         return await self.service.client.get("/api/makecallexternal", params=query)
 
 
+def sshd_host_row(sshd: SshdServer, **overrides: Any) -> dict[str, Any]:
+    """The `pbx_hosts` fields that point a host at `sshd`, password login, accept-new."""
+    return {
+        "ssh_port": sshd.port,
+        "ssh_user": sshd.username,
+        "ssh_password": sshd.password,
+        "host_key_policy": "accept-new",
+        **overrides,
+    }
+
+
 async def prepare_database(
     db_url: str, sshd: SshdServer, *, secret: str, host: dict[str, Any]
 ) -> None:
@@ -82,13 +93,7 @@ async def call_stack(
     port = await daemon.start()
     install_program(sshd.bin_dir, port)
     secret = secrets.token_hex(16)
-    host_row = {
-        "ssh_port": sshd.port,
-        "ssh_user": sshd.username,
-        "ssh_password": sshd.password,
-        "host_key_policy": "accept-new",
-        **(host or {}),
-    }
+    host_row = sshd_host_row(sshd, **(host or {}))
     if migrate:
         await prepare_database(db_url, sshd, secret=secret, host=host_row)
     values: dict[str, Any] = {

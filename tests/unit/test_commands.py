@@ -33,6 +33,7 @@ def test_rx_shell_quotes_and_chains() -> None:
     words = shlex.split(line)
     assert words[:3] == ["asterisk", "-rx", "core show version"]
     assert words[3:5] == ["&&", "printf"]
+    assert words[5].replace("\\n", "\n") == commands.SEPARATOR  # what printf will print
     assert words[-3:] == ["asterisk", "-rx", "core show channels concise"]
 
 

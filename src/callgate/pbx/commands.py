@@ -19,6 +19,7 @@ HANGUP_ALL = "channel request hangup all"
 # Printed by the host's shell between the outputs of chained commands (a shell builtin: no
 # process is started for it). It starts with a newline because an output may not end in one.
 SEPARATOR = "\n--callgate-separator--\n"
+_PRINT_SEPARATOR = r" && printf '\n--callgate-separator--\n' && "  # printf turns \n into SEPARATOR
 
 
 def originate(code: str, phone: str, context: str, ring_timeout: int | None = None) -> str:
@@ -56,8 +57,7 @@ def rx_shell(asterisk_bin: str, cli_commands: Sequence[str]) -> str:
         raise ValueError("no command to run")
     program = shlex.quote(asterisk_bin)
     runs = [f"{program} -rx {shlex.quote(command)}" for command in cli_commands]
-    separator = f" && printf {shlex.quote(SEPARATOR.replace(chr(10), chr(92) + 'n'))} && "
-    return separator.join(runs)
+    return _PRINT_SEPARATOR.join(runs)
 
 
 def split_outputs(stdout: str) -> list[str]:

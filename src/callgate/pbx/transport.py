@@ -8,7 +8,7 @@ call operations on top of any transport.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -34,7 +34,6 @@ class HostTarget:
     transport: Transport = Transport.RX
     connect_timeout: float = 10.0
     command_timeout: float = 15.0
-    extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def label(self) -> str:
