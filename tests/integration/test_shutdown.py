@@ -147,11 +147,15 @@ async def until(check: Any, within: float = 10.0) -> None:
 
 
 async def refused(base_url: str) -> bool:
-    """Whether a new connection is turned away (refused, or answered 503)."""
+    """Whether a new connection is turned away: refused, answered 503, or closed unanswered.
+
+    The last happens when the connection reached the kernel's accept queue just before the
+    listening socket closed: the server never reads it, so the client sees it dropped.
+    """
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=1) as client:
             return (await client.get("/health")).status_code == 503
-    except httpx.ConnectError:
+    except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError):
         return True
 
 
