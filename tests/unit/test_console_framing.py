@@ -188,3 +188,65 @@ def test_a_console_that_ended() -> None:
     assert framing.console_ended(buffer) == "Disconnected from Asterisk server"
     not_running = b"Unable to connect to remote asterisk (does /x/asterisk.ctl exist?)"
     assert framing.says_not_running(not_running) and not framing.says_not_running(buffer)
+
+
+TOKEN_2 = "cgsyncfedcba9876543210"  # a second request's sentinel, as long as the first's
+LISTING = commands.CHANNELS_CONCISE
+
+
+def _echo_and_answer(sent: str) -> tuple[bytes, bytes]:
+    """The capture's chunk for ``sent`` cut into its echo (line and prompt) and its answer."""
+    data = (
+        chunk(TOKEN).replace(TOKEN.encode(), TOKEN_2.encode()) if sent == TOKEN_2 else chunk(sent)
+    )
+    echo = sent.encode() + b"\r\n" + PROMPT
+    assert data.startswith(echo)
+    return echo, data[len(echo) :]
+
+
+def _typed_ahead_layouts() -> dict[str, bytes]:
+    """An originate and its listing typed at once, as a console may show them."""
+    parts = [_echo_and_answer(sent) for sent in (ORIGINATE, TOKEN, LISTING, TOKEN_2)]
+    echoes = b"".join(echo for echo, _ in parts)
+    answers = b"".join(answer for _, answer in parts)
+    sentinel_end = b"other possible commands)\r\n"
+    # The first sentinel's line and the listing's first line read from Asterisk as one block.
+    between = sentinel_end + framing.REFRESH + PROMPT + framing.CLEAR_LINE
+    one_block = answers.replace(between, sentinel_end, 1)
+    assert one_block != answers
+    return {
+        "every echo first": PROMPT + echoes + answers,
+        "each echo after the answer before it": PROMPT + b"".join(e + a for e, a in parts),
+        "one block across two answers": PROMPT + echoes + one_block,
+    }
+
+
+@pytest.mark.parametrize("layout", list(_typed_ahead_layouts()))
+def test_typed_ahead_answers_in_every_order(layout: str) -> None:
+    """Two requests typed at once: each answer is its own, wherever the echoes fall."""
+    raw = _typed_ahead_layouts()[layout]
+    requests = [(ORIGINATE, TOKEN), (LISTING, TOKEN_2)]
+    end = framing.AnswerEnd(TOKEN_2).find(raw)
+    assert end is not None and raw[end:] in (b"", framing.REFRESH + PROMPT)
+    for cut in range(end):  # found only once the second sentinel's line is whole
+        assert framing.AnswerEnd(TOKEN_2).find(raw[:cut]) is None
+    assert framing.parse_answers(raw[:end], requests, PROMPT) == [RX[ORIGINATE], RX[LISTING]]
+    assert framing.answers_done(raw, [TOKEN, TOKEN_2]) == 2
+    assert framing.echoes_seen(raw, [ORIGINATE, LISTING]) == 2
+
+
+def test_typed_ahead_half_done() -> None:
+    """Counting what a console did before it ended: echoes and sentinel answers, in order."""
+    (echo_1, answer_1), (echo_t, answer_t) = _echo_and_answer(ORIGINATE), _echo_and_answer(TOKEN)
+    raw = PROMPT + echo_1 + echo_t + answer_1 + answer_t
+    assert framing.answers_done(raw, [TOKEN, TOKEN_2]) == 1
+    assert framing.echoes_seen(raw, [ORIGINATE, LISTING]) == 1
+    assert framing.answers_done(raw, [TOKEN_2, TOKEN]) == 0  # in order, or not at all
+    end = framing.AnswerEnd(TOKEN).find(raw)
+    assert end is not None
+    assert framing.parse_answers(raw[:end], [(ORIGINATE, TOKEN)], PROMPT) == [""]
+    with pytest.raises(framing.ConsoleGarbage, match="did not echo"):  # the listing: never read
+        framing.parse_answers(raw, [(ORIGINATE, TOKEN), (LISTING, TOKEN_2)], PROMPT)
+    assert framing.requests([ORIGINATE, LISTING], [TOKEN, TOKEN_2]) == (
+        f"{ORIGINATE}\n{TOKEN}\n{LISTING}\n{TOKEN_2}\n".encode()
+    )

@@ -15,6 +15,8 @@ CHANNELS_CONCISE = "core show channels concise"
 CHANNELS_COUNT = "core show channels count"
 VERSION = "core show version"
 HANGUP_ALL = "channel request hangup all"
+# Commands that only read: running one changes nothing on the PBX, whatever happened before it.
+READ_ONLY = frozenset({CHANNELS_CONCISE, CHANNELS_COUNT, VERSION})
 
 # Printed by the host's shell between the outputs of chained commands (a shell builtin: no
 # process is started for it). It starts with a newline because an output may not end in one.

@@ -5,7 +5,9 @@ Over ``-rx`` each CLI command is a process on the host, started through its own 
 call in about 1-2 ms and starts nothing. Each console (``console_session.Console``) is an SSH
 session with a pty on a pooled connection, holding one of its session slots while it lives.
 
-* One command at a time per console: a caller takes a free console or waits for one.
+* One caller at a time per console: a caller takes a free console or waits for one. A
+  read-only command (a verified originate's listing) is typed ahead together with the
+  command before it, so both answers come back in one round trip (``typed_ahead``).
 * Each answer is framed by a sentinel and cleaned (``console_framing``): it equals ``-rx``'s.
 * A console that ends, hangs past the command timeout or returns garbage is closed; the next
   use opens another (garbage twice in a row sends the host to the fallback, below). A command
@@ -29,6 +31,7 @@ import asyncssh
 
 from callgate import errors
 from callgate.logs import get_logger
+from callgate.pbx import commands
 from callgate.pbx import console_framing as framing
 from callgate.pbx.console_session import Console, ConsoleUnavailable, NotSent
 from callgate.pbx.parsing import check_cli_output
@@ -90,10 +93,11 @@ class ConsoleTransport:
         try:
             try:
                 async with self._lease(host, target) as lease:
-                    for command in cli_commands:
-                        outputs.append(await self._command(host, target, lease, command))
+                    for batch in typed_ahead(cli_commands):
+                        outputs += await self._commands(host, target, lease, batch)
             except ConsoleUnavailable as exc:  # raised before the next command was sent
                 await self._fail(host, str(exc))
+                outputs += [self._checked(host, answer) for answer in exc.answers]
                 return outputs + await self._fallback.run(target, cli_commands[len(outputs) :])
         except errors.PbxError as exc:
             exc.completed += len(outputs)
@@ -120,34 +124,61 @@ class ConsoleTransport:
                     await self._discard(host, lease.console)
             host.slots.release()
 
-    async def _command(self, host: _Host, target: HostTarget, lease: _Lease, command: str) -> str:
-        """One command on the lease's console, taking (or replacing) the console as needed."""
+    async def _commands(
+        self, host: _Host, target: HostTarget, lease: _Lease, batch: Sequence[str]
+    ) -> list[str]:
+        """One batch typed at once on the lease's console, taking (or replacing) the console as
+        needed; a PbxError's ``completed`` counts the batch's commands answered before it."""
+        answers: list[str] = []
         for _attempt in (1, 2):
-            if lease.console is None or not lease.console.usable:
-                if lease.console is not None:
-                    await self._discard(host, lease.console)
-                    lease.console = None
-                lease.console = await self._take(host, target)
             try:
-                answer = await lease.console.execute(command, target.command_timeout, self._limit)
-            except NotSent:
-                continue  # the console ended before reading it: a fresh one may send it
+                if lease.console is None or not lease.console.usable:
+                    if lease.console is not None:
+                        await self._discard(host, lease.console)
+                        lease.console = None
+                    lease.console = await self._take(host, target)
+                answers += await lease.console.execute_many(
+                    batch[len(answers) :], target.command_timeout, self._limit
+                )
+            except NotSent as exc:  # the console ended before reading the rest: a fresh one
+                answers += exc.answers
+                continue
+            except ConsoleUnavailable as exc:
+                exc.answers = answers + exc.answers
+                raise
             except framing.ConsoleGarbage as exc:
                 # Closed (it is broken) and reopened at the next use; a second unreadable
                 # answer in a row means this host's console does not speak as expected.
                 host.garbled += 1
                 if host.garbled >= 2:
                     await self._fail(host, f"unreadable console output ({exc})")
-                raise errors.UnexpectedOutput(
+                garbled = errors.UnexpectedOutput(
                     f"unreadable answer from the console on {host.label}", host=host.label
-                ) from None
-            host.garbled = 0
-            try:
-                return check_cli_output(answer)
+                )
+                garbled.completed = len(answers)
+                raise garbled from None
             except errors.PbxError as exc:
-                exc.host = host.label
+                exc.completed += len(answers)
                 raise
-        raise ConsoleUnavailable("the console ended twice before reading a command")
+            host.garbled = 0
+            checked: list[str] = []
+            try:
+                for answer in answers:
+                    checked.append(self._checked(host, answer))
+            except errors.PbxError as exc:
+                exc.completed = len(checked)
+                raise
+            return checked
+        raise ConsoleUnavailable("the console ended twice before reading a command", answers)
+
+    @staticmethod
+    def _checked(host: _Host, answer: str) -> str:
+        """The answer, unless it says Asterisk could not run the command (a PbxError)."""
+        try:
+            return check_cli_output(answer)
+        except errors.PbxError as exc:
+            exc.host = host.label
+            raise
 
     async def _take(self, host: _Host, target: HostTarget) -> Console:
         """An idle console that still works, else a new one."""
@@ -277,3 +308,17 @@ class ConsoleTransport:
 @dataclass(eq=False)
 class _Lease:
     console: Console | None = None
+
+
+def typed_ahead(cli_commands: Sequence[str]) -> list[list[str]]:
+    """The commands cut into batches typed at once: each command with the read-only ones after
+    it (a verified originate's listing). A read-only command is harmless to run even when the
+    one before it failed or timed out, so typing it ahead saves a round trip and risks nothing;
+    a command that changes something is never typed before the answer of the one before it."""
+    batches: list[list[str]] = []
+    for command in cli_commands:
+        if batches and command in commands.READ_ONLY:
+            batches[-1].append(command)
+        else:
+            batches.append([command])
+    return batches

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from callgate.pbx.parsing import NO_SUCH_COMMAND_MARK, NOT_RUNNING_MARK
@@ -88,6 +89,12 @@ def request(command: str, token: str) -> bytes:
     return f"{command}\n{token}\n".encode("ascii")
 
 
+def requests(commands: Sequence[str], tokens: Sequence[str]) -> bytes:
+    """The bytes typed for several commands at once, each followed by its sentinel."""
+    pairs = zip(commands, tokens, strict=True)
+    return b"".join(request(command, token) for command, token in pairs)
+
+
 def read_banner(buffer: bytes | bytearray) -> Banner | None:
     """The host name and prompt once the banner and first prompt are in; None: not yet."""
     match = _CONNECTED.search(buffer)
@@ -136,24 +143,64 @@ def parse_answer(raw: bytes, command: str, token: str, prompt: bytes) -> str:
     Batches before the command's echo came from before it was read (log lines, the redraw
     left by the previous request) and are not part of it.
     """
-    echo = command.encode("ascii") + b"\r\n"
-    needle = sentinel_needle(token)
-    echoed, content = False, bytearray()
+    return parse_answers(raw, [(command, token)], prompt)[0]
+
+
+def parse_answers(raw: bytes, requests: Sequence[tuple[str, str]], prompt: bytes) -> list[str]:
+    """The answers to several requests typed at once, each ``(command, token)``, in order.
+
+    Echoes come in typed order, each before its command's answer, but where they fall between
+    the answers depends on timing: editline may read every typed line before Asterisk's first
+    output, or echo a line only after the answer before it. So each echo is counted wherever
+    it comes, and an answer is only collected once its own command has been echoed. One batch
+    may hold the end of one answer, its sentinel's line and the start of the next answer.
+    """
+    if not requests:
+        raise ValueError("no request to parse")
+    echoes = [command.encode("ascii") + b"\r\n" for command, _ in requests]
+    needles = [sentinel_needle(token) for _, token in requests]
+    answers: list[str] = []
+    echoed = 0  # how many commands have been echoed, in typed order
+    content = bytearray()
+    rest_of_line = False  # a sentinel's line was cut by the batch's end: its rest follows
     for inside, run in _runs(raw, prompt):
         if not inside:
-            echoed = echoed or echo in run
-            if needle in run:
+            at = 0
+            while echoed < len(echoes) and (found := run.find(echoes[echoed], at)) >= 0:
+                at, echoed = found + len(echoes[echoed]), echoed + 1
+            if any(needle in run for needle in needles[len(answers) :]):
                 raise ConsoleGarbage("the sentinel's answer came outside the console's output")
             continue
-        if not echoed:
-            continue
-        at = run.find(needle)
-        if at >= 0:
-            return clean(bytes(content + run[:at]))
-        content += run
-    if not echoed:
+        if rest_of_line:
+            newline = run.find(b"\n")
+            rest_of_line = newline < 0
+            run = b"" if rest_of_line else run[newline + 1 :]
+        while run and echoed > len(answers):  # before its echo: not part of the answer
+            at = run.find(needles[len(answers)])
+            if at < 0:
+                content += run
+                break
+            answers.append(clean(bytes(content + run[:at])))
+            content = bytearray()
+            if len(answers) == len(requests):
+                return answers
+            newline = run.find(b"\n", at)
+            rest_of_line = newline < 0
+            run = b"" if rest_of_line else run[newline + 1 :]
+    if echoed <= len(answers):
         raise ConsoleGarbage("the console did not echo the command")
     raise ConsoleGarbage("the sentinel's answer is missing")
+
+
+def answers_done(buffer: bytes | bytearray, tokens: Sequence[str], start: int = 0) -> int:
+    """How many of the requests (by token, in order) have their sentinel's answer in buffer."""
+    done, at = 0, start
+    for token in tokens:
+        found = buffer.find(sentinel_needle(token), at)
+        if found < 0:
+            break
+        done, at = done + 1, found
+    return done
 
 
 def _runs(raw: bytes, prompt: bytes) -> list[tuple[bool, bytes]]:
@@ -194,13 +241,25 @@ def _line_start(text: str, at: int) -> bool:
     return at == 0 or text[at - 1] == "\n"
 
 
+def echoes_seen(buffer: bytes | bytearray, commands: Sequence[str], start: int = 0) -> int:
+    """How many of ``commands`` (typed in this order) the console has echoed after ``start``."""
+    seen, at = 0, start
+    for command in commands:
+        echo = command.encode("ascii") + b"\r\n"
+        found = buffer.find(echo, at)
+        if found < 0:
+            break
+        seen, at = seen + 1, found + len(echo)
+    return seen
+
+
 def echo_seen(buffer: bytes | bytearray, command: str, start: int = 0) -> bool:
     """Whether the console echoed ``command`` with its newline (after ``start``): read it whole.
 
     Editline echoes the newline before the console sends the line to Asterisk, so a console
     that ended without this echo never sent the command: it may be sent again elsewhere.
     """
-    return buffer.find(command.encode("ascii") + b"\r\n", start) >= 0
+    return echoes_seen(buffer, [command], start) == 1
 
 
 def console_ended(buffer: bytes | bytearray) -> str:

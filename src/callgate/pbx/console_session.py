@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
+from collections.abc import Sequence
 from typing import cast
 
 import asyncssh
@@ -24,11 +25,24 @@ VERBOSE_OFF = "core set verbose 0"  # no verbose messages on this console, only 
 
 
 class ConsoleUnavailable(Exception):
-    """No console can take a command that was not sent: the fallback must."""
+    """No console can take a command that was not sent: the fallback must.
+
+    ``answers`` holds the answers of the commands of the same run that a console did answer
+    before (the fallback must not run those again).
+    """
+
+    def __init__(self, message: str = "", answers: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.answers = answers or []
 
 
 class NotSent(Exception):
-    """The console ended before it read the command whole: nothing reached Asterisk."""
+    """The console ended before it read a command whole: that command and those typed after
+    it did not reach Asterisk; ``answers`` holds the answers of those before it."""
+
+    def __init__(self, answers: list[str] | None = None) -> None:
+        super().__init__()
+        self.answers = answers or []
 
 
 class _Output(asyncssh.SSHClientSession[bytes]):
@@ -150,38 +164,55 @@ class Console:
         del output.buffer[: banner.prompt_at]  # the prompt stays: the first echo follows it
 
     async def execute(self, command: str, within: float, limit: int) -> str:
-        """Type ``command`` and its sentinel; return the answer as ``asterisk -rx`` prints it.
+        """Type ``command`` and its sentinel; return the answer as ``asterisk -rx`` prints it."""
+        (answer,) = await self.execute_many([command], within, limit)
+        return answer
 
-        After any failure but NotSent the console is out of step (an answer may still come)
-        and marked broken; the caller closes it.
+    async def execute_many(self, commands: Sequence[str], within: float, limit: int) -> list[str]:
+        """Type every command with its sentinel at once; their answers, in order.
+
+        Typed ahead, the commands cost one round trip instead of one each; Asterisk still runs
+        them one after another. The caller only types ahead commands that are harmless to run
+        whatever the one before them did (see ``ConsoleTransport``). ``within`` and
+        ``limit * len(commands)`` bound the whole exchange. After any failure but NotSent the
+        console is out of step (an answer may still come) and marked broken; the caller closes
+        it. A PbxError raised here carries in ``completed`` how many commands were answered.
         """
-        output, token = self._output, framing.new_token()
-        start, end_of = len(output.buffer), framing.AnswerEnd(token)
+        output = self._output
+        tokens = [framing.new_token() for _ in commands]
+        start, end_of = len(output.buffer), framing.AnswerEnd(tokens[-1])
         if not self.usable:
             raise NotSent
         output.busy = True
         try:
             try:
-                self._channel.write(framing.request(command, token))
+                self._channel.write(framing.requests(commands, tokens))
             except (OSError, asyncssh.Error):
                 raise NotSent from None
             async with asyncio.timeout(within):
                 while True:
                     end = end_of.find(output.buffer)
-                    if (len(output.buffer) if end is None else end) - start > limit:
+                    size = (len(output.buffer) if end is None else end) - start
+                    if size > limit * len(commands):
                         raise errors.OutputTooLarge(
                             f"answer from {self.label} exceeded {limit} bytes", host=self.label
                         )
                     if end is not None:
                         break
                     if output.ended:
-                        raise self._ended(command, start)
+                        raise self._ended(commands, tokens, start)
                     await output.more()
         except TimeoutError:
             self.broken = True
-            raise errors.CommandTimeout(
+            timeout = errors.CommandTimeout(
                 f"command on {self.label} timed out after {within:g} s", host=self.label
-            ) from None
+            )
+            timeout.completed = framing.answers_done(output.buffer, tokens, start)
+            raise timeout from None
+        except errors.PbxError as exc:
+            self.broken = True
+            exc.completed = framing.answers_done(output.buffer, tokens, start)
+            raise
         except BaseException:
             self.broken = True
             raise
@@ -190,18 +221,26 @@ class Console:
         raw = bytes(output.buffer[:end])
         del output.buffer[:end]
         try:
-            return framing.parse_answer(raw, command, token, self.prompt)
+            return framing.parse_answers(raw, list(zip(commands, tokens, strict=True)), self.prompt)
         except framing.ConsoleGarbage:
             self.broken = True
             raise
 
-    def _ended(self, command: str, start: int) -> Exception:
-        """What a console that ended in the middle of ``command`` means for it."""
+    def _ended(self, commands: Sequence[str], tokens: Sequence[str], start: int) -> Exception:
+        """What a console that ended in the middle of ``commands`` means for them."""
         buffer = self._output.buffer
-        if not framing.echo_seen(buffer, command, start):
-            return NotSent()
+        done = framing.answers_done(buffer, tokens, start)
+        if framing.echoes_seen(buffer, commands, start) <= done:  # the next was never read
+            if done == 0:
+                return NotSent()
+            end = framing.AnswerEnd(tokens[done - 1]).find(buffer)
+            if end is not None:
+                requests = list(zip(commands[:done], tokens[:done], strict=True))
+                with contextlib.suppress(framing.ConsoleGarbage):
+                    answers = framing.parse_answers(bytes(buffer[:end]), requests, self.prompt)
+                    return NotSent(answers)
         if framing.DISCONNECTED in buffer[start:]:
-            lost = errors.AsteriskNotRunning(
+            lost: errors.PbxError = errors.AsteriskNotRunning(
                 f"Asterisk on {self.label} went away during the command (it may have run)",
                 host=self.label,
             )

@@ -1,0 +1,119 @@
+"""Typing a verified originate's listing ahead: which commands go together, and what a console
+that ends half-way through a typed-ahead batch means for each command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import Any, cast
+
+import pytest
+
+from callgate import errors
+from callgate.pbx import commands
+from callgate.pbx.console import typed_ahead
+from callgate.pbx.console_session import Console, NotSent, _Output
+from callgate.simulator.console import ConsoleScreen
+
+ORIGINATE = commands.originate("150", "+375296254070", "inoffice")
+LISTING = commands.CHANNELS_CONCISE
+HANGUP = commands.hangup("Local/150@inoffice-00000000;1")
+
+
+def test_only_read_only_commands_are_typed_ahead() -> None:
+    """A listing rides with the command before it; a command that changes something never."""
+    assert typed_ahead([ORIGINATE, LISTING]) == [[ORIGINATE, LISTING]]
+    assert typed_ahead([LISTING, ORIGINATE]) == [[LISTING], [ORIGINATE]]
+    assert typed_ahead([HANGUP, HANGUP, LISTING, commands.VERSION]) == [
+        [HANGUP],
+        [HANGUP, LISTING, commands.VERSION],
+    ]
+    assert typed_ahead([ORIGINATE, ORIGINATE]) == [[ORIGINATE], [ORIGINATE]]
+
+
+class _Channel:
+    """Stands in for the SSH channel: each write is answered by ``play`` (a simulated console
+    that may stop after some lines), as a pty would deliver it."""
+
+    def __init__(self, output: _Output, answer_lines: int) -> None:
+        self.output, self.answer_lines = output, answer_lines
+        self.screen = ConsoleScreen("vm", 1)
+        self.written: list[bytes] = []
+        self.closed = False
+        self.hangs = False  # after its lines: stays open without a word (else: ends)
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        asyncio.get_running_loop().call_soon(self.play, data.decode())
+
+    def play(self, typed: str) -> None:
+        """Echo and answer the first ``answer_lines`` lines, then end like a dead console (or
+        hang like a stuck one)."""
+        lines = typed.splitlines()[: self.answer_lines]
+        answers = {ORIGINATE: "", LISTING: "Local/150@inoffice-00000000;1!inoffice!150!1\n"}
+
+        def ask(line: str) -> tuple[str, int]:
+            if re.fullmatch(r"cgsync[0-9a-f]+", line):
+                return f"No such command '{line}' (type 'core show help {line}' for more)\n", 0
+            return answers[line], 0
+
+        screen = "".join(self.screen.respond(lines, ask))
+        self.output.data_received(screen.encode(), cast(Any, None))
+        if len(lines) < len(typed.splitlines()) and not self.hangs:
+            self.output.eof_received()
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _console(answer_lines: int) -> tuple[Console, _Channel]:
+    output = _Output()
+    channel = _Channel(output, answer_lines)
+    console = Console("pbx", contextlib.AsyncExitStack(), cast(Any, channel), output)
+    console.prompt = b"vm*CLI> "
+    return console, channel
+
+
+async def test_a_batch_is_typed_in_one_write() -> None:
+    console, channel = _console(answer_lines=4)
+    answers = await console.execute_many([ORIGINATE, LISTING], 5, 10_000)
+    assert answers == ["", "Local/150@inoffice-00000000;1!inoffice!150!1\n"]
+    assert len(channel.written) == 1 and channel.written[0].count(b"\n") == 4
+    assert console.usable
+
+
+async def test_ended_before_reading_the_listing() -> None:
+    """The originate was answered, the listing never read: NotSent carries the first answer,
+    so that only the listing is typed again, on another console."""
+    console, _ = _console(answer_lines=2)  # the originate and its sentinel
+    with pytest.raises(NotSent) as raised:
+        await console.execute_many([ORIGINATE, LISTING], 5, 10_000)
+    assert raised.value.answers == [""]
+
+
+async def test_ended_before_reading_anything() -> None:
+    console, _ = _console(answer_lines=0)
+    with pytest.raises(NotSent) as raised:
+        await console.execute_many([ORIGINATE, LISTING], 5, 10_000)
+    assert raised.value.answers == []
+
+
+async def test_ended_after_reading_the_originate() -> None:
+    """Echoed but not answered: it may have run, and nothing of the batch was completed."""
+    console, _ = _console(answer_lines=1)
+    with pytest.raises(errors.ConnectionLost) as raised:
+        await console.execute_many([ORIGINATE, LISTING], 5, 10_000)
+    assert raised.value.completed == 0 and not console.usable
+
+
+async def test_timeout_counts_the_answers_that_came() -> None:
+    """The listing's answer never comes: a timeout, with the originate counted as done."""
+    console, channel = _console(answer_lines=2)
+    channel.hangs = True  # it reads no more, and stays open
+    with pytest.raises(errors.CommandTimeout) as raised:
+        await console.execute_many([ORIGINATE, LISTING], 0.2, 10_000)
+    assert raised.value.completed == 1 and not console.usable
