@@ -140,22 +140,40 @@ class LineReader:
 
 
 def ask_daemon(host: str, port: int, not_running: str) -> Ask:
-    """Send each command with the daemon's ``rx`` request, as ``asterisk -rx`` would."""
+    """Send each command as the daemon's ``cx`` request over one kept connection, as a real
+    console keeps its socket to Asterisk; a lost connection is made again once per command."""
+    held: list[socket.socket] = []
+
+    def exchange(body: bytes) -> tuple[str, int]:
+        if not held:
+            sock = socket.create_connection((host, port), timeout=10)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            held.append(sock)
+        sock = held[0]
+        sock.sendall(b"cx %d\n" % len(body) + body)
+        reader = sock.makefile("rb")
+        header = reader.readline(64)
+        status, _, size = header.decode("ascii", "replace").strip().partition(" ")
+        if not (status.isdigit() and size.isdigit()):
+            raise ConnectionError("the daemon closed without answering")
+        data = reader.read(int(size))
+        if len(data) != int(size):
+            raise ConnectionError("the daemon closed mid-answer")
+        return data.decode("utf-8", "surrogateescape"), int(status)
 
     def ask(command: str) -> tuple[str, int]:
         body = command.encode("utf-8", "surrogateescape")
-        chunks = []
-        try:
-            with socket.create_connection((host, port), timeout=10) as sock:
-                sock.sendall(b"rx %d\n" % len(body) + body)
-                while data := sock.recv(65536):
-                    chunks.append(data)
-        except OSError:
-            return not_running, 1  # no daemon: Asterisk is down
-        status, _, output = b"".join(chunks).partition(b"\n")
-        if not status.isdigit():
-            return not_running, 1
-        return output.decode("utf-8", "surrogateescape"), int(status)
+        for attempt in (1, 2):
+            reused = bool(held)
+            try:
+                return exchange(body)
+            except OSError:
+                for sock in held:
+                    sock.close()
+                held.clear()
+                if not reused or attempt == 2:
+                    break  # a fresh connection failed too: the daemon is gone
+        return not_running, 1  # no daemon: Asterisk is down
 
     return ask
 

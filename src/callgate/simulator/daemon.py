@@ -4,6 +4,9 @@ A TCP server on 127.0.0.1 (never another address: it has no authentication). One
 connection, length-prefixed so that any bytes can pass:
 
 * ``rx <n>\\n<n bytes of command>`` -> ``<exit status>\\n<output bytes>``, then close;
+* ``cx <n>\\n<n bytes of command>`` -> ``<exit status> <m>\\n<m output bytes>``, and the
+  connection stays open for the next ``cx``: a simulated remote console keeps one connection,
+  as a real one keeps its socket to Asterisk, instead of connecting per command;
 * ``ctl <n>\\n<n bytes of JSON>`` -> a JSON object, then close. Operations (``op``):
   ``commands``, ``reset``, ``set_running`` (``running``), ``set_default_scenario``
   (``scenario``), ``set_scenario`` (``extension``, ``scenario`` or null), ``set_contexts``
@@ -79,9 +82,15 @@ class SimulatorDaemon:
         assert task is not None  # a connection callback always runs in a task
         self._clients.add(task)
         try:
-            answer = await asyncio.wait_for(self._answer(reader), REQUEST_TIMEOUT)
-            writer.write(answer)
-            await writer.drain()
+            header = await asyncio.wait_for(reader.readuntil(b"\n"), REQUEST_TIMEOUT)
+            while True:
+                kind, answer = await asyncio.wait_for(self._answer(header, reader), REQUEST_TIMEOUT)
+                writer.write(answer)
+                await writer.drain()
+                if kind != "cx":
+                    break
+                # A console's connection: it may stay quiet for as long as the console idles.
+                header = await reader.readuntil(b"\n")
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client went away or stalled: nobody is left to answer
         finally:
@@ -90,23 +99,31 @@ class SimulatorDaemon:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    async def _answer(self, reader: asyncio.StreamReader) -> bytes:
-        header = await reader.readuntil(b"\n")
+    async def _answer(self, header: bytes, reader: asyncio.StreamReader) -> tuple[str, bytes]:
+        """(the request's kind, the bytes that answer it)."""
         kind, _, size = header[:-1].decode("ascii", "replace").partition(" ")
         if len(header) > _MAX_HEADER or not size.isdigit() or int(size) > MAX_REQUEST:
-            return b"2\ncallgate simulator: malformed request\n"
+            return "", b"2\ncallgate simulator: malformed request\n"
         body = (await reader.readexactly(int(size))).decode(*ENCODING)
-        if kind == "rx":
-            try:
-                result = self.engine.execute(body)
-            except Exception as exc:  # a simulator bug: say so rather than hang up silently
-                return f"255\ncallgate simulator: internal error: {exc!r}\n".encode(*ENCODING)
-            if self.originate_delay and body.lower().split()[:2] == ["channel", "originate"]:
-                await asyncio.sleep(self.originate_delay)
-            return f"{result.exit_status}\n{result.output}".encode(*ENCODING)
+        if kind in ("rx", "cx"):
+            status, output = await self._run(body)
+            if kind == "rx":
+                return kind, f"{status}\n{output}".encode(*ENCODING)
+            data = output.encode(*ENCODING)
+            return kind, b"%d %d\n" % (status, len(data)) + data
         if kind == "ctl":
-            return json.dumps(self._control(body)).encode()
-        return b"2\ncallgate simulator: unknown request kind\n"
+            return kind, json.dumps(self._control(body)).encode()
+        return "", b"2\ncallgate simulator: unknown request kind\n"
+
+    async def _run(self, command: str) -> tuple[int, str]:
+        """(exit status, output) of one CLI command, as ``asterisk -rx`` would end."""
+        try:
+            result = self.engine.execute(command)
+        except Exception as exc:  # a simulator bug: say so rather than hang up silently
+            return 255, f"callgate simulator: internal error: {exc!r}\n"
+        if self.originate_delay and command.lower().split()[:2] == ["channel", "originate"]:
+            await asyncio.sleep(self.originate_delay)
+        return result.exit_status, result.output
 
     def _control(self, body: str) -> dict[str, Any]:
         """Apply one control operation; errors are answered, never raised."""
