@@ -25,12 +25,16 @@ class Services:
     tracker: CallTracker  # follows every placed call; subscribe() for live transitions
 
 
-def services(request: Request) -> Services:
+# The dependencies are `async def` although they never await: FastAPI runs a plain `def`
+# dependency in its thread pool, a thread hand-off per request for reading one attribute.
+
+
+async def services(request: Request) -> Services:
     found: Services = request.app.state.services
     return found
 
 
-def request_id(request: Request) -> str:
+async def request_id(request: Request) -> str:
     rid: str = request.state.request_id
     return rid
 
