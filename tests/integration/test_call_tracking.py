@@ -13,16 +13,17 @@ from typing import Any, cast
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate.calls.states import CallState, durations
 from callgate.calls.tracker import NOT_WATCHED, STALE, CallTracker
-from callgate.db.call_tracking import CallTrackingRepo
+from callgate.db.call_tracking import CallTrackingRepo, History, Transition, store_histories
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.migrate import upgrade
 from callgate.db.models import CallEventRecord, CallRecord
 from callgate.db.repositories import CallRepo, HostRepo
+from callgate.errors import DatabaseUnavailable
 from callgate.hosts import build_target
 from callgate.pbx.client import PbxClient
 from callgate.pbx.factory import build_client, build_transport
@@ -450,3 +451,176 @@ async def test_start_ends_rows_older_than_any_call_in_bulk(any_rig: Rig) -> None
         assert (record.state, record.end_reason) == ("lost", STALE)
         assert [event.state for event in events] == ["lost"]
     assert tracker.live_calls() == {} and not tracker.queries
+
+
+async def new_calls(sessions: Sessions, count: int) -> list[str]:
+    async with sessions() as session:
+        repo = CallRepo(session)
+        return [
+            (await repo.create(enterprise_number="0367", extension="150", phone=PHONE, host="h")).id
+            for _ in range(count)
+        ]
+
+
+def pending(history: History, call_id: str, *states: CallState) -> History:
+    for state in states:
+        history.pending.append(Transition(call_id, state, datetime.now(UTC), state.value))
+    return history
+
+
+async def test_one_session_stores_a_ticks_transitions(any_rig: Rig) -> None:
+    """A tick's transitions of several calls: one connection, each one compare-and-set.
+
+    Another writer's move stands (a cancel ends the call for good; a later state drops the
+    steps no longer possible); a call whose row is not there yet stays pending alone.
+    """
+    ids = await new_calls(any_rig.sessions, 3)
+    absent = str(uuid.uuid4())  # the service's insert has not landed yet
+    async with any_rig.sessions() as session:
+        repo = CallTrackingRepo(session)
+        now = datetime.now(UTC)
+        await repo.record_transition(ids[1], S.CANCELED, expected=S.INITIATED, at=now, reason="x")
+        await repo.record_transition(ids[2], S.AGENT_ANSWERED, expected=S.INITIATED, at=now)
+    histories = [
+        pending(History(), ids[0], S.INITIATED, S.RINGING_AGENT, S.AGENT_ANSWERED),
+        pending(History(), ids[1], S.INITIATED, S.RINGING_AGENT),
+        pending(History(), ids[2], S.RINGING_AGENT, S.CONNECTED),
+        pending(History(), absent, S.RINGING_AGENT),
+    ]
+    engine = any_rig.sessions.kw["bind"].sync_engine
+    checkouts: list[object] = []
+
+    def checkout(*args: object) -> None:
+        checkouts.append(args)
+
+    event.listen(engine, "checkout", checkout)
+    published: list[Transition] = []
+    try:
+        done = await store_histories(any_rig.sessions, histories, published.append)
+    finally:
+        event.remove(engine, "checkout", checkout)
+    assert done == [True, True, True, False]
+    assert [(t.call_id, t.state) for t in published] == [
+        (ids[0], S.INITIATED),
+        (ids[0], S.RINGING_AGENT),
+        (ids[0], S.AGENT_ANSWERED),
+        (ids[2], S.CONNECTED),
+    ]
+    assert [h.persisted for h in histories] == [
+        S.AGENT_ANSWERED,
+        S.CANCELED,
+        S.CONNECTED,
+        S.INITIATED,
+    ]
+    assert [len(h.pending) for h in histories] == [0, 0, 0, 1]
+    states = {}
+    for call_id in ids:
+        record, events = await read(any_rig.sessions, call_id)
+        states[call_id] = (record.state, [e.state for e in events])
+    assert states == {
+        ids[0]: ("agent_answered", ["initiated", "ringing_agent", "agent_answered"]),
+        ids[1]: ("canceled", ["canceled"]),
+        ids[2]: ("connected", ["agent_answered", "connected"]),
+    }
+    assert len(checkouts) == 1  # one connection, one pre-ping, one transaction for the tick
+
+
+@pytest.mark.postgres
+async def test_a_tick_racing_a_cancel_lets_one_writer_move_each_call(rig: Rig) -> None:
+    """The API cancels calls while a tick stores their next step: one of the two wins, alone."""
+    ids = await new_calls(rig.sessions, 12)
+    histories = [pending(History(), call_id, S.INITIATED) for call_id in ids]
+    assert all(await store_histories(rig.sessions, histories, lambda t: None))
+    for history, call_id in zip(histories, ids, strict=True):
+        pending(history, call_id, S.RINGING_AGENT, S.AGENT_ANSWERED)
+
+    async def cancel(call_id: str) -> bool:
+        async with rig.sessions() as session:
+            result = await CallTrackingRepo(session).record_transition(
+                call_id, S.CANCELED, expected=S.INITIATED, at=datetime.now(UTC), reason="API"
+            )
+            return result.applied
+
+    published: list[Transition] = []
+    done, canceled = await asyncio.gather(
+        store_histories(rig.sessions, histories, published.append),
+        asyncio.gather(*(cancel(call_id) for call_id in ids)),
+    )
+    assert all(done)
+    for history, call_id, was_canceled in zip(histories, ids, canceled, strict=True):
+        record, events = await read(rig.sessions, call_id)
+        moves = [t.state for t in published if t.call_id == call_id]
+        if was_canceled:
+            assert record.state == "canceled" and history.persisted is S.CANCELED
+            assert [e.state for e in events] == ["initiated", "canceled"] and moves == []
+        else:
+            assert record.state == "agent_answered" and history.persisted is S.AGENT_ANSWERED
+            assert [e.state for e in events] == ["initiated", "ringing_agent", "agent_answered"]
+            assert moves == [S.RINGING_AGENT, S.AGENT_ANSWERED]
+        assert not history.pending
+
+
+@pytest.mark.postgres
+async def test_a_fault_mid_tick_stores_nothing_and_loses_nothing(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails in the middle of a tick: the tick's transaction stores nothing and
+    publishes nothing, every transition stays pending, and the next try stores them in order."""
+    ids = await new_calls(rig.sessions, 3)
+    histories = [
+        pending(History(), call_id, S.INITIATED, S.RINGING_AGENT, S.AGENT_ANSWERED)
+        for call_id in ids
+    ]
+    record = CallTrackingRepo.record
+    calls = 0
+
+    async def failing(self: CallTrackingRepo, *args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # the second call's second step
+            raise OSError("database down")
+        return await record(self, *args, **kwargs)
+
+    monkeypatch.setattr(CallTrackingRepo, "record", failing)
+    published: list[Transition] = []
+    with pytest.raises(DatabaseUnavailable):
+        await store_histories(rig.sessions, histories, published.append)
+    assert published == []
+    assert [len(h.pending) for h in histories] == [3, 3, 3]
+    assert all(h.persisted is S.INITIATED for h in histories)
+    for call_id in ids:
+        assert (await read(rig.sessions, call_id))[1] == []  # rolled back
+    assert await store_histories(rig.sessions, histories, published.append) == [True] * 3
+    assert [(t.call_id, t.state) for t in published] == [
+        (call_id, state) for call_id in ids for state in ANSWERED[:3]
+    ]
+    for call_id in ids:
+        stored, events = await read(rig.sessions, call_id)
+        assert stored.state == "agent_answered"
+        assert [e.state for e in events] == ANSWERED[:3]
+    assert not any(h.pending for h in histories)
+
+
+@pytest.mark.postgres
+async def test_a_tick_of_many_calls_opens_one_session(rig: Rig) -> None:
+    """Five calls on one host: their transitions are stored per tick, not per call and tick."""
+    opened = 0
+
+    def counting() -> AsyncSession:
+        nonlocal opened
+        opened += 1
+        return rig.sessions()
+
+    tracker = CallTracker(rig.pbx, cast(Sessions, counting), rig.settings, interval=0.1)
+    rig.trackers.append(tracker)
+    await tracker.start()
+    rig.engine.set_scenario("150", FAST)
+    started = opened  # the resume's
+    ids = list(await asyncio.gather(*(rig.place(tracker) for _ in range(5))))
+    for call_id in ids:
+        await rig.reaches(call_id, "completed")
+        assert [e.state for e in (await read(rig.sessions, call_id))[1]] == [
+            *ANSWERED,
+            "completed",
+        ]
+    assert opened - started <= sum(tracker.queries.values())

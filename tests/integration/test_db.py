@@ -15,13 +15,20 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import column, inspect, select, table, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callgate.db.engine import database_state, make_engine, make_sessionmaker, safe_url
 from callgate.db.host_keys import DbHostKeyStore
 from callgate.db.migrate import VERSION_TABLE, alembic_config, upgrade
 from callgate.db.models import Base, CallOutcome, PbxHost
-from callgate.db.repositories import AlreadyExists, CallRepo, EnterpriseRepo, HostRepo
+from callgate.db.repositories import (
+    AlreadyExists,
+    CallRepo,
+    EnterpriseRepo,
+    HostRepo,
+    tenant_with_host,
+)
 from callgate.errors import ConfigurationError, InvalidInput, SshHostKeyRejected
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -249,6 +256,44 @@ async def test_enterprise_repo_round_trip(sessions: Sessions) -> None:
         assert await repo.by_secret("s" * 32) is not None
 
 
+async def test_tenant_with_host_reads_fresh_rows(sessions: Sessions) -> None:
+    """The per-call read: the active tenant and its host row (or None), changes seen at once."""
+    async with sessions() as session:
+        repo = EnterpriseRepo(session)
+        await repo.add("0367", "june", "10.0.0.5", "s" * 32)
+        await repo.add("0100", "may", "10.0.0.6", "t" * 32)
+        await HostRepo(session).set("10.0.0.5", ssh_port=2222, ssh_user="callgate")
+    async with sessions() as session:
+        repo = EnterpriseRepo(session)
+        found = await repo.by_secret_with_host("s" * 32)
+        assert found is not None
+        enterprise, host = found
+        assert (enterprise.number, enterprise.name, enterprise.ip, enterprise.active) == (
+            "0367",
+            "june",
+            "10.0.0.5",
+            True,
+        )
+        assert host is not None and (host.address, host.ssh_port, host.ssh_user) == (
+            "10.0.0.5",
+            2222,
+            "callgate",
+        )
+        assert enterprise not in session and host not in session  # detached copies
+        found = await repo.by_secret_with_host("t" * 32)
+        assert found is not None and found[0].number == "0100" and found[1] is None
+        assert await repo.by_secret_with_host("nope") is None
+        assert await repo.by_secret_with_host("") is None
+        await repo.set_active("0367", False)
+        assert await repo.by_secret_with_host("s" * 32) is None
+        await HostRepo(session).set("10.0.0.6", ssh_port=2200)
+    engine = sessions.kw["bind"]
+    assert isinstance(engine, AsyncEngine)
+    async with engine.connect() as connection:  # the service's way: no session
+        found = await tenant_with_host(connection, "t" * 32)
+        assert found is not None and found[1] is not None and found[1].ssh_port == 2200
+
+
 async def test_enterprise_add_refuses_clashes(sessions: Sessions) -> None:
     """A second enterprise with the same number or the same secret is refused."""
     async with sessions() as session:
@@ -444,6 +489,84 @@ async def test_call_finish_rules(sessions: Sessions) -> None:
         "pbx_connect_timeout",
         "Connection timeout",
     )
+
+
+async def test_call_create_returns_what_it_stored(sessions: Sessions) -> None:
+    """create() returns the row it inserted; a second idempotency key is an IntegrityError."""
+    async with sessions() as session:
+        repo = CallRepo(session)
+        made = await repo.create(
+            id="5c7d0e52-0000-4000-8000-000000000001",
+            enterprise_number="0367",
+            extension="150",
+            phone="+375296254070",
+            host="10.0.0.5",
+            request_id="req-1",
+            ring_timeout=25,
+            metadata={"deal": 42},
+            idempotency_key="crm-4711",
+            request_hash="h" * 64,
+        )
+        assert made not in session  # built from the inserted values, not loaded
+        with pytest.raises(IntegrityError):
+            await repo.create(
+                enterprise_number="0367",
+                extension="151",
+                phone="+375296254070",
+                host="10.0.0.5",
+                idempotency_key="crm-4711",
+            )
+        # The session is usable after the refusal; another tenant may reuse the key.
+        other = await repo.create(
+            enterprise_number="0100",
+            extension="150",
+            phone="+375296254070",
+            host="10.0.0.5",
+            idempotency_key="crm-4711",
+        )
+        stored = await repo.get(made.id)
+    assert stored is not None and other.call_metadata is None
+    for name in (
+        "id",
+        "enterprise_number",
+        "extension",
+        "phone",
+        "host",
+        "outcome",
+        "request_id",
+        "created_at",
+        "state",
+        "state_changed_at",
+        "ring_timeout",
+        "call_metadata",
+        "idempotency_key",
+        "request_hash",
+    ):
+        assert getattr(stored, name) == getattr(made, name), name
+    assert (stored.outcome, stored.state, stored.call_metadata) == (
+        "pending",
+        "initiated",
+        {"deal": 42},
+    )
+    assert stored.created_at == stored.state_changed_at
+
+
+async def test_call_writes_join_a_transaction_the_caller_began(sessions: Sessions) -> None:
+    """Inside a transaction the session holds, create() and finish() join it and commit it."""
+    async with sessions() as session:
+        repo = CallRepo(session)
+        await session.execute(text("SELECT 1"))  # the caller's transaction begins
+        assert session.in_transaction()
+        made = await repo.create(
+            enterprise_number="0367", extension="150", phone="+375296254070", host="10.0.0.5"
+        )
+        assert not session.in_transaction()  # committed
+        await session.execute(text("SELECT 1"))
+        assert await repo.finish(made.id, "success", channel="Local/150@inoffice-00000001;1")
+        assert not session.in_transaction()
+    async with sessions() as session:
+        stored = await CallRepo(session).get(made.id)
+    assert stored is not None and stored.outcome == "success"
 
 
 async def test_recent_calls_newest_first(sessions: Sessions) -> None:

@@ -16,13 +16,13 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callgate import errors
 from callgate.calls.dedupe import RecentCalls
 from callgate.db.guard import bounded, db_step
 from callgate.db.models import Enterprise, PbxHost
-from callgate.db.repositories import CallRepo, EnterpriseRepo, HostRepo
+from callgate.db.repositories import CallRepo, HostRepo, tenant_with_host
 from callgate.hosts import build_target
 from callgate.logs import get_logger
 from callgate.pbx.client import PbxClient
@@ -102,16 +102,19 @@ class CallService:
             raise errors.AuthenticationFailed("Invalid clientId")
 
         async def lookup() -> tuple[Enterprise, PbxHost | None, str]:
-            async with self._reader() as session:
-                found = await EnterpriseRepo(session).by_secret_with_host(secret)
-                if found is None:
-                    raise errors.AuthenticationFailed("Invalid clientId")
-                enterprise, host = found
-                # A bad `ip` is a configuration error: reported, and nothing is executed.
-                address = validate_host(enterprise.ip)
-                if host is None and address != enterprise.ip:  # stored in another spelling
+            # A bare connection of the read engine, no ORM session: one Core SELECT is all
+            # the per-call read needs, and a session around it cost a third of its CPU.
+            async with self._read_engine().connect() as connection:
+                found = await tenant_with_host(connection, secret)
+            if found is None:
+                raise errors.AuthenticationFailed("Invalid clientId")
+            enterprise, host = found
+            # A bad `ip` is a configuration error: reported, and nothing is executed.
+            address = validate_host(enterprise.ip)
+            if host is None and address != enterprise.ip:  # stored in another spelling
+                async with self._reader() as session:
                     host = await HostRepo(session).get(address)
-                return enterprise, host, address
+            return enterprise, host, address
 
         for attempt in (1, 2):
             try:
@@ -122,6 +125,13 @@ class CallService:
                     raise
         tenant = Tenant(number=enterprise.number, name=enterprise.name, ip=enterprise.ip)
         return tenant, build_target(self._settings, address, host)
+
+    def _read_engine(self) -> AsyncEngine:
+        """The engine the reader's sessions are bound to (the app binds it to the read engine)."""
+        bind = self._reader.kw.get("bind")
+        if not isinstance(bind, AsyncEngine):
+            raise TypeError("CallService needs sessionmakers bound to an AsyncEngine")
+        return bind
 
     async def place_call(
         self, secret: str | None, code: str | None, phone: str | None, *, request_id: str

@@ -4,8 +4,9 @@ One polling task per host that has live calls runs ``core show channels concise`
 per ``interval``, however many calls the host has, and ends when the host has none left. The
 listing is split between the calls (``states.assign_channels``), ``states.derive`` says where
 each call is, and each transition is stored by compare-and-set (``call_tracking.History``),
-then published to subscribers. A failed write is retried at the next tick: a database outage
-delays the history, it never stops the tracking.
+then published to subscribers; the transitions of one tick are stored through one session
+(``call_tracking.store_histories``). A failed write is retried at the next tick: a database
+outage delays the history, it never stops the tracking.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
 from callgate.calls.states import RANK, CallChannels, CallState, assign_channels, derive, steps
-from callgate.db.call_tracking import CallTrackingRepo, History, Subscription, Transition
+from callgate.db.call_tracking import (
+    CallTrackingRepo,
+    History,
+    Subscription,
+    Transition,
+    store_histories,
+)
 from callgate.db.guard import db_step
 from callgate.db.models import CallRecord, PbxHost, utcnow
 from callgate.hosts import build_target
@@ -197,7 +204,7 @@ class CallTracker:
             found = assign_channels(listing, calls, now)
             for call in calls:
                 self._observe(call, found[call.call_id], now)
-        await asyncio.gather(*(self._store(call) for call in calls if call.history.pending))
+        await self._store_all([call for call in calls if call.history.pending])
         for call in calls:
             if call.state.is_terminal:
                 host.calls.pop(call.call_id, None)
@@ -261,15 +268,26 @@ class CallTracker:
 
     async def _store(self, call: _Call) -> bool:
         """Store the call's pending transitions; False: try again later."""
+        return (await self._store_all([call]))[0]
+
+    async def _store_all(self, calls: list[_Call]) -> list[bool]:
+        """Store the pending transitions of these calls through one session; done per call."""
+        if not calls:
+            return []
         try:
             async with self._db_slots:
-                done = await call.history.store(self._sessions, self._publish)
+                histories = [call.history for call in calls]
+                done = await store_histories(self._sessions, histories, self._publish)
         except errors.DatabaseUnavailable as exc:
-            log.warning("call state not stored yet", call_id=call.call_id, detail=exc.message)
-            return False
-        stored = call.history.persisted  # another writer's word stands
-        if stored.is_terminal or (not call.state.is_terminal and RANK[call.state] < RANK[stored]):
-            call.state = stored
+            ids = [call.call_id for call in calls if call.history.pending]
+            log.warning("call state not stored yet", call_ids=ids, detail=exc.message)
+            done = [False] * len(calls)
+        for call in calls:
+            stored = call.history.persisted  # another writer's word stands
+            if stored.is_terminal or (
+                not call.state.is_terminal and RANK[call.state] < RANK[stored]
+            ):
+                call.state = stored
         return done
 
     def _publish(self, transition: Transition) -> None:

@@ -3,7 +3,12 @@
 Kept apart from ``repositories``: the tracker is its only writer. As there, every write commits
 its own transaction and a session is never held across an SSH round trip. ``History`` stores a
 call's transitions in order, and settles with another writer that moved the call first;
+``store_histories`` does so for all the calls of a tracker tick in one transaction;
 ``Subscription`` hands the stored ones to a consumer (WebSocket, webhooks, ``calls watch``).
+
+The per-transition statements are Core statements built once per shape (see ``_move``): a
+transition is the tracker's most frequent write, and the ORM's unit of work and per-statement
+compilation used to cost several times the round trip itself.
 """
 
 from __future__ import annotations
@@ -13,15 +18,35 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    String,
+    Text,
+    Update,
+    bindparam,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate.calls.states import LIVE, RANK, CallState, can_transition
 from callgate.db.guard import db_step
-from callgate.db.models import CallEventRecord, CallRecord, PbxHost, UtcDateTime
-from callgate.db.repositories import HostRepo
+from callgate.db.models import (
+    CALL_EVENTS,
+    CALLS,
+    CallEventRecord,
+    CallRecord,
+    PbxHost,
+    UtcDateTime,
+)
+from callgate.db.repositories import HostRepo, write_connection
 from callgate.errors import InvalidInput
 
 
@@ -44,6 +69,55 @@ class TransitionResult:
 
     applied: bool
     current: CallState | None
+
+
+# The parameters are named p_*: no name of theirs may be a column of the tables written.
+_STATE_OF = select(CALLS.c.state).where(CALLS.c.id == bindparam("p_call"))
+_ADD_EVENT = insert(CALL_EVENTS)
+
+
+def _postgresql(session: AsyncSession) -> bool:
+    return (session.bind or session.get_bind()).dialect.name == "postgresql"
+
+
+@cache
+def _move(
+    state: CallState, channel: bool, customer_channel: bool, bridge_id: bool
+) -> tuple[Update, Insert]:
+    """The compare-and-set UPDATE of a move to ``state``, and the same with its event.
+
+    The second is PostgreSQL's one-statement form (``WITH moved AS (UPDATE ... RETURNING id)
+    INSERT INTO call_events SELECT ... FROM moved``): the event is added exactly when the row
+    moved, atomically, in one round trip. Built once per shape (a few dozen in all), so running
+    one costs neither compilation nor cache-key generation; the values are parameters.
+    """
+    at = bindparam("p_at", type_=UtcDateTime())
+    reason = bindparam("p_reason", type_=Text())
+    new_state = bindparam("p_state", type_=String())
+    values: dict[str, Any] = {"state": new_state, "state_changed_at": at}
+    # A later state implies the earlier phases began; COALESCE keeps a time already known.
+    if state in LIVE and RANK[state] >= RANK[CallState.AGENT_ANSWERED]:
+        values["agent_answered_at"] = func.coalesce(CALLS.c.agent_answered_at, at)
+    if state is CallState.CONNECTED:
+        values["customer_answered_at"] = func.coalesce(CALLS.c.customer_answered_at, at)
+    if state.is_terminal:
+        values["ended_at"] = at
+        values["end_reason"] = reason
+    if channel:  # the service normally stores it; a fallback for resume
+        values["channel"] = func.coalesce(CALLS.c.channel, bindparam("p_first_leg", type_=String()))
+    if customer_channel:
+        values["customer_channel"] = bindparam("p_customer_leg", type_=String())
+    if bridge_id:
+        values["bridge_id"] = bindparam("p_bridge", type_=String())
+    moved = (
+        update(CALLS)
+        .where(CALLS.c.id == bindparam("p_call"), CALLS.c.state == bindparam("p_expected"))
+        .values(values)
+    )
+    rows = moved.returning(CALLS.c.id).cte("moved")
+    event: Select[Any] = select(rows.c.id, new_state, at, reason)
+    with_event = insert(CALL_EVENTS).from_select(["call_id", "state", "at", "detail"], event)
+    return moved, with_event
 
 
 class CallTrackingRepo:
@@ -71,40 +145,66 @@ class CallTrackingRepo:
         the state it is in now. ``expected == state == initiated`` records the opening event
         (tracking began). Raises ValueError for a move the state machine does not allow.
         """
+        result = await self.record(
+            call_id,
+            state,
+            expected=expected,
+            at=at,
+            reason=reason,
+            channel=channel,
+            customer_channel=customer_channel,
+            bridge_id=bridge_id,
+        )
+        await self.session.commit()
+        return result
+
+    async def record(
+        self,
+        call_id: str,
+        state: CallState,
+        *,
+        expected: CallState,
+        at: datetime,
+        reason: str | None = None,
+        channel: str | None = None,
+        customer_channel: str | None = None,
+        bridge_id: str | None = None,
+    ) -> TransitionResult:
+        """`record_transition` in the session's transaction, which the caller commits.
+
+        On PostgreSQL a move and its event are one statement, one round trip; elsewhere
+        (SQLite) an UPDATE and, if the row moved, an INSERT. The current state is read only
+        when the row did not move.
+        """
         opening = state is expected is CallState.INITIATED
         if not opening and not can_transition(expected, state):
             raise ValueError(f"a call cannot go from {expected.value} to {state.value}")
-        moment = literal(at, UtcDateTime())
-        values: dict[str, Any] = {"state": state.value, "state_changed_at": moment}
-        # A later state implies the earlier phases began; COALESCE keeps a time already known.
-        if state in LIVE and RANK[state] >= RANK[CallState.AGENT_ANSWERED]:
-            values["agent_answered_at"] = func.coalesce(CallRecord.agent_answered_at, moment)
-        if state is CallState.CONNECTED:
-            values["customer_answered_at"] = func.coalesce(CallRecord.customer_answered_at, moment)
-        if state.is_terminal:
-            values["ended_at"] = moment
-            values["end_reason"] = reason
-        if channel is not None:  # the service normally stores it; a fallback for resume
-            values["channel"] = func.coalesce(CallRecord.channel, channel)
-        if customer_channel is not None:
-            values["customer_channel"] = customer_channel
-        if bridge_id is not None:
-            values["bridge_id"] = bridge_id
-        result = await self.session.execute(
-            update(CallRecord)
-            .where(CallRecord.id == call_id, CallRecord.state == expected.value)
-            .values(**values)
-            .execution_options(synchronize_session=False)
+        moved, with_event = _move(
+            state, channel is not None, customer_channel is not None, bridge_id is not None
         )
-        if getattr(result, "rowcount", 0) != 1:
-            await self.session.rollback()
-            current = await self.session.scalar(
-                select(CallRecord.state).where(CallRecord.id == call_id)
-            )
-            return TransitionResult(False, None if current is None else CallState(current))
-        self.session.add(CallEventRecord(call_id=call_id, state=state.value, at=at, detail=reason))
-        await self.session.commit()
-        return TransitionResult(True, state)
+        params = {
+            "p_call": call_id,
+            "p_expected": expected.value,
+            "p_state": state.value,
+            "p_at": at,
+            "p_reason": reason,
+            "p_first_leg": channel,
+            "p_customer_leg": customer_channel,
+            "p_bridge": bridge_id,
+        }
+        connection = await self.session.connection()
+        if connection.dialect.name == "postgresql":
+            applied = (await connection.execute(with_event, params)).rowcount == 1
+        else:
+            applied = (await connection.execute(moved, params)).rowcount == 1
+            if applied:
+                event = {"call_id": call_id, "state": state.value, "at": at, "detail": reason}
+                await connection.execute(_ADD_EVENT, event)
+        if applied:
+            return TransitionResult(True, state)
+        # A new statement: under READ COMMITTED it sees the other writer's committed move.
+        current = await connection.scalar(_STATE_OF, params)
+        return TransitionResult(False, None if current is None else CallState(current))
 
     async def live_calls(self) -> Sequence[CallRecord]:
         """Every call in a non-terminal state, oldest first (what a restarted tracker resumes)."""
@@ -224,6 +324,16 @@ class Subscription:
         self._queue.put_nowait(item)
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What storing a call's pending transitions did, applied to its History after the commit."""
+
+    persisted: CallState  # the state the row holds now
+    settled: int  # how many pending transitions, from the oldest, were stored or dropped
+    stored: list[Transition]  # those stored, in order
+    done: bool  # False: the row is not there yet
+
+
 @dataclass(eq=False)
 class History:
     """A call's transitions not yet stored, and the state its row holds (``persisted``)."""
@@ -240,34 +350,82 @@ class History:
         DatabaseUnavailable when the database fails. When another writer moved the call first,
         its state stands: transitions no longer possible from there are dropped.
         """
-        if not self.pending:
-            return True
-        # One session (one pooled connection) for all of them: a tick often has several.
-        async with db_step("recording a call's state"), sessions() as session:
-            repo = CallTrackingRepo(session)
-            while self.pending:
-                step = self.pending[0]
-                opening = step.state is self.persisted is CallState.INITIATED
-                if not opening and not can_transition(self.persisted, step.state):
-                    self.pending.popleft()  # no longer possible from what the row holds
-                    continue
-                result = await repo.record_transition(
-                    step.call_id,
-                    step.state,
-                    expected=self.persisted,
-                    at=step.at,
-                    reason=step.reason,
-                    channel=step.channel,
-                    customer_channel=step.customer_channel,
-                    bridge_id=step.bridge_id,
-                )
-                if result.current is None:
-                    return False
-                self.persisted = result.current
-                if result.applied or not can_transition(result.current, step.state):
-                    self.pending.popleft()
-                if result.applied:
-                    stored(step)
-                elif result.current.is_terminal:
-                    self.pending.clear()
-        return True
+        return (await store_histories(sessions, [self], stored))[0]
+
+    async def _write(self, repo: CallTrackingRepo) -> _Outcome:
+        """Write the pending transitions (compare-and-set each) without changing this History:
+        until the transaction commits, none of it has happened."""
+        persisted, steps, index = self.persisted, list(self.pending), 0
+        stored: list[Transition] = []
+        while index < len(steps):
+            step = steps[index]
+            opening = step.state is persisted is CallState.INITIATED
+            if not opening and not can_transition(persisted, step.state):
+                index += 1  # no longer possible from what the row holds
+                continue
+            result = await repo.record(
+                step.call_id,
+                step.state,
+                expected=persisted,
+                at=step.at,
+                reason=step.reason,
+                channel=step.channel,
+                customer_channel=step.customer_channel,
+                bridge_id=step.bridge_id,
+            )
+            if result.current is None:
+                return _Outcome(persisted, index, stored, done=False)
+            persisted = result.current
+            if result.applied:
+                stored.append(step)
+                index += 1
+            elif persisted.is_terminal:
+                index = len(steps)  # another writer ended the call: nothing more to store
+            elif not can_transition(persisted, step.state):
+                index += 1
+        return _Outcome(persisted, index, stored, done=True)
+
+    def _settle(self, outcome: _Outcome, stored: Callable[[Transition], None]) -> bool:
+        self.persisted = outcome.persisted
+        for _ in range(outcome.settled):
+            self.pending.popleft()
+        for step in outcome.stored:
+            stored(step)
+        return outcome.done
+
+
+async def store_histories(
+    sessions: async_sessionmaker[AsyncSession],
+    histories: Sequence[History],
+    stored: Callable[[Transition], None],
+) -> list[bool]:
+    """Store the pending transitions of several calls (a tracker tick's, of one host); done?
+
+    One transaction for all of them: a tick pays one connection checkout (with its pre-ping),
+    one BEGIN and one COMMIT however many calls moved, where it paid them per transition; each
+    transition is still its own compare-and-set. ``stored`` is called with each transition
+    stored, in order, once the transaction has committed. ``False`` for a call whose row is not
+    there yet (the service inserts it in the background). DatabaseUnavailable when the
+    database fails: then nothing was stored, every transition stays pending for the next try.
+
+    The calls are written in the order of their ids, so two writers of the same calls (a
+    second instance) lock the rows in the same order and cannot deadlock each other.
+    """
+    todo = sorted(
+        (index for index, history in enumerate(histories) if history.pending),
+        key=lambda index: histories[index].pending[0].call_id,
+    )
+    done = [True] * len(histories)
+    if not todo:
+        return done
+    async with db_step("recording calls' states"), sessions() as session:
+        if sum(len(histories[index].pending) for index in todo) == 1 and _postgresql(session):
+            # One transition is one statement, atomic by itself (at most one write of it can
+            # apply): autocommit spares the BEGIN and COMMIT round trips of a quiet tick.
+            await write_connection(session)
+        repo = CallTrackingRepo(session)
+        outcomes = [(index, await histories[index]._write(repo)) for index in todo]
+        await session.commit()
+    for index, outcome in sorted(outcomes, key=lambda item: item[0]):
+        done[index] = histories[index]._settle(outcome, stored)
+    return done

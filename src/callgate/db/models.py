@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
     func,
@@ -212,3 +213,12 @@ class CallEventRecord(Base):
 
     def __repr__(self) -> str:
         return f"CallEventRecord(call_id={self.call_id!r}, state={self.state!r})"
+
+
+# The tables themselves, for Core statements on the per-call path: the ORM's unit of work,
+# identity map and per-statement ORM compilation cost more CPU than the write or read they
+# wrap, and these statements need none of them.
+ENTERPRISES = cast(Table, Enterprise.__table__)
+PBX_HOSTS = cast(Table, PbxHost.__table__)
+CALLS = cast(Table, CallRecord.__table__)
+CALL_EVENTS = cast(Table, CallEventRecord.__table__)

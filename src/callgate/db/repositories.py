@@ -13,16 +13,27 @@ changes apply to the next call without a restart.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Unpack
 
-from sqlalchemy import case, func, select, true, update
+from sqlalchemy import bindparam, case, func, insert, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from callgate.db.models import CallOutcome, CallRecord, Enterprise, PbxHost, utcnow
+from callgate.calls.states import CallState
+from callgate.db.models import (
+    CALLS,
+    ENTERPRISES,
+    PBX_HOSTS,
+    CallOutcome,
+    CallRecord,
+    Enterprise,
+    PbxHost,
+    utcnow,
+)
 from callgate.errors import ConfigurationError, InvalidInput
 from callgate.hosts import HostOverrides, host_address, normalize_public_key, validate_overrides
 
@@ -30,6 +41,21 @@ _NUMBER = re.compile(r"[A-Za-z0-9_-]{1,32}", re.ASCII)
 # Printable ASCII without spaces: a secret travels as a query parameter and in shell commands.
 _SECRET = re.compile(r"[!-~]{1,255}", re.ASCII)
 MAX_RECENT = 1000
+_AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+# The per-call statements, built once: a statement object caches its own cache key, so running
+# it again costs neither SQL compilation nor cache-key generation; the values travel as
+# parameters. Core, on the tables: the per-call writes need no unit of work or identity map.
+_BY_SECRET_WITH_HOST = (
+    select(ENTERPRISES, PBX_HOSTS)
+    .select_from(ENTERPRISES.outerjoin(PBX_HOSTS, PBX_HOSTS.c.address == ENTERPRISES.c.ip))
+    .where(ENTERPRISES.c.secret == bindparam("secret"), ENTERPRISES.c.active == true())
+    .order_by(ENTERPRISES.c.number)
+    .limit(1)
+)
+_INSERT_CALL = insert(CALLS)
+# Without .values(): the parameters that name columns are SET, `call_id` is the WHERE's.
+_FINISH_CALL = update(CALLS).where(CALLS.c.id == bindparam("call_id"))
 
 
 class AlreadyExists(ValueError):
@@ -43,9 +69,44 @@ def _address(value: str, field: str = "address") -> str:
         raise InvalidInput(field, exc.message) from None
 
 
+async def write_connection(session: AsyncSession) -> AsyncConnection:
+    """The session's connection for a write that is one statement (atomic by itself).
+
+    Outside a transaction it is in autocommit mode: the statement commits itself, one round
+    trip instead of three (BEGIN, the statement, COMMIT), which is most of such a write's cost
+    in the asyncpg driver and the event loop. Inside a transaction the session already holds
+    (the caller read or wrote first) the write joins it, and the caller's commit covers both,
+    as before. The pool resets the isolation level when the connection goes back.
+    """
+    if session.in_transaction():
+        return await session.connection()
+    return await session.connection(execution_options=_AUTOCOMMIT)
+
+
 def _insert_for(session: AsyncSession) -> Any:
     """The dialect's INSERT with ON CONFLICT support (PostgreSQL's and SQLite's are alike)."""
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+async def tenant_with_host(
+    connection: AsyncConnection, secret: str
+) -> tuple[Enterprise, PbxHost | None] | None:
+    """The active enterprise with this secret and its ``pbx_hosts`` row: the per-call read.
+
+    `EnterpriseRepo.by_secret`'s rules, and the host row in the same round trip. Read fresh
+    every time, as one Core row, and handed back as new objects in no session: an ORM query of
+    two entities cost more CPU than the round trip itself, and callers only read them.
+    """
+    if not secret or len(secret) > 255:
+        return None  # no such secret can be stored; spare the database
+    row = (await connection.execute(_BY_SECRET_WITH_HOST, {"secret": secret})).first()
+    if row is None:
+        return None
+    found = row._mapping
+    enterprise = Enterprise(**{column.key: found[column] for column in ENTERPRISES.c})
+    if found[PBX_HOSTS.c.address] is None:  # no host row: the defaults apply
+        return enterprise, None
+    return enterprise, PbxHost(**{column.key: found[column] for column in PBX_HOSTS.c})
 
 
 class EnterpriseRepo:
@@ -73,19 +134,10 @@ class EnterpriseRepo:
         return (await self.session.scalars(stmt)).first()
 
     async def by_secret_with_host(self, secret: str) -> tuple[Enterprise, PbxHost | None] | None:
-        """`by_secret` and the row of its PBX host in one round trip (the per-call read)."""
+        """`by_secret` and the row of its PBX host in one round trip (see `tenant_with_host`)."""
         if not secret or len(secret) > 255:
             return None
-        stmt = (
-            select(Enterprise, PbxHost)
-            .outerjoin(PbxHost, PbxHost.address == Enterprise.ip)
-            .where(Enterprise.secret == secret, Enterprise.active == true())
-            .order_by(Enterprise.number)
-            .limit(1)
-            .execution_options(populate_existing=True)
-        )
-        row = (await self.session.execute(stmt)).first()
-        return None if row is None else (row[0], row[1])
+        return await tenant_with_host(await self.session.connection(), secret)
 
     async def get(self, number: str) -> Enterprise | None:
         """The enterprise with this number, active or not."""
@@ -231,23 +283,50 @@ class CallRepo:
     ) -> CallRecord:
         """Record an incoming call request (outcome ``pending``) and commit it.
 
-        A second row with the same (enterprise, idempotency key) raises IntegrityError.
+        One Core INSERT with every column given (so one compiled form serves every call), in
+        autocommit mode (see `write_connection`). The record returned is built from the same
+        values and is not in the session. A second row with the same (enterprise, idempotency
+        key) raises IntegrityError.
         """
+        now = utcnow()
         record = CallRecord(
-            **({"id": id} if id else {}),
-            ring_timeout=ring_timeout,
-            call_metadata=metadata,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
+            id=id or str(uuid.uuid4()),
             enterprise_number=enterprise_number,
             extension=extension,
             phone=phone,
             host=host,
-            request_id=request_id,
             outcome=CallOutcome.PENDING.value,
-            created_at=utcnow(),
+            request_id=request_id,
+            created_at=now,
+            state=CallState.INITIATED.value,
+            state_changed_at=now,
+            ring_timeout=ring_timeout,
+            call_metadata=metadata,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
         )
-        self.session.add(record)
+        values = {
+            "id": record.id,
+            "enterprise_number": enterprise_number,
+            "extension": extension,
+            "phone": phone,
+            "host": host,
+            "outcome": CallOutcome.PENDING.value,
+            "request_id": request_id,
+            "created_at": now,
+            "state": CallState.INITIATED.value,
+            "state_changed_at": now,
+            "ring_timeout": ring_timeout,
+            "metadata": metadata,
+            "idempotency_key": idempotency_key,
+            "request_hash": request_hash,
+        }
+        connection = await write_connection(self.session)
+        try:
+            await connection.execute(_INSERT_CALL, values)
+        except IntegrityError:
+            await self.session.rollback()  # the session stays usable, as after a failed flush
+            raise
         await self.session.commit()
         return record
 
@@ -266,21 +345,21 @@ class CallRepo:
         result_outcome = CallOutcome(outcome)
         if result_outcome is CallOutcome.PENDING:
             raise ValueError("finish() needs a final outcome, not 'pending'")
-        result = await self.session.execute(
-            update(CallRecord)
-            .where(CallRecord.id == call_id)
-            .values(
-                outcome=result_outcome.value,
-                error_code=error_code,
-                error=error,
-                channel=channel,
-                response_time_ms=response_time_ms,
-                finished_at=finished_at or utcnow(),
-            )
-            .execution_options(synchronize_session=False)
+        connection = await write_connection(self.session)
+        result = await connection.execute(
+            _FINISH_CALL,
+            {
+                "call_id": call_id,
+                "outcome": result_outcome.value,
+                "error_code": error_code,
+                "error": error,
+                "channel": channel,
+                "response_time_ms": response_time_ms,
+                "finished_at": finished_at or utcnow(),
+            },
         )
         await self.session.commit()
-        return bool(getattr(result, "rowcount", 0))
+        return bool(result.rowcount)
 
     async def get(self, call_id: str) -> CallRecord | None:
         """One call, freshly read (not a stale copy from this session)."""
