@@ -21,6 +21,7 @@ class SingleResult:
     seed: Summary
     rx: Summary
     console: Summary
+    idle: Summary  # the console way again, after the machine idled
     floor: Summary
     warmup: int
 
@@ -44,10 +45,11 @@ async def measure(
             floor: list[float] = []
             legacy: list[float] = []
             console: list[float] = []
+            idle: list[float] = []
             for index in range(warmup):
                 for transport in ("rx", "console"):
                     await switch.use(transport)
-                    await ways.legacy_way(client, secret, 90000 + 2 * index + len(transport))
+                    await ways.legacy_way(client, secret, 90000 + 3 * index + len(transport))
                 await ways.floor_way(conn)
                 await control.rx("channel request hangup all")
             # Interleaved, so that a noisy moment of the machine hits every way alike.
@@ -57,9 +59,16 @@ async def measure(
                 ))  # fmt: skip
                 floor.append(await ways.floor_way(conn))
                 await switch.use("rx")
-                legacy.append(await ways.legacy_way(client, secret, 2 * index))
+                await ways.settle()
+                legacy.append(await ways.legacy_way(client, secret, 3 * index))
                 await switch.use("console")
-                console.append(await ways.legacy_way(client, secret, 2 * index + 1))
+                await ways.settle()
+                console.append(await ways.legacy_way(client, secret, 3 * index + 1))
+                await control.rx("channel request hangup all")
+                # The same call after 100 ms in which nothing ran: what a first click after a
+                # quiet spell sees on this machine (idle CPUs wake slowly, caches are cold).
+                await ways.settle(ways.IDLE)
+                idle.append(await ways.legacy_way(client, secret, 3 * index + 2))
                 await control.rx("channel request hangup all")
                 await ways.settle()
             await switch.close()
@@ -67,6 +76,9 @@ async def measure(
         seed=Summary.of("seed's way: sshpass + ssh login per call (originate only)", seed),
         rx=Summary.of("callgate legacy endpoint, rx transport (verified call)", legacy),
         console=Summary.of("callgate legacy endpoint, console transport (verified call)", console),
+        idle=Summary.of(
+            f"the same, console, after {ways.IDLE * 1000:.0f} ms with nothing running", idle
+        ),
         floor=Summary.of("floor: one raw `asterisk -rx` over an open connection", floor),
         warmup=warmup,
     )
@@ -75,18 +87,26 @@ async def measure(
 def section(result: SingleResult) -> list[str]:
     """The comparison's Markdown: the table and the ratios against the seed and the floor."""
     seed, rx, console, floor = result.seed, result.rx, result.console, result.floor
+    idle = result.idle
     return [
         "## Single host, one call at a time",
         "",
-        f"Samples per way: {seed.samples} (after {result.warmup} warm-up calls), interleaved.",
+        f"Samples per way: {seed.samples} (after {result.warmup} warm-up calls), interleaved; "
+        f"each callgate sample starts {ways.SETTLE * 1000:.0f} ms after the sample before it "
+        "(its after-answer writes done), the last row after "
+        f"{ways.IDLE * 1000:.0f} ms with nothing running.",
         "",
-        table([seed, rx, console, floor], seed, floor),
+        table([seed, rx, console, idle, floor], seed, floor),
         "",
         f"callgate (console) is {seed.median_ms / console.median_ms:.1f}x below the seed's "
         f"median (goal >= 25x; issue 5: >= 100x, first bar 50x) and "
         f"{console.median_ms / floor.median_ms:.2f}x the floor (goal <= 2x).",
         f"callgate (rx) is {seed.median_ms / rx.median_ms:.1f}x below the seed's median "
         f"and {rx.median_ms / floor.median_ms:.2f}x the floor.",
+        f"After {ways.IDLE * 1000:.0f} ms of idle the console call takes "
+        f"{idle.median_ms:.2f} ms ({seed.median_ms / idle.median_ms:.1f}x below the seed's "
+        "median): on this machine an idle CPU wakes slowly, and a call crosses six processes "
+        "(client, service, PostgreSQL, sshd, the console, Asterisk) and back.",
     ]
 
 

@@ -60,6 +60,12 @@ async def legacy_way(client: httpx.AsyncClient, secret: str, index: int = 0) -> 
     return elapsed
 
 
-async def settle() -> None:
-    """Let the previous call's stray work finish before the next sample."""
-    await asyncio.sleep(0.005)
+SETTLE = 0.005  # seconds: longer than a call's after-answer writes take
+IDLE = 0.1  # seconds of nothing before an "after idle" sample
+
+
+async def settle(seconds: float = SETTLE) -> None:
+    """Let the previous call's after-answer work (its outcome and first state, written in the
+    background) finish before the next sample: one call at a time means no overlap; that
+    work's CPU is counted where calls do overlap, in the throughput part."""
+    await asyncio.sleep(seconds)

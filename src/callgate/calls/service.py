@@ -4,7 +4,9 @@ Order matters: every request value passes the allow-lists before any database or
 The database is read once per call (enterprise and host row in one query, so CLI changes apply
 to the next call) and written off the critical path: the call row is inserted while the
 originate runs, and the outcome is stored after the answer has gone out. Both writes are
-tracked and drained at shutdown, so none is lost.
+tracked and drained at shutdown, so none is lost. The read and both writes are one statement
+each and go through the lean engine (autocommit, no pre-ping: see `make_read_engine`), retried
+once on a connection that died while pooled (`bounded_retry`).
 """
 
 from __future__ import annotations
@@ -16,11 +18,12 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from callgate import errors
 from callgate.calls.dedupe import RecentCalls
-from callgate.db.guard import bounded, db_step
+from callgate.db.guard import bounded_retry
 from callgate.db.models import Enterprise, PbxHost
 from callgate.db.repositories import CallRepo, HostRepo, tenant_with_host
 from callgate.hosts import build_target
@@ -85,7 +88,8 @@ class CallService:
     ) -> None:
         self._settings = settings
         self._sessions = sessions
-        # The per-call read goes through a lean autocommit engine (see make_read_engine).
+        # The per-call read and the call row's two writes, one statement each, go through a
+        # lean autocommit engine (see make_read_engine); the tracker's writes use `sessions`.
         self._reader = reader or sessions
         self._pbx = pbx
         self._tracker = tracker  # follows each verified call to its end (states, events)
@@ -116,13 +120,7 @@ class CallService:
                     host = await HostRepo(session).get(address)
             return enterprise, host, address
 
-        for attempt in (1, 2):
-            try:
-                enterprise, host, address = await bounded("checking the clientId", lookup)
-                break
-            except errors.DatabaseUnavailable as exc:
-                if attempt == 2 or not exc.retryable:
-                    raise
+        enterprise, host, address = await bounded_retry("checking the clientId", lookup)
         tenant = Tenant(number=enterprise.number, name=enterprise.name, ip=enterprise.ip)
         return tenant, build_target(self._settings, address, host)
 
@@ -276,20 +274,33 @@ class CallService:
         host: str,
         request_id: str,
     ) -> None:
+        attempts = 0
+
+        async def write() -> None:
+            nonlocal attempts
+            attempts += 1
+            async with self._reader() as session:
+                repo = CallRepo(session)
+                try:
+                    await repo.create(
+                        id=call_id,
+                        enterprise_number=tenant.number,
+                        extension=request.extension,
+                        phone=request.phone,
+                        host=host,
+                        request_id=request_id,
+                        ring_timeout=request.ring_timeout,
+                        metadata=request.metadata,
+                        idempotency_key=request.idempotency_key,
+                        request_hash=request.request_hash,
+                    )
+                except IntegrityError:
+                    if attempts > 1 and await repo.get(call_id) is not None:
+                        return  # the first attempt's row landed before its connection died
+                    raise
+
         try:
-            async with db_step("recording the call"), self._sessions() as session:
-                await CallRepo(session).create(
-                    id=call_id,
-                    enterprise_number=tenant.number,
-                    extension=request.extension,
-                    phone=request.phone,
-                    host=host,
-                    request_id=request_id,
-                    ring_timeout=request.ring_timeout,
-                    metadata=request.metadata,
-                    idempotency_key=request.idempotency_key,
-                    request_hash=request.request_hash,
-                )
+            await bounded_retry("recording the call", write)
         except errors.DatabaseUnavailable as exc:
             # The log line above already holds everything the row would have held.
             log.error("call not recorded", call_id=call_id, detail=exc.message)
@@ -308,15 +319,20 @@ class CallService:
         """Store the outcome once the row exists; a database fault is logged, not raised."""
         try:
             await inserted
-            async with db_step("recording the outcome"), self._sessions() as session:
-                await CallRepo(session).finish(
-                    call_id,
-                    outcome,
-                    error_code=error.code if error else None,
-                    error=error.message if error else None,
-                    channel=channel,
-                    response_time_ms=_ms(started),
-                )
+            response_time_ms = _ms(started)
+
+            async def write() -> None:  # the same UPDATE twice stores the same outcome
+                async with self._reader() as session:
+                    await CallRepo(session).finish(
+                        call_id,
+                        outcome,
+                        error_code=error.code if error else None,
+                        error=error.message if error else None,
+                        channel=channel,
+                        response_time_ms=response_time_ms,
+                    )
+
+            await bounded_retry("recording the outcome", write)
         except errors.DatabaseUnavailable as exc:
             log.error(
                 "call outcome not recorded",

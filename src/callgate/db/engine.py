@@ -137,7 +137,10 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def make_read_engine(url: str) -> AsyncEngine:
-    """A second, small engine for the per-call read: autocommit, no ping, no reset.
+    """A second, small engine for the per-call statements: autocommit, no ping, no reset.
+
+    The service runs three single statements per call on it: the authorisation read, the
+    call row's insert and its outcome's update.
 
     One authorisation is one SELECT; with the default engine it cost four round trips
     (pre-ping, BEGIN, SELECT, ROLLBACK on return), two thirds of a console call's time. The

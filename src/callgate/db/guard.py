@@ -55,3 +55,18 @@ async def bounded(
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
         raise DatabaseUnavailable(f"database unavailable while {what} (TimeoutError)")
     return task.result()
+
+
+async def bounded_retry(
+    what: str, work: Callable[[], Awaitable[T]], within: float = DEFAULT_DB_TIMEOUT
+) -> T:
+    """`bounded`, and once more when the first attempt met a connection that had died while
+    pooled (``DatabaseUnavailable.retryable``): what pre-ping does before every checkout, done
+    only when needed. For the lean engine (see `make_read_engine`) and work that is safe to run
+    twice or can tell that its first attempt landed."""
+    try:
+        return await bounded(what, work, within)
+    except DatabaseUnavailable as exc:
+        if not exc.retryable:
+            raise
+    return await bounded(what, work, within)
