@@ -130,7 +130,8 @@ async def callgate_service(
         "CALLGATE_DATABASE_URL": url,
         "CALLGATE_PORT": str(port),
         "CALLGATE_LOG_FILE": os.environ.get("BENCH_LOG_FILE", str(workdir / "callgate.log")),
-        "CALLGATE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
+        # The service's default level: a line per step of every call, as in production.
+        "CALLGATE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
         **(extra_env or {}),
     }
     callgate = Path(sys.executable).with_name("callgate")

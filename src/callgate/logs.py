@@ -28,6 +28,19 @@ def _scrub(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     return event
 
 
+class _RenderOnce(structlog.stdlib.ProcessorFormatter):
+    """Shared by both handlers (stdout and the file): each record is rendered once, not once
+    per handler; the renderer is most of a log line's cost, paid on every step of a call."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        rendered = record.__dict__.get("_callgate_rendered")
+        if isinstance(rendered, str):
+            return rendered
+        text = super().format(record)
+        record.__dict__["_callgate_rendered"] = text
+        return text
+
+
 def configure_logging(log_file: Path | None, log_format: str = "text", level: str = "INFO") -> None:
     """Route structlog and the standard library (uvicorn, asyncssh) through one formatter."""
     shared: list[Any] = [
@@ -42,7 +55,7 @@ def configure_logging(log_file: Path | None, log_format: str = "text", level: st
         renderer = structlog.processors.JSONRenderer()
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=False, pad_event_to=0)
-    formatter = structlog.stdlib.ProcessorFormatter(
+    formatter = _RenderOnce(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     )
