@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
-import httpx
 from tests.support.sshd import SshdServer
 
 from bench import setup, ways
+from bench.load import HttpLane
 from bench.stats import Summary, table
 from callgate.simulator.daemon import SimulatorControl
 
@@ -34,13 +34,13 @@ async def measure(
         secret = await setup.seed_rows(url, sshd, "console")
         async with (
             setup.callgate_service(url, workdir) as service,
-            httpx.AsyncClient(base_url=service.base, timeout=30) as client,
             asyncssh.connect(
                 sshd.host, sshd.port, username=sshd.username, password=sshd.password,
                 known_hosts=None, client_keys=None, agent_path=None, config=[],
             ) as conn,
         ):  # fmt: skip
             switch = setup.HostSwitch(url)
+            client = HttpLane(service.port)
             seed: list[float] = []
             floor: list[float] = []
             legacy: list[float] = []
@@ -72,6 +72,7 @@ async def measure(
                 await control.rx("channel request hangup all")
                 await ways.settle()
             await switch.close()
+            client.close()
     return SingleResult(
         seed=Summary.of("seed's way: sshpass + ssh login per call (originate only)", seed),
         rx=Summary.of("callgate legacy endpoint, rx transport (verified call)", legacy),
