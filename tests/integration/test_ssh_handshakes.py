@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from callgate import errors
 from callgate.pbx.ssh import PoolLimits, SshPool
+from callgate.pbx.ssh_connect import open_connection
 from callgate.pbx.transport import HostTarget
 from callgate.settings import HostKeyPolicy
 from tests.support.netfaults import Blackhole
@@ -83,3 +84,15 @@ async def test_hosts_that_timed_out_wait_in_their_own_queue(sshd: SshdServer) ->
             await asyncio.gather(*retries, return_exceptions=True)
         finally:
             await pool.aclose()
+
+
+async def test_connections_use_aes_gcm(sshd: SshdServer) -> None:
+    """With a stock OpenSSH the connection is encrypted with AES-GCM, not ChaCha20-Poly1305:
+    the cheaper of the two for both ends, per packet (see ``ssh_connect.CIPHERS``)."""
+    target = _target(sshd.port, sshd.username, sshd.password, 5)
+    conn, _key = await open_connection(target, keepalive_interval=15, host_keys=None)
+    try:
+        assert conn.get_extra_info("send_cipher") == "aes128-gcm@openssh.com"
+        assert conn.get_extra_info("recv_cipher") == "aes128-gcm@openssh.com"
+    finally:
+        conn.close()
