@@ -12,8 +12,10 @@ import pytest
 
 from callgate import errors
 from callgate.pbx import commands
-from callgate.pbx.console import typed_ahead
+from callgate.pbx.console import ConsoleTransport, typed_ahead
 from callgate.pbx.console_session import Console, NotSent, _Output
+from callgate.pbx.transport import HostTarget
+from callgate.settings import Transport
 from callgate.simulator.console import ConsoleScreen
 
 ORIGINATE = commands.originate("150", "+375296254070", "inoffice")
@@ -117,3 +119,42 @@ async def test_timeout_counts_the_answers_that_came() -> None:
     with pytest.raises(errors.CommandTimeout) as raised:
         await console.execute_many([ORIGINATE, LISTING], 0.2, 10_000)
     assert raised.value.completed == 1 and not console.usable
+
+
+class _ScriptedConsole:
+    """A console of the transport's, answering each batch with what ``answer`` gives."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+        self.batches: list[list[str]] = []
+        self.usable, self.hostname, self.last_used = True, "vm", 0.0
+
+    async def execute_many(self, batch: list[str], within: float, limit: int) -> list[str]:
+        self.batches.append(list(batch))
+        result = self.answer(batch)
+        if isinstance(result, BaseException):
+            self.usable = False
+            raise result
+        return list(result)
+
+    async def close(self, *, polite: bool = False) -> None:
+        self.usable = False
+
+
+async def test_a_console_that_dies_mid_batch_never_gets_the_originate_again() -> None:
+    """The first console answered the originate, then ended before reading the listing: the
+    listing alone goes to a fresh console; the originate reached the PBX exactly once."""
+    listing = "Local/150@inoffice-00000000;1!inoffice!150!1\n"
+    first = _ScriptedConsole(lambda batch: NotSent([""]))
+    second = _ScriptedConsole(lambda batch: [listing] * len(batch))
+    fresh = iter([first, second])
+    transport = ConsoleTransport(cast(Any, None), cast(Any, None))
+
+    async def take(host: Any, target: Any) -> Any:
+        return next(fresh)
+
+    transport._take = take  # type: ignore[method-assign]
+    target = HostTarget("127.0.0.1", 22, "callgate", transport=Transport.CONSOLE)
+    assert await transport.run(target, [ORIGINATE, LISTING]) == ["", listing]
+    assert first.batches == [[ORIGINATE, LISTING]]
+    assert second.batches == [[LISTING]]

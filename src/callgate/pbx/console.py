@@ -97,7 +97,8 @@ class ConsoleTransport:
                         outputs += await self._commands(host, target, lease, batch)
             except ConsoleUnavailable as exc:  # raised before the next command was sent
                 await self._fail(host, str(exc))
-                outputs += [self._checked(host, answer) for answer in exc.answers]
+                for answer in exc.answers:  # one by one: a failure counts those before it
+                    outputs.append(self._checked(host, answer))
                 return outputs + await self._fallback.run(target, cli_commands[len(outputs) :])
         except errors.PbxError as exc:
             exc.completed += len(outputs)
