@@ -128,6 +128,22 @@ def _process_tree(root: int) -> list[int]:
     return tree
 
 
+def _running(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie waiting for its parent has finished)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _wait_gone(pids: list[int], within: float = 5.0) -> None:
+    """Wait until none of ``pids`` runs any more (bounded: a stuck one is left to the caller)."""
+    deadline = time.monotonic() + within
+    while any(map(_running, pids)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 class SshdServer:
     """One ``sshd -D -e`` on 127.0.0.1 with its own directory, port, host key and log."""
 
@@ -251,6 +267,7 @@ class SshdServer:
                     os.kill(pid, signal.SIGKILL)
             proc.send_signal(sig)
             proc.send_signal(signal.SIGCONT)  # a stopped process acts on SIGTERM only now
+            _wait_gone(frozen[1:])  # SIGKILL is delivered at once, but dying takes a moment
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
         proc.kill()  # a no-op once it has exited and been reaped
