@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -124,6 +125,24 @@ def graceful_timeout(settings: Settings) -> int:
     return max(20, math.ceil(call + 5))  # + the database steps around it
 
 
+GC_YOUNG_THRESHOLD = 5000  # allocations between young collections (Python's default: 700)
+
+
+def calm_garbage_collector() -> None:
+    """Keep the cyclic garbage collector's pauses out of the latency's tail.
+
+    A full collection walks every tracked object, and the libraries loaded here (FastAPI,
+    pydantic, SQLAlchemy, asyncssh) hold hundreds of thousands: under load such a pass stalled
+    the event loop for tens of milliseconds, the whole p99. What exists now lives as long as
+    the process, so it is frozen out of collection; young collections run less often, and the
+    older generations are promoted to less often. Memory still returns by reference counting;
+    only cycles wait a little longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
+
+
 def serve(settings: Settings) -> None:
     """Run the service until SIGINT/SIGTERM.
 
@@ -132,8 +151,10 @@ def serve(settings: Settings) -> None:
     the call-log writes before closing the PBX transport and the database.
     """
     configure_logging(settings.log_file, settings.log_format.value, settings.log_level)
+    app = create_app(settings)
+    calm_garbage_collector()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         # libuv's event loop and a C HTTP parser: the per-request work of the loop, asyncssh and
