@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy import (
     Insert,
@@ -120,6 +120,17 @@ def _move(
     return moved, with_event
 
 
+class MoveDetails(TypedDict, total=False):
+    """The keyword arguments of `CallTrackingRepo.record`, for the methods that pass them on."""
+
+    expected: Required[CallState]
+    at: Required[datetime]
+    reason: str | None
+    channel: str | None
+    customer_channel: str | None
+    bridge_id: str | None
+
+
 class CallTrackingRepo:
     """``calls.state`` and its times, and the ``call_events`` history."""
 
@@ -127,16 +138,7 @@ class CallTrackingRepo:
         self.session = session
 
     async def record_transition(
-        self,
-        call_id: str,
-        state: CallState,
-        *,
-        expected: CallState,
-        at: datetime,
-        reason: str | None = None,
-        channel: str | None = None,
-        customer_channel: str | None = None,
-        bridge_id: str | None = None,
+        self, call_id: str, state: CallState, **move: Unpack[MoveDetails]
     ) -> TransitionResult:
         """Move the call from ``expected`` to ``state`` and add its event, in one transaction.
 
@@ -145,16 +147,7 @@ class CallTrackingRepo:
         the state it is in now. ``expected == state == initiated`` records the opening event
         (tracking began). Raises ValueError for a move the state machine does not allow.
         """
-        result = await self.record(
-            call_id,
-            state,
-            expected=expected,
-            at=at,
-            reason=reason,
-            channel=channel,
-            customer_channel=customer_channel,
-            bridge_id=bridge_id,
-        )
+        result = await self.record(call_id, state, **move)
         await self.session.commit()
         return result
 
