@@ -22,8 +22,9 @@ from callgate.api.v1 import problems
 from callgate.calls.reconcile import reconcile_pending, reconcile_until_done
 from callgate.calls.service import CallService
 from callgate.calls.tracker import CallTracker
-from callgate.db.engine import make_engine, make_read_engine, make_sessionmaker
+from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.models import utcnow
+from callgate.db.per_call import per_call_statements
 from callgate.errors import DatabaseUnavailable
 from callgate.logs import configure_logging, get_logger
 from callgate.pbx.factory import build_client, build_transport
@@ -41,7 +42,8 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
         started = utcnow()  # no call of this run exists yet: older pending rows are orphans
         engine = make_engine(settings.database_url)
         sessions = make_sessionmaker(engine)
-        read_engine = make_read_engine(settings.database_url)
+        statements = per_call_statements(settings.database_url)
+        await statements.open()
         demo = None
         if settings.demo:
             from callgate.demo import start_demo
@@ -56,7 +58,7 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
             interval=settings.track_interval,
             lost_after=settings.track_lost_after,
         )
-        calls = CallService(settings, sessions, pbx, tracker, reader=make_sessionmaker(read_engine))
+        calls = CallService(settings, sessions, pbx, tracker, statements=statements)
         app.state.services = Services(
             settings=settings,
             engine=engine,
@@ -89,7 +91,7 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
             if demo is not None:
                 await demo.close()
             await engine.dispose()
-            await read_engine.dispose()
+            await statements.close()
 
     # uvicorn logs whole request lines (with `clientId=<secret>`) to "uvicorn.access" whenever
     # that logger has a handler, whatever `access_log` says; ours redacts (api/middleware).

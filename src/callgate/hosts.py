@@ -14,11 +14,10 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import Any, Protocol, TypedDict, TypeVar
 
 from pydantic import SecretStr
 
-from callgate.db.models import PbxHost
 from callgate.errors import ConfigurationError, InvalidInput
 from callgate.pbx.transport import HostTarget
 from callgate.settings import HostKeyPolicy, Settings, Transport
@@ -144,7 +143,29 @@ def _check_field(field: str, value: Any) -> Any:
     raise TypeError(f"unknown pbx_hosts field {field}")  # pragma: no cover - checked above
 
 
-def build_target(settings: Settings, address: str, row: PbxHost | None) -> HostTarget:
+class HostSettings(Protocol):
+    """The per-host overrides build_target reads: a ``pbx_hosts`` row, as the ORM object
+    (`PbxHost`) or as the per-call read's plain row (`HostRow`)."""
+
+    @property
+    def ssh_port(self) -> int | None: ...
+    @property
+    def ssh_user(self) -> str | None: ...
+    @property
+    def ssh_password(self) -> str | None: ...
+    @property
+    def ssh_key_file(self) -> str | None: ...
+    @property
+    def host_key_policy(self) -> str | None: ...
+    @property
+    def dial_context(self) -> str | None: ...
+    @property
+    def transport(self) -> str | None: ...
+    @property
+    def host_key(self) -> str | None: ...
+
+
+def build_target(settings: Settings, address: str, row: HostSettings | None) -> HostTarget:
     """Merge the ``CALLGATE_SSH_*`` defaults with the host's row (its non-NULL fields win).
 
     ``address`` is checked first: an enterprise whose ``ip`` is not an address or host name

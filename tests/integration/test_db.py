@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import column, inspect, select, table, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -22,14 +23,20 @@ from callgate.db.engine import database_state, make_engine, make_sessionmaker, s
 from callgate.db.host_keys import DbHostKeyStore
 from callgate.db.migrate import VERSION_TABLE, alembic_config, upgrade
 from callgate.db.models import Base, CallOutcome, PbxHost
+from callgate.db.per_call import AsyncpgStatements, EngineStatements, per_call_statements
 from callgate.db.repositories import (
     AlreadyExists,
     CallRepo,
     EnterpriseRepo,
     HostRepo,
+    HostRow,
+    TenantRow,
+    finish_values,
+    new_call_values,
     tenant_with_host,
 )
 from callgate.errors import ConfigurationError, InvalidInput, SshHostKeyRejected
+from tests.support.services import POSTGRES_ADMIN_URL
 
 Sessions = async_sessionmaker[AsyncSession]
 VERSION_ROWS = table(VERSION_TABLE, column("version_num"))
@@ -279,7 +286,7 @@ async def test_tenant_with_host_reads_fresh_rows(sessions: Sessions) -> None:
             2222,
             "callgate",
         )
-        assert enterprise not in session and host not in session  # detached copies
+        assert isinstance(enterprise, TenantRow) and isinstance(host, HostRow)  # plain rows
         found = await repo.by_secret_with_host("t" * 32)
         assert found is not None and found[0].number == "0100" and found[1] is None
         assert await repo.by_secret_with_host("nope") is None
@@ -603,3 +610,78 @@ async def test_naive_datetimes_are_refused(sessions: Sessions) -> None:
 def test_repr_hides_secrets() -> None:
     """Model reprs (logs, tracebacks) carry neither secrets nor passwords."""
     assert "hunter2" not in repr(PbxHost(address="10.0.0.5", ssh_password="hunter2"))
+
+
+async def test_per_call_statements_on_either_database(migrated: str, sessions: Sessions) -> None:
+    """The per-call read, insert and finish: asyncpg's own path on PostgreSQL, the engine on
+    SQLite, with the same results and the same exceptions (IntegrityError on a taken id)."""
+    async with sessions() as session:
+        await EnterpriseRepo(session).add("0367", "june", "10.0.0.5", "s" * 32)
+        await HostRepo(session).set("10.0.0.5", ssh_port=2222, transport="console")
+    statements = per_call_statements(migrated)
+    expected = AsyncpgStatements if migrated.startswith("postgresql") else EngineStatements
+    assert isinstance(statements, expected)
+    await statements.open()
+    try:
+        found = await statements.tenant("s" * 32)
+        assert found is not None
+        tenant, host = found
+        assert (tenant.number, tenant.name, tenant.ip, tenant.active) == (
+            "0367",
+            "june",
+            "10.0.0.5",
+            True,
+        )
+        assert host is not None and (host.ssh_port, host.transport) == (2222, "console")
+        assert await statements.tenant("nope") is None
+        assert await statements.tenant("x" * 256) is None  # cannot be stored: not even read
+
+        values = new_call_values(
+            enterprise_number="0367",
+            extension="150",
+            phone="+375296254070",
+            host="10.0.0.5",
+            metadata={"crm": {"deal": 7}},
+        )
+        await statements.insert_call(values)
+        with pytest.raises(IntegrityError):
+            await statements.insert_call(values)  # the same id again
+        finished = finish_values(values["id"], "success", channel="Local/150@inoffice-1;1")
+        assert await statements.finish_call(finished) == 1
+        assert await statements.finish_call({**finished, "call_id": "no-such-call"}) == 0
+    finally:
+        await statements.close()
+    async with sessions() as session:
+        record = await CallRepo(session).get(values["id"])
+    assert record is not None
+    assert (record.outcome, record.channel, record.call_metadata) == (
+        "success",
+        "Local/150@inoffice-1;1",
+        {"crm": {"deal": 7}},
+    )
+    assert record.created_at.tzinfo is not None and record.finished_at is not None
+
+
+@pytest.mark.postgres
+async def test_asyncpg_statements_replace_connections_the_server_closed(pg_url: str) -> None:
+    """After a server restart (here: every callgate session terminated) the next statement
+    runs on a new connection, without an error: asyncpg's pool drops the closed ones."""
+    await asyncio.to_thread(upgrade, pg_url)
+    statements = per_call_statements(pg_url)
+    await statements.open()
+    try:
+        assert await statements.tenant("s" * 32) is None  # a connection is now pooled
+        admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            terminated = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND application_name = 'callgate'",
+                make_url(pg_url).database,
+            )
+        finally:
+            await admin.close()
+        assert terminated >= 1
+        await asyncio.sleep(0.05)  # the server's goodbye reaches the pooled connection
+        assert await statements.tenant("s" * 32) is None
+    finally:
+        await statements.close()

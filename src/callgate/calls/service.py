@@ -5,8 +5,8 @@ The database is read once per call (enterprise and host row in one query, so CLI
 to the next call) and written off the critical path: the call row is inserted while the
 originate runs, and the outcome is stored after the answer has gone out. Both writes are
 tracked and drained at shutdown, so none is lost. The read and both writes are one statement
-each and go through the lean engine (autocommit, no pre-ping: see `make_read_engine`), retried
-once on a connection that died while pooled (`bounded_retry`).
+each, in autocommit, on the cheapest path the database allows (`db.per_call`), retried once
+on a connection that died while pooled (`bounded_retry`).
 """
 
 from __future__ import annotations
@@ -19,14 +19,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
 from callgate.calls.dedupe import RecentCalls
 from callgate.db.guard import bounded_retry
-from callgate.db.models import Enterprise, PbxHost
-from callgate.db.repositories import CallRepo, HostRepo, tenant_with_host
-from callgate.hosts import build_target
+from callgate.db.per_call import PerCallStatements
+from callgate.db.repositories import (
+    CallRepo,
+    HostRepo,
+    TenantRow,
+    finish_values,
+    new_call_values,
+)
+from callgate.hosts import HostSettings, build_target
 from callgate.logs import get_logger
 from callgate.pbx.client import PbxClient
 from callgate.pbx.transport import HostTarget
@@ -84,13 +90,13 @@ class CallService:
         pbx: PbxClient,
         tracker: CallTracker | None = None,
         *,
-        reader: async_sessionmaker[AsyncSession] | None = None,
+        statements: PerCallStatements,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
-        # The per-call read and the call row's two writes, one statement each, go through a
-        # lean autocommit engine (see make_read_engine); the tracker's writes use `sessions`.
-        self._reader = reader or sessions
+        # The per-call read and the call row's two writes (see db.per_call); anything else,
+        # rarer, goes through `sessions`.
+        self._statements = statements
         self._pbx = pbx
         self._tracker = tracker  # follows each verified call to its end (states, events)
         self._writes: set[asyncio.Task[None]] = set()
@@ -105,31 +111,22 @@ class CallService:
         if not is_plausible_secret(secret):
             raise errors.AuthenticationFailed("Invalid clientId")
 
-        async def lookup() -> tuple[Enterprise, PbxHost | None, str]:
-            # A bare connection of the read engine, no ORM session: one Core SELECT is all
-            # the per-call read needs, and a session around it cost a third of its CPU.
-            async with self._read_engine().connect() as connection:
-                found = await tenant_with_host(connection, secret)
+        async def lookup() -> tuple[TenantRow, HostSettings | None, str]:
+            found = await self._statements.tenant(secret)
             if found is None:
                 raise errors.AuthenticationFailed("Invalid clientId")
-            enterprise, host = found
+            enterprise, row = found
+            host: HostSettings | None = row
             # A bad `ip` is a configuration error: reported, and nothing is executed.
             address = validate_host(enterprise.ip)
             if host is None and address != enterprise.ip:  # stored in another spelling
-                async with self._reader() as session:
+                async with self._sessions() as session:
                     host = await HostRepo(session).get(address)
             return enterprise, host, address
 
         enterprise, host, address = await bounded_retry("checking the clientId", lookup)
         tenant = Tenant(number=enterprise.number, name=enterprise.name, ip=enterprise.ip)
         return tenant, build_target(self._settings, address, host)
-
-    def _read_engine(self) -> AsyncEngine:
-        """The engine the reader's sessions are bound to (the app binds it to the read engine)."""
-        bind = self._reader.kw.get("bind")
-        if not isinstance(bind, AsyncEngine):
-            raise TypeError("CallService needs sessionmakers bound to an AsyncEngine")
-        return bind
 
     async def place_call(
         self, secret: str | None, code: str | None, phone: str | None, *, request_id: str
@@ -274,30 +271,29 @@ class CallService:
         host: str,
         request_id: str,
     ) -> None:
+        values = new_call_values(
+            id=call_id,
+            enterprise_number=tenant.number,
+            extension=request.extension,
+            phone=request.phone,
+            host=host,
+            request_id=request_id,
+            ring_timeout=request.ring_timeout,
+            metadata=request.metadata,
+            idempotency_key=request.idempotency_key,
+            request_hash=request.request_hash,
+        )
         attempts = 0
 
         async def write() -> None:
             nonlocal attempts
             attempts += 1
-            async with self._reader() as session:
-                repo = CallRepo(session)
-                try:
-                    await repo.create(
-                        id=call_id,
-                        enterprise_number=tenant.number,
-                        extension=request.extension,
-                        phone=request.phone,
-                        host=host,
-                        request_id=request_id,
-                        ring_timeout=request.ring_timeout,
-                        metadata=request.metadata,
-                        idempotency_key=request.idempotency_key,
-                        request_hash=request.request_hash,
-                    )
-                except IntegrityError:
-                    if attempts > 1 and await repo.get(call_id) is not None:
-                        return  # the first attempt's row landed before its connection died
-                    raise
+            try:
+                await self._statements.insert_call(values)
+            except IntegrityError:
+                if attempts > 1 and await self._row_exists(call_id):
+                    return  # the first attempt's row landed before its connection died
+                raise
 
         try:
             await bounded_retry("recording the call", write)
@@ -321,16 +317,17 @@ class CallService:
             await inserted
             response_time_ms = _ms(started)
 
+            values = finish_values(
+                call_id,
+                outcome,
+                error_code=error.code if error else None,
+                error=error.message if error else None,
+                channel=channel,
+                response_time_ms=response_time_ms,
+            )
+
             async def write() -> None:  # the same UPDATE twice stores the same outcome
-                async with self._reader() as session:
-                    await CallRepo(session).finish(
-                        call_id,
-                        outcome,
-                        error_code=error.code if error else None,
-                        error=error.message if error else None,
-                        channel=channel,
-                        response_time_ms=response_time_ms,
-                    )
+                await self._statements.finish_call(values)
 
             await bounded_retry("recording the outcome", write)
         except errors.DatabaseUnavailable as exc:
@@ -341,6 +338,10 @@ class CallService:
                 channel=channel,
                 detail=exc.message,
             )
+
+    async def _row_exists(self, call_id: str) -> bool:
+        async with self._sessions() as session:
+            return await CallRepo(session).get(call_id) is not None
 
 
 def _ms(started: float) -> float:

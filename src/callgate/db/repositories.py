@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Unpack
+from typing import Any, Required, TypedDict, Unpack
 
 from sqlalchemy import bindparam, case, func, insert, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -43,19 +44,50 @@ _SECRET = re.compile(r"[!-~]{1,255}", re.ASCII)
 MAX_RECENT = 1000
 _AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
+
+@dataclass(frozen=True, slots=True)
+class TenantRow:
+    """The per-call read's enterprise: what a call needs of it (never the secret)."""
+
+    number: str
+    name: str
+    ip: str
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HostRow:
+    """The per-call read's ``pbx_hosts`` row (see `hosts.HostSettings`)."""
+
+    address: str
+    ssh_port: int | None
+    ssh_user: str | None
+    ssh_password: str | None
+    ssh_key_file: str | None
+    host_key_policy: str | None
+    dial_context: str | None
+    transport: str | None
+    host_key: str | None
+
+
+HOST_ROW_COLUMNS = tuple(field.name for field in fields(HostRow))
+
 # The per-call statements, built once: a statement object caches its own cache key, so running
 # it again costs neither SQL compilation nor cache-key generation; the values travel as
 # parameters. Core, on the tables: the per-call writes need no unit of work or identity map.
-_BY_SECRET_WITH_HOST = (
-    select(ENTERPRISES, PBX_HOSTS)
+BY_SECRET_WITH_HOST = (
+    select(
+        *(ENTERPRISES.c[name] for name in ("number", "name", "ip", "active")),
+        *(PBX_HOSTS.c[name] for name in HOST_ROW_COLUMNS),
+    )
     .select_from(ENTERPRISES.outerjoin(PBX_HOSTS, PBX_HOSTS.c.address == ENTERPRISES.c.ip))
     .where(ENTERPRISES.c.secret == bindparam("secret"), ENTERPRISES.c.active == true())
     .order_by(ENTERPRISES.c.number)
     .limit(1)
 )
-_INSERT_CALL = insert(CALLS)
+INSERT_CALL = insert(CALLS)
 # Without .values(): the parameters that name columns are SET, `call_id` is the WHERE's.
-_FINISH_CALL = update(CALLS).where(CALLS.c.id == bindparam("call_id"))
+FINISH_CALL = update(CALLS).where(CALLS.c.id == bindparam("call_id"))
 
 
 class AlreadyExists(ValueError):
@@ -88,25 +120,37 @@ def _insert_for(session: AsyncSession) -> Any:
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
 
 
+def tenant_from(found: Mapping[Any, Any]) -> tuple[TenantRow, HostRow | None]:
+    """The rows of one result of `BY_SECRET_WITH_HOST`, by column name (any driver's row).
+
+    Plain frozen objects, not ORM instances: building two instrumented objects cost a third
+    of the read's CPU, and callers only read them.
+    """
+    tenant = TenantRow(
+        number=found["number"], name=found["name"], ip=found["ip"], active=found["active"]
+    )
+    if found["address"] is None:  # no host row: the defaults apply
+        return tenant, None
+    return tenant, HostRow(*(found[name] for name in HOST_ROW_COLUMNS))
+
+
 async def tenant_with_host(
     connection: AsyncConnection, secret: str
-) -> tuple[Enterprise, PbxHost | None] | None:
+) -> tuple[TenantRow, HostRow | None] | None:
     """The active enterprise with this secret and its ``pbx_hosts`` row: the per-call read.
 
     `EnterpriseRepo.by_secret`'s rules, and the host row in the same round trip. Read fresh
-    every time, as one Core row, and handed back as new objects in no session: an ORM query of
-    two entities cost more CPU than the round trip itself, and callers only read them.
+    every time, as one Core row.
     """
-    if not secret or len(secret) > 255:
+    if not plausible_secret(secret):
         return None  # no such secret can be stored; spare the database
-    row = (await connection.execute(_BY_SECRET_WITH_HOST, {"secret": secret})).first()
-    if row is None:
-        return None
-    found = row._mapping
-    enterprise = Enterprise(**{column.key: found[column] for column in ENTERPRISES.c})
-    if found[PBX_HOSTS.c.address] is None:  # no host row: the defaults apply
-        return enterprise, None
-    return enterprise, PbxHost(**{column.key: found[column] for column in PBX_HOSTS.c})
+    row = (await connection.execute(BY_SECRET_WITH_HOST, {"secret": secret})).first()
+    return None if row is None else tenant_from(row._mapping)
+
+
+def plausible_secret(secret: str | None) -> bool:
+    """Whether ``secret`` could be stored at all (1 to 255 characters)."""
+    return bool(secret) and len(secret or "") <= 255
 
 
 class EnterpriseRepo:
@@ -133,7 +177,7 @@ class EnterpriseRepo:
         )
         return (await self.session.scalars(stmt)).first()
 
-    async def by_secret_with_host(self, secret: str) -> tuple[Enterprise, PbxHost | None] | None:
+    async def by_secret_with_host(self, secret: str) -> tuple[TenantRow, HostRow | None] | None:
         """`by_secret` and the row of its PBX host in one round trip (see `tenant_with_host`)."""
         if not secret or len(secret) > 255:
             return None
@@ -261,26 +305,75 @@ class HostRepo:
         return bool(getattr(result, "rowcount", 0))
 
 
+class NewCall(TypedDict, total=False):
+    """A new call row's fields (`new_call_values`); the first five are required."""
+
+    enterprise_number: Required[str]
+    extension: Required[str]
+    phone: Required[str]
+    host: Required[str]
+    request_id: str | None
+    id: str | None
+    ring_timeout: int | None
+    metadata: dict[str, Any] | None
+    idempotency_key: str | None
+    request_hash: str | None
+
+
+def new_call_values(**fields: Unpack[NewCall]) -> dict[str, Any]:
+    """Every column of a new ``calls`` row (outcome ``pending``, state ``initiated``), keyed by
+    column name: `INSERT_CALL`'s parameters."""
+    now = utcnow()
+    return {
+        "id": fields.get("id") or str(uuid.uuid4()),
+        "enterprise_number": fields["enterprise_number"],
+        "extension": fields["extension"],
+        "phone": fields["phone"],
+        "host": fields["host"],
+        "outcome": CallOutcome.PENDING.value,
+        "request_id": fields.get("request_id"),
+        "created_at": now,
+        "state": CallState.INITIATED.value,
+        "state_changed_at": now,
+        "ring_timeout": fields.get("ring_timeout"),
+        "metadata": fields.get("metadata"),
+        "idempotency_key": fields.get("idempotency_key"),
+        "request_hash": fields.get("request_hash"),
+    }
+
+
+def finish_values(
+    call_id: str,
+    outcome: CallOutcome | str,
+    *,
+    error_code: str | None = None,
+    error: str | None = None,
+    channel: str | None = None,
+    response_time_ms: float | None = None,
+    finished_at: datetime | None = None,
+) -> dict[str, Any]:
+    """`FINISH_CALL`'s parameters for a call's outcome; ``pending`` is refused."""
+    result_outcome = CallOutcome(outcome)
+    if result_outcome is CallOutcome.PENDING:
+        raise ValueError("finish() needs a final outcome, not 'pending'")
+    return {
+        "call_id": call_id,
+        "outcome": result_outcome.value,
+        "error_code": error_code,
+        "error": error,
+        "channel": channel,
+        "response_time_ms": response_time_ms,
+        "finished_at": finished_at or utcnow(),
+    }
+
+
 class CallRepo:
     """One ``calls`` row per call request."""
 
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def create(
-        self,
-        *,
-        enterprise_number: str,
-        extension: str,
-        phone: str,
-        host: str,
-        request_id: str | None = None,
-        id: str | None = None,
-        ring_timeout: int | None = None,
-        metadata: dict[str, Any] | None = None,
-        idempotency_key: str | None = None,
-        request_hash: str | None = None,
-    ) -> CallRecord:
+    async def create(self, **fields: Unpack[NewCall]) -> CallRecord:
         """Record an incoming call request (outcome ``pending``) and commit it.
 
         One Core INSERT with every column given (so one compiled form serves every call), in
@@ -288,42 +381,14 @@ class CallRepo:
         values and is not in the session. A second row with the same (enterprise, idempotency
         key) raises IntegrityError.
         """
-        now = utcnow()
+        values = new_call_values(**fields)
         record = CallRecord(
-            id=id or str(uuid.uuid4()),
-            enterprise_number=enterprise_number,
-            extension=extension,
-            phone=phone,
-            host=host,
-            outcome=CallOutcome.PENDING.value,
-            request_id=request_id,
-            created_at=now,
-            state=CallState.INITIATED.value,
-            state_changed_at=now,
-            ring_timeout=ring_timeout,
-            call_metadata=metadata,
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
+            **{key: value for key, value in values.items() if key != "metadata"},
+            call_metadata=values["metadata"],
         )
-        values = {
-            "id": record.id,
-            "enterprise_number": enterprise_number,
-            "extension": extension,
-            "phone": phone,
-            "host": host,
-            "outcome": CallOutcome.PENDING.value,
-            "request_id": request_id,
-            "created_at": now,
-            "state": CallState.INITIATED.value,
-            "state_changed_at": now,
-            "ring_timeout": ring_timeout,
-            "metadata": metadata,
-            "idempotency_key": idempotency_key,
-            "request_hash": request_hash,
-        }
         connection = await write_connection(self.session)
         try:
-            await connection.execute(_INSERT_CALL, values)
+            await connection.execute(INSERT_CALL, values)
         except IntegrityError:
             await self.session.rollback()  # the session stays usable, as after a failed flush
             raise
@@ -342,22 +407,17 @@ class CallRepo:
         finished_at: datetime | None = None,
     ) -> bool:
         """Store a call's outcome; False if there is no such call. ``pending`` is refused."""
-        result_outcome = CallOutcome(outcome)
-        if result_outcome is CallOutcome.PENDING:
-            raise ValueError("finish() needs a final outcome, not 'pending'")
-        connection = await write_connection(self.session)
-        result = await connection.execute(
-            _FINISH_CALL,
-            {
-                "call_id": call_id,
-                "outcome": result_outcome.value,
-                "error_code": error_code,
-                "error": error,
-                "channel": channel,
-                "response_time_ms": response_time_ms,
-                "finished_at": finished_at or utcnow(),
-            },
+        values = finish_values(
+            call_id,
+            outcome,
+            error_code=error_code,
+            error=error,
+            channel=channel,
+            response_time_ms=response_time_ms,
+            finished_at=finished_at,
         )
+        connection = await write_connection(self.session)
+        result = await connection.execute(FINISH_CALL, values)
         await self.session.commit()
         return bool(result.rowcount)
 
