@@ -65,16 +65,69 @@ class _RenderOnce(structlog.stdlib.ProcessorFormatter):
     per handler; the renderer is most of a log line's cost, paid on every step of a call."""
 
     def format(self, record: logging.LogRecord) -> str:
-        rendered = record.__dict__.get("_callgate_rendered")
+        fields = record.__dict__
+        rendered = fields.get("_callgate_rendered")
         if isinstance(rendered, str):
             return rendered
-        text = super().format(record)
-        record.__dict__["_callgate_rendered"] = text
+        if "_logger" in fields and "_name" in fields and isinstance(record.msg, dict):
+            text = self._render_structlog(record, record.msg)
+        else:  # a foreign line (uvicorn, asyncssh): the pre-chain, as structlog runs it
+            text = super().format(record)
+        fields["_callgate_rendered"] = text
         return text
+
+    def _render_structlog(self, record: logging.LogRecord, event_dict: dict[str, Any]) -> str:
+        """What ``ProcessorFormatter.format`` returns for a structlog line, without its
+        copy of the record and the stdlib formatting around the rendered text (a fifth of
+        a line's cost). With this formatter's settings (format "%(message)s", no
+        exc_info or stack_info kept, no logger of its own) that formatting returns the
+        processors' string unchanged; a structlog line's exception is in the event dict
+        (``format_exc_info`` renders it), never in the record."""
+        logger, name = record.__dict__["_logger"], record.__dict__["_name"]
+        event = dict(event_dict)  # the record keeps its dict, as structlog leaves it
+        event["_record"] = record
+        event["_from_structlog"] = True
+        result: Any = event
+        for processor in self.processors:
+            result = processor(logger, name, result)
+        return str(result)  # as the stdlib formatting would: the rendered line itself
+
+
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """RotatingFileHandler without its per-record syscalls: the standard one stats the path
+    twice and seeks to the end on every record, to learn what only matters when the file is
+    about full. Here the stream's position (one tell) answers "not yet" on its own; a record
+    that would reach `maxBytes` goes to the original check, which stats and seeks.
+
+    The position is where our last write ended (the file is appended to), so a line written
+    by another process shows up one record late; a file truncated under us (copytruncate)
+    reads as full, and the original check then finds the true size.
+    """
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.stream is None:  # opened lazily (delay=True)
+            self.stream = self._open()
+        # A pipe or a device (a log file set to /dev/stdout) has no position and never rolls
+        # over: the original check returns False for anything but a regular file.
+        if self.maxBytes <= 0 or not self.stream.seekable():
+            return False
+        # The original's arithmetic: characters of the line and its newline, against bytes.
+        if self.stream.tell() + len(self.format(record)) + 1 < self.maxBytes:
+            return False
+        return bool(super().shouldRollover(record))
 
 
 def configure_logging(log_file: Path | None, log_format: str = "text", level: str = "INFO") -> None:
     """Route structlog and the standard library (uvicorn, asyncssh) through one formatter."""
+    # What every LogRecord would otherwise gather and nothing here renders (logging's
+    # documented "Optimization" switches): the caller's file, line and function (a walk up
+    # the stack), the thread, the process id (a getpid syscall) and the process name.
+    # Neither renderer nor the `shared` processors read them; a stdlib `stack_info=True`
+    # goes with the caller lookup, and no logger of ours or our libraries passes it.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -94,9 +147,7 @@ def configure_logging(log_file: Path | None, log_format: str = "text", level: st
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
     if log_file is not None:
         handlers.append(
-            logging.handlers.RotatingFileHandler(
-                log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
-            )
+            _RotatingFile(log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8")
         )
     root = logging.getLogger()
     for handler in list(root.handlers):
