@@ -57,6 +57,7 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
             settings,
             interval=settings.track_interval,
             lost_after=settings.track_lost_after,
+            statements=statements,
         )
         calls = CallService(settings, sessions, pbx, tracker, statements=statements)
         app.state.services = Services(

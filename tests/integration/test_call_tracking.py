@@ -18,10 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate.calls.states import CallState, durations
 from callgate.calls.tracker import NOT_WATCHED, STALE, CallTracker
-from callgate.db.call_tracking import CallTrackingRepo, History, Transition, store_histories
+from callgate.db.call_tracking import (
+    CallTrackingRepo,
+    History,
+    Transition,
+    _DriverMoves,
+    store_histories,
+)
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.migrate import upgrade
 from callgate.db.models import CallEventRecord, CallRecord
+from callgate.db.per_call import AsyncpgStatements, PerCallStatements, per_call_statements
 from callgate.db.repositories import CallRepo, HostRepo
 from callgate.errors import DatabaseUnavailable
 from callgate.hosts import build_target
@@ -69,13 +76,14 @@ class Rig:
     transport: PbxTransport
     pbx: PbxClient
     target: HostTarget
+    statements: PerCallStatements  # as the service's: asyncpg's own path on PostgreSQL
     trackers: list[CallTracker] = field(default_factory=list)
 
     async def tracker(self, **options: Any) -> CallTracker:
-        """A started tracker on this PBX and database (interval 0.1 s unless told)."""
-        tracker = CallTracker(
-            self.pbx, self.sessions, self.settings, **({"interval": 0.1} | options)
-        )
+        """A started tracker on this PBX and database (interval 0.1 s unless told), writing
+        as the service's does."""
+        defaults: dict[str, Any] = {"interval": 0.1, "statements": self.statements}
+        tracker = CallTracker(self.pbx, self.sessions, self.settings, **(defaults | options))
         self.trackers.append(tracker)
         await tracker.start()
         return tracker
@@ -126,12 +134,16 @@ async def make_rig(db_url: str) -> AsyncIterator[Rig]:
     transport = build_transport(settings, sessions)
     target = build_target(settings, "127.0.0.1", row)
     assert target.password == SecretStr(PASSWORD)
-    rig = Rig(engine, sim, settings, sessions, transport, build_client(settings, transport), target)
+    statements = per_call_statements(db_url)
+    await statements.open()
+    client = build_client(settings, transport)
+    rig = Rig(engine, sim, settings, sessions, transport, client, target, statements)
     try:
         yield rig
     finally:
         for tracker in rig.trackers:
             await tracker.stop()
+        await statements.close()
         await transport.aclose()
         await sim.close()
         await database.dispose()
@@ -468,12 +480,27 @@ def pending(history: History, call_id: str, *states: CallState) -> History:
     return history
 
 
-async def test_one_session_stores_a_ticks_transitions(any_rig: Rig) -> None:
+@pytest.mark.parametrize("through", ["sessions", "statements"])
+async def test_one_session_stores_a_ticks_transitions(
+    any_rig: Rig, through: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A tick's transitions of several calls: one connection, each one compare-and-set.
 
     Another writer's move stands (a cancel ends the call for good; a later state drops the
-    steps no longer possible); a call whose row is not there yet stays pending alone.
+    steps no longer possible); a call whose row is not there yet stays pending alone. Through
+    the sessions, or the service's per-call statements (asyncpg's own pool on PostgreSQL).
     """
+    statements = any_rig.statements if through == "statements" else None
+    driver = isinstance(statements, AsyncpgStatements)
+    opened: list[dict[str, Any]] = []
+    if driver:
+        connection = AsyncpgStatements.connection
+
+        def counted(self: AsyncpgStatements, **options: Any) -> Any:
+            opened.append(options)
+            return connection(self, **options)
+
+        monkeypatch.setattr(AsyncpgStatements, "connection", counted)
     ids = await new_calls(any_rig.sessions, 3)
     absent = str(uuid.uuid4())  # the service's insert has not landed yet
     async with any_rig.sessions() as session:
@@ -496,7 +523,7 @@ async def test_one_session_stores_a_ticks_transitions(any_rig: Rig) -> None:
     event.listen(engine, "checkout", checkout)
     published: list[Transition] = []
     try:
-        done = await store_histories(any_rig.sessions, histories, published.append)
+        done = await store_histories(any_rig.sessions, histories, published.append, statements)
     finally:
         event.remove(engine, "checkout", checkout)
     assert done == [True, True, True, False]
@@ -522,12 +549,19 @@ async def test_one_session_stores_a_ticks_transitions(any_rig: Rig) -> None:
         ids[1]: ("canceled", ["canceled"]),
         ids[2]: ("connected", ["agent_answered", "connected"]),
     }
-    assert len(checkouts) == 1  # one connection, one pre-ping, one transaction for the tick
+    if driver:  # one pooled connection, one transaction for the tick, no session at all
+        assert (len(checkouts), opened) == (0, [{"transaction": True}])
+    else:
+        assert len(checkouts) == 1  # one connection, one pre-ping, one transaction for the tick
 
 
 @pytest.mark.postgres
-async def test_a_tick_racing_a_cancel_lets_one_writer_move_each_call(rig: Rig) -> None:
+@pytest.mark.parametrize("through", ["sessions", "statements"])
+async def test_a_tick_racing_a_cancel_lets_one_writer_move_each_call(
+    rig: Rig, through: str
+) -> None:
     """The API cancels calls while a tick stores their next step: one of the two wins, alone."""
+    statements = rig.statements if through == "statements" else None
     ids = await new_calls(rig.sessions, 12)
     histories = [pending(History(), call_id, S.INITIATED) for call_id in ids]
     assert all(await store_histories(rig.sessions, histories, lambda t: None))
@@ -543,7 +577,7 @@ async def test_a_tick_racing_a_cancel_lets_one_writer_move_each_call(rig: Rig) -
 
     published: list[Transition] = []
     done, canceled = await asyncio.gather(
-        store_histories(rig.sessions, histories, published.append),
+        store_histories(rig.sessions, histories, published.append, statements),
         asyncio.gather(*(cancel(call_id) for call_id in ids)),
     )
     assert all(done)
@@ -561,8 +595,9 @@ async def test_a_tick_racing_a_cancel_lets_one_writer_move_each_call(rig: Rig) -
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("through", ["sessions", "statements"])
 async def test_a_fault_mid_tick_stores_nothing_and_loses_nothing(
-    rig: Rig, monkeypatch: pytest.MonkeyPatch
+    rig: Rig, through: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database fails in the middle of a tick: the tick's transaction stores nothing and
     publishes nothing, every transition stays pending, and the next try stores them in order."""
@@ -571,26 +606,29 @@ async def test_a_fault_mid_tick_stores_nothing_and_loses_nothing(
         pending(History(), call_id, S.INITIATED, S.RINGING_AGENT, S.AGENT_ANSWERED)
         for call_id in ids
     ]
-    record = CallTrackingRepo.record
+    statements = rig.statements if through == "statements" else None
+    writer: Any = _DriverMoves if statements is not None else CallTrackingRepo
+    record = writer.record
     calls = 0
 
-    async def failing(self: CallTrackingRepo, *args: Any, **kwargs: Any) -> Any:
+    async def failing(self: Any, *args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 5:  # the second call's second step
             raise OSError("database down")
         return await record(self, *args, **kwargs)
 
-    monkeypatch.setattr(CallTrackingRepo, "record", failing)
+    monkeypatch.setattr(writer, "record", failing)
     published: list[Transition] = []
     with pytest.raises(DatabaseUnavailable):
-        await store_histories(rig.sessions, histories, published.append)
+        await store_histories(rig.sessions, histories, published.append, statements)
     assert published == []
     assert [len(h.pending) for h in histories] == [3, 3, 3]
     assert all(h.persisted is S.INITIATED for h in histories)
     for call_id in ids:
         assert (await read(rig.sessions, call_id))[1] == []  # rolled back
-    assert await store_histories(rig.sessions, histories, published.append) == [True] * 3
+    again = await store_histories(rig.sessions, histories, published.append, statements)
+    assert again == [True] * 3
     assert [(t.call_id, t.state) for t in published] == [
         (call_id, state) for call_id in ids for state in ANSWERED[:3]
     ]

@@ -50,6 +50,17 @@ def test_concise_listing_fields() -> None:
     assert customer.bridge_id == agent.bridge_id
 
 
+def test_a_name_prefix_keeps_only_its_channels() -> None:
+    """With a name prefix only the channels whose names start with it are parsed."""
+    listing = _outputs("core show channels concise")[0]
+    everything = parsing.parse_channels(listing)
+    prefix = "Local/150@inoffice-"
+    some = parsing.parse_channels(listing, name_prefix=prefix)
+    assert some == [c for c in everything if c.name.startswith(prefix)]
+    assert 0 < len(some) < len(everything)
+    assert parsing.parse_channels(listing, name_prefix="Local/999@inoffice-") == []
+
+
 def test_every_concise_output_parses_completely() -> None:
     """Each listing yields exactly one channel per line, and the empty one none."""
     for output in _outputs("core show channels concise"):

@@ -19,8 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any, Required, TypedDict, Unpack
+from typing import Any, Protocol, Required, TypedDict, Unpack
 
+import asyncpg
 from sqlalchemy import (
     Insert,
     Select,
@@ -46,6 +47,7 @@ from callgate.db.models import (
     PbxHost,
     UtcDateTime,
 )
+from callgate.db.per_call import AsyncpgStatements, PerCallStatements
 from callgate.db.repositories import HostRepo, write_connection
 from callgate.errors import InvalidInput
 
@@ -131,6 +133,59 @@ class MoveDetails(TypedDict, total=False):
     bridge_id: str | None
 
 
+def _prepare_move(
+    call_id: str, state: CallState, **move: Unpack[MoveDetails]
+) -> tuple[Update, Insert, dict[str, Any]]:
+    """A move's two statement forms (see `_move`) and their parameters; ValueError for a move
+    the state machine does not allow."""
+    expected = move["expected"]
+    opening = state is expected is CallState.INITIATED
+    if not opening and not can_transition(expected, state):
+        raise ValueError(f"a call cannot go from {expected.value} to {state.value}")
+    channel, customer = move.get("channel"), move.get("customer_channel")
+    bridge_id = move.get("bridge_id")
+    moved, with_event = _move(
+        state, channel is not None, customer is not None, bridge_id is not None
+    )
+    params = {
+        "p_call": call_id,
+        "p_expected": expected.value,
+        "p_state": state.value,
+        "p_at": move["at"],
+        "p_reason": move.get("reason"),
+        "p_first_leg": channel,
+        "p_customer_leg": customer,
+        "p_bridge": bridge_id,
+    }
+    return moved, with_event, params
+
+
+class _Recorder(Protocol):
+    """What `History._write` needs: `CallTrackingRepo.record`, or `_DriverMoves.record`."""
+
+    async def record(
+        self, call_id: str, state: CallState, **move: Unpack[MoveDetails]
+    ) -> TransitionResult: ...
+
+
+class _DriverMoves:
+    """`CallTrackingRepo.record` on an asyncpg connection: PostgreSQL's path for the tracker's
+    writes (see db.per_call), the same compare-and-set statement, one round trip a move."""
+
+    def __init__(self, statements: AsyncpgStatements, connection: asyncpg.Connection) -> None:
+        self._statements, self._connection = statements, connection
+
+    async def record(
+        self, call_id: str, state: CallState, **move: Unpack[MoveDetails]
+    ) -> TransitionResult:
+        _, with_event, params = _prepare_move(call_id, state, **move)
+        if await self._statements.rowcount(self._connection, with_event, params) == 1:
+            return TransitionResult(True, state)
+        # A new statement: under READ COMMITTED it sees the other writer's committed move.
+        current = await self._statements.value(self._connection, _STATE_OF, params)
+        return TransitionResult(False, None if current is None else CallState(current))
+
+
 class CallTrackingRepo:
     """``calls.state`` and its times, and the ``call_events`` history."""
 
@@ -169,22 +224,16 @@ class CallTrackingRepo:
         (SQLite) an UPDATE and, if the row moved, an INSERT. The current state is read only
         when the row did not move.
         """
-        opening = state is expected is CallState.INITIATED
-        if not opening and not can_transition(expected, state):
-            raise ValueError(f"a call cannot go from {expected.value} to {state.value}")
-        moved, with_event = _move(
-            state, channel is not None, customer_channel is not None, bridge_id is not None
+        moved, with_event, params = _prepare_move(
+            call_id,
+            state,
+            expected=expected,
+            at=at,
+            reason=reason,
+            channel=channel,
+            customer_channel=customer_channel,
+            bridge_id=bridge_id,
         )
-        params = {
-            "p_call": call_id,
-            "p_expected": expected.value,
-            "p_state": state.value,
-            "p_at": at,
-            "p_reason": reason,
-            "p_first_leg": channel,
-            "p_customer_leg": customer_channel,
-            "p_bridge": bridge_id,
-        }
         connection = await self.session.connection()
         if connection.dialect.name == "postgresql":
             applied = (await connection.execute(with_event, params)).rowcount == 1
@@ -345,7 +394,7 @@ class History:
         """
         return (await store_histories(sessions, [self], stored))[0]
 
-    async def _write(self, repo: CallTrackingRepo) -> _Outcome:
+    async def _write(self, repo: _Recorder) -> _Outcome:
         """Write the pending transitions (compare-and-set each) without changing this History:
         until the transaction commits, none of it has happened."""
         persisted, steps, index = self.persisted, list(self.pending), 0
@@ -391,6 +440,7 @@ async def store_histories(
     sessions: async_sessionmaker[AsyncSession],
     histories: Sequence[History],
     stored: Callable[[Transition], None],
+    statements: PerCallStatements | None = None,
 ) -> list[bool]:
     """Store the pending transitions of several calls (a tracker tick's, of one host); done?
 
@@ -402,7 +452,8 @@ async def store_histories(
     database fails: then nothing was stored, every transition stays pending for the next try.
 
     The calls are written in the order of their ids, so two writers of the same calls (a
-    second instance) lock the rows in the same order and cannot deadlock each other.
+    second instance) lock the rows in the same order and cannot deadlock each other. Given
+    asyncpg's statements (PostgreSQL), the same statements run through them, not the session.
     """
     todo = sorted(
         (index for index, history in enumerate(histories) if history.pending),
@@ -411,8 +462,20 @@ async def store_histories(
     done = [True] * len(histories)
     if not todo:
         return done
+    single = sum(len(histories[index].pending) for index in todo) == 1
+    if isinstance(statements, AsyncpgStatements):
+        # One transition is one statement, atomic by itself: no BEGIN and COMMIT round trips.
+        async with (
+            db_step("recording calls' states"),
+            statements.connection(transaction=not single) as connection,
+        ):
+            moves = _DriverMoves(statements, connection)
+            outcomes = [(index, await histories[index]._write(moves)) for index in todo]
+        for index, outcome in sorted(outcomes, key=lambda item: item[0]):
+            done[index] = histories[index]._settle(outcome, stored)
+        return done
     async with db_step("recording calls' states"), sessions() as session:
-        if sum(len(histories[index].pending) for index in todo) == 1 and _postgresql(session):
+        if single and _postgresql(session):
             # One transition is one statement, atomic by itself (at most one write of it can
             # apply): autocommit spares the BEGIN and COMMIT round trips of a quiet tick.
             await write_connection(session)

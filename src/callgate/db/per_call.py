@@ -20,10 +20,12 @@ failures alike.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Protocol, cast
 
 import asyncpg
+from sqlalchemy import Insert, Update
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -130,20 +132,22 @@ class _Compiled:
 
 
 async def _no_reset(_connection: asyncpg.Connection) -> None:
-    """Nothing to reset: these connections only ever run single autocommit statements (no
-    transaction, SET, LISTEN or lock outlives one), and asyncpg's default reset is a round
-    trip on every release."""
+    """Nothing to reset: no transaction, SET, LISTEN or lock outlives one use of these
+    connections (a statement in autocommit, or one `transaction`), and asyncpg's default
+    reset is a round trip on every release."""
 
 
 class AsyncpgStatements:
-    """Through asyncpg's own pool (PostgreSQL)."""
+    """Through asyncpg's own pool (PostgreSQL). The tracker writes through it too (see
+    `call_tracking.store_histories`): `connection`, `rowcount` and `value` run any Core
+    statement built once."""
 
     def __init__(self, dsn: str) -> None:
         self._dsn = dsn
         self._pool: asyncpg.Pool | None = None
-        self._read = _Compiled(BY_SECRET_WITH_HOST)
-        self._insert: _Compiled | None = None  # compiled on first use: its columns are known
-        self._finish: _Compiled | None = None
+        # Compiled once per statement object (all of them are built once, at import or by a
+        # cached builder); the statement is kept with its form, so its id is never reused.
+        self._compiled: dict[int, tuple[ClauseElement, _Compiled]] = {}
 
     async def open(self) -> None:
         # min_size 0: the pool opens connections on demand, none now.
@@ -160,41 +164,69 @@ class AsyncpgStatements:
             },
         )
 
-    async def _run(self, compiled: _Compiled, values: Mapping[str, Any], fetch: bool) -> Any:
+    def _form(self, statement: ClauseElement, values: Mapping[str, Any]) -> _Compiled:
+        known = self._compiled.get(id(statement))
+        if known is None:
+            # An INSERT or UPDATE without .values() takes its columns from the first values.
+            names = values if isinstance(statement, Insert | Update) else None
+            known = self._compiled[id(statement)] = (statement, _Compiled(statement, names))
+        return known[1]
+
+    @asynccontextmanager
+    async def connection(self, *, transaction: bool = False) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection (in one transaction if asked); its failures, and those of the
+        statements run on it, raised as SQLAlchemy's exceptions."""
         if self._pool is None:
             raise RuntimeError("AsyncpgStatements used before open()")
         try:
             async with self._pool.acquire() as connection:
-                if fetch:
-                    return await connection.fetchrow(compiled.sql, *compiled.args(values))
-                return await connection.execute(compiled.sql, *compiled.args(values))
+                if not transaction:
+                    yield connection
+                    return
+                async with connection.transaction():
+                    yield connection
         except asyncpg.IntegrityConstraintViolationError as exc:
-            raise IntegrityError(compiled.sql, None, exc) from None
+            raise IntegrityError("", None, exc) from None
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # A connection closed under a statement is what a restarted server leaves in the
             # pool: worth one retry, as with the engine's invalidated connections.
             dead = isinstance(exc, asyncpg.ConnectionDoesNotExistError | asyncpg.InterfaceError)
-            raise DBAPIError(compiled.sql, None, exc, connection_invalidated=dead) from None
+            raise DBAPIError("", None, exc, connection_invalidated=dead) from None
+
+    async def rowcount(
+        self, connection: asyncpg.Connection, statement: ClauseElement, values: Mapping[str, Any]
+    ) -> int:
+        """Run an INSERT, UPDATE or DELETE; the rows it wrote."""
+        form = self._form(statement, values)
+        status: str = await connection.execute(form.sql, *form.args(values))
+        return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>", "UPDATE <rows>"
+
+    async def value(
+        self, connection: asyncpg.Connection, statement: ClauseElement, values: Mapping[str, Any]
+    ) -> Any:
+        """The first column of the first row (None without a row)."""
+        form = self._form(statement, values)
+        return await connection.fetchval(form.sql, *form.args(values))
 
     async def tenant(self, secret: str) -> Tenant | None:
         if not plausible_secret(secret):
             return None  # no such secret can be stored; spare the database
-        row = await self._run(self._read, {"secret": secret}, fetch=True)
+        values = {"secret": secret}
+        form = self._form(BY_SECRET_WITH_HOST, values)
+        async with self.connection() as connection:
+            row = await connection.fetchrow(form.sql, *form.args(values))
         return None if row is None else tenant_from(row)
 
     async def insert_call(self, values: Mapping[str, Any]) -> None:
-        if self._insert is None:
-            self._insert = _Compiled(INSERT_CALL, values)
         encoded = dict(values)
         if encoded.get("metadata") is not None:  # asyncpg takes a JSON column's value as text
             encoded["metadata"] = json.dumps(encoded["metadata"])
-        await self._run(self._insert, encoded, fetch=False)
+        async with self.connection() as connection:
+            await self.rowcount(connection, INSERT_CALL, encoded)
 
     async def finish_call(self, values: Mapping[str, Any]) -> int:
-        if self._finish is None:
-            self._finish = _Compiled(FINISH_CALL, values)
-        status: str = await self._run(self._finish, values, fetch=False)
-        return int(status.rsplit(" ", 1)[-1])  # "UPDATE <rows>"
+        async with self.connection() as connection:
+            return await self.rowcount(connection, FINISH_CALL, values)
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -88,9 +88,8 @@ class PbxClient:
         max_age = int(self._verify_window) + 1
         candidates = [
             channel
-            for channel in parse_channels(listing)
-            if channel.name.startswith(prefix)
-            and channel.half == "1"
+            for channel in parse_channels(listing, name_prefix=prefix)
+            if channel.half == "1"
             and channel.duration <= max_age
             and channel.uniqueid not in self._credited[key]
         ]

@@ -62,10 +62,17 @@ def check_cli_output(output: str) -> str:
     return output
 
 
-def parse_channels(output: str) -> list[Channel]:
-    """Parse ``core show channels concise``: one ``!``-separated line per channel, no header."""
+def parse_channels(output: str, name_prefix: str = "") -> list[Channel]:
+    """Parse ``core show channels concise``: one ``!``-separated line per channel, no header.
+
+    ``name_prefix``: only the channels whose name starts with it (a line starts with its
+    channel's name), the others not even split: an originate's check looks for one channel
+    in a busy PBX's whole listing.
+    """
     channels = []
     for line in output.splitlines():
+        if not line.startswith(name_prefix):
+            continue
         parts = line.split("!")
         if len(parts) < _FIELDS:
             continue  # not a channel line (empty output, a stray message)
