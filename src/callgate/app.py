@@ -102,6 +102,10 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
         version=__version__,
         description="Start and follow phone calls on remote Asterisk PBXs over SSH.",
         lifespan=lifespan,
+        # FastAPI's native OpenTelemetry hooks are off: callgate exports Prometheus metrics and
+        # configures no OpenTelemetry provider, and the hooks looked the providers up on every
+        # request (about 0.05 ms of CPU each).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     middleware.install(app)
     problems.install(app)

@@ -139,3 +139,22 @@ async def test_more_parallel_calls_than_max_sessions(stack: Stack) -> None:
     assert len({r.json()["call_id"] for r in responses}) == 30
     # rx needs a second connection past 8 sessions; the console multiplexes over few sessions.
     assert 1 <= stack.sshd.count_log("Accepted password") <= 4
+
+
+async def test_a_changed_host_row_applies_to_the_next_call(stack: Stack) -> None:
+    """The service remembers each host's merged settings per row value: a `host set` between
+    two calls still applies to the second one, and setting it back to the first."""
+    first = await stack.call(phone="+375296254071")
+    assert first.status_code == 200, first.text
+    await stack.set_host(dial_context="nowhere")  # a context the PBX has no dialplan for
+    second = await stack.call(phone="+375296254072")
+    assert second.status_code == 500, second.text
+    assert "did not create the call" in second.json()["detail"]
+    originates = [
+        c.command for c in await stack.control.commands() if c.command.startswith("channel orig")
+    ]
+    assert originates[-1].startswith("channel originate Local/150@nowhere ")
+    await stack.set_host(dial_context="inoffice")
+    third = await stack.call(phone="+375296254073")
+    assert third.status_code == 200, third.text
+    assert await stack.originates() == 3
