@@ -109,7 +109,7 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
     )
     middleware.install(app)
     problems.install(app)
-    app.include_router(legacy.router)
+    legacy.install(app)
     app.include_router(v1_calls.router)
     app.include_router(v1_events.router)
     return app
