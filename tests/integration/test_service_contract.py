@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from pathlib import Path
 
@@ -122,6 +123,19 @@ async def test_no_secret_password_or_phone_in_any_log_line(
     text = log_file.read_text()
     for step in ("call requested", "client authorised", "ssh originate", "cli done", '"http"'):
         assert step in text, step
+    # Each request's lines in the order of its steps (some are written at the next turn of
+    # the event loop, while the database or the PBX answers), the failed ones included.
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    steps = {
+        "ok": ["call requested", "client authorised", "ssh originate", "cli done", "http"],
+        "401": ["call requested", "http"],
+        "500": ["call requested", "client authorised", "ssh originate", "call failed", "http"],
+    }
+    seen: dict[str, list[str]] = {}
+    for line in lines:
+        if line.get("request_id") and line["event"] in steps["ok"] + ["call failed"]:
+            seen.setdefault(line["request_id"], []).append(line["event"])
+    assert list(seen.values()) == [steps["ok"], steps["401"], steps["ok"], steps["500"]]
     for forbidden in (
         secret,
         sshd.password,
