@@ -207,16 +207,7 @@ class CallTrackingRepo:
         return result
 
     async def record(
-        self,
-        call_id: str,
-        state: CallState,
-        *,
-        expected: CallState,
-        at: datetime,
-        reason: str | None = None,
-        channel: str | None = None,
-        customer_channel: str | None = None,
-        bridge_id: str | None = None,
+        self, call_id: str, state: CallState, **move: Unpack[MoveDetails]
     ) -> TransitionResult:
         """`record_transition` in the session's transaction, which the caller commits.
 
@@ -224,23 +215,19 @@ class CallTrackingRepo:
         (SQLite) an UPDATE and, if the row moved, an INSERT. The current state is read only
         when the row did not move.
         """
-        moved, with_event, params = _prepare_move(
-            call_id,
-            state,
-            expected=expected,
-            at=at,
-            reason=reason,
-            channel=channel,
-            customer_channel=customer_channel,
-            bridge_id=bridge_id,
-        )
+        moved, with_event, params = _prepare_move(call_id, state, **move)
         connection = await self.session.connection()
         if connection.dialect.name == "postgresql":
             applied = (await connection.execute(with_event, params)).rowcount == 1
         else:
             applied = (await connection.execute(moved, params)).rowcount == 1
             if applied:
-                event = {"call_id": call_id, "state": state.value, "at": at, "detail": reason}
+                event = {
+                    "call_id": call_id,
+                    "state": state.value,
+                    "at": params["p_at"],
+                    "detail": params["p_reason"],
+                }
                 await connection.execute(_ADD_EVENT, event)
         if applied:
             return TransitionResult(True, state)

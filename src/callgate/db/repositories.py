@@ -342,15 +342,18 @@ def new_call_values(**fields: Unpack[NewCall]) -> dict[str, Any]:
     }
 
 
+class OutcomeDetails(TypedDict, total=False):
+    """What `finish_values` stores beside the outcome itself."""
+
+    error_code: str | None
+    error: str | None
+    channel: str | None
+    response_time_ms: float | None
+    finished_at: datetime | None
+
+
 def finish_values(
-    call_id: str,
-    outcome: CallOutcome | str,
-    *,
-    error_code: str | None = None,
-    error: str | None = None,
-    channel: str | None = None,
-    response_time_ms: float | None = None,
-    finished_at: datetime | None = None,
+    call_id: str, outcome: CallOutcome | str, **details: Unpack[OutcomeDetails]
 ) -> dict[str, Any]:
     """`FINISH_CALL`'s parameters for a call's outcome; ``pending`` is refused."""
     result_outcome = CallOutcome(outcome)
@@ -359,11 +362,11 @@ def finish_values(
     return {
         "call_id": call_id,
         "outcome": result_outcome.value,
-        "error_code": error_code,
-        "error": error,
-        "channel": channel,
-        "response_time_ms": response_time_ms,
-        "finished_at": finished_at or utcnow(),
+        "error_code": details.get("error_code"),
+        "error": details.get("error"),
+        "channel": details.get("channel"),
+        "response_time_ms": details.get("response_time_ms"),
+        "finished_at": details.get("finished_at") or utcnow(),
     }
 
 
@@ -396,26 +399,10 @@ class CallRepo:
         return record
 
     async def finish(
-        self,
-        call_id: str,
-        outcome: CallOutcome | str,
-        *,
-        error_code: str | None = None,
-        error: str | None = None,
-        channel: str | None = None,
-        response_time_ms: float | None = None,
-        finished_at: datetime | None = None,
+        self, call_id: str, outcome: CallOutcome | str, **details: Unpack[OutcomeDetails]
     ) -> bool:
         """Store a call's outcome; False if there is no such call. ``pending`` is refused."""
-        values = finish_values(
-            call_id,
-            outcome,
-            error_code=error_code,
-            error=error,
-            channel=channel,
-            response_time_ms=response_time_ms,
-            finished_at=finished_at,
-        )
+        values = finish_values(call_id, outcome, **details)
         connection = await write_connection(self.session)
         result = await connection.execute(FINISH_CALL, values)
         await self.session.commit()
