@@ -2,7 +2,8 @@
 
 The authorisation read (`BY_SECRET_WITH_HOST`), the call row's insert (`INSERT_CALL`) and its
 outcome's update (`FINISH_CALL`): single statements in autocommit, repositories' Core
-statements each.
+statements each. On PostgreSQL the tracker's state changes take the same path
+(`call_tracking.store_histories`).
 
 - PostgreSQL: asyncpg itself, through its own pool, the SQL compiled once by SQLAlchemy for
   the asyncpg dialect and prepared once per connection (asyncpg's statement cache). Measured
