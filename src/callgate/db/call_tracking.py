@@ -450,25 +450,21 @@ async def store_histories(
     if not todo:
         return done
     single = sum(len(histories[index].pending) for index in todo) == 1
-    if isinstance(statements, AsyncpgStatements):
-        # One transition is one statement, atomic by itself: no BEGIN and COMMIT round trips.
-        async with (
-            db_step("recording calls' states"),
-            statements.connection(transaction=not single) as connection,
-        ):
-            moves = _DriverMoves(statements, connection)
-            outcomes = [(index, await histories[index]._write(moves)) for index in todo]
-        for index, outcome in sorted(outcomes, key=lambda item: item[0]):
-            done[index] = histories[index]._settle(outcome, stored)
-        return done
-    async with db_step("recording calls' states"), sessions() as session:
-        if single and _postgresql(session):
-            # One transition is one statement, atomic by itself (at most one write of it can
-            # apply): autocommit spares the BEGIN and COMMIT round trips of a quiet tick.
-            await write_connection(session)
-        repo = CallTrackingRepo(session)
-        outcomes = [(index, await histories[index]._write(repo)) for index in todo]
-        await session.commit()
+    async with db_step("recording calls' states"):
+        if isinstance(statements, AsyncpgStatements):
+            # One transition is one statement, atomic by itself: no BEGIN and COMMIT then.
+            async with statements.connection(transaction=not single) as connection:
+                moves = _DriverMoves(statements, connection)
+                outcomes = [(index, await histories[index]._write(moves)) for index in todo]
+        else:
+            async with sessions() as session:
+                if single and _postgresql(session):
+                    # One transition is one statement, atomic by itself (at most one write of
+                    # it can apply): autocommit spares the BEGIN and COMMIT round trips.
+                    await write_connection(session)
+                repo = CallTrackingRepo(session)
+                outcomes = [(index, await histories[index]._write(repo)) for index in todo]
+                await session.commit()
     for index, outcome in sorted(outcomes, key=lambda item: item[0]):
         done[index] = histories[index]._settle(outcome, stored)
     return done

@@ -137,40 +137,20 @@ def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 
 def make_read_engine(url: str) -> AsyncEngine:
-    """A second, small engine for the per-call statements: autocommit, no ping, no reset.
+    """The engine of the per-call statements on SQLite: autocommit, no ping, no reset.
 
-    The service runs three single statements per call on it: the authorisation read, the
-    call row's insert and its outcome's update.
-
-    One authorisation is one SELECT; with the default engine it cost four round trips
-    (pre-ping, BEGIN, SELECT, ROLLBACK on return), two thirds of a console call's time. The
-    price: a connection that died while pooled fails once; the caller retries once
-    (`DatabaseUnavailable.retryable`), which is what pre-ping would have done, lazily.
+    (PostgreSQL runs them through asyncpg's own pool: see `callgate.db.per_call`.) The
+    authorisation read is one SELECT; with the default engine it cost four round trips
+    (pre-ping, BEGIN, SELECT, ROLLBACK on return). The price: a connection that died while
+    pooled fails once; the caller retries once (`DatabaseUnavailable.retryable`), which is
+    what pre-ping would have done, lazily.
     """
-    target = async_url(url)
-    if target.drivername == "postgresql+asyncpg":
-        connect_args: dict[str, Any] = {
-            "timeout": CONNECT_TIMEOUT,
-            "command_timeout": STATEMENT_TIMEOUT + 1.0,
-            "server_settings": {
-                "application_name": "callgate",
-                "statement_timeout": str(int(STATEMENT_TIMEOUT * 1000)),
-            },
-        }
-    else:
-        connect_args = {"timeout": SQLITE_BUSY_TIMEOUT}
-    sizing = (
-        {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
-        if connect_args.get("server_settings")
-        else {}
-    )
     return create_async_engine(
-        target,
-        **sizing,
+        async_url(url),
         isolation_level="AUTOCOMMIT",
         pool_pre_ping=False,
         pool_reset_on_return=None,
-        connect_args=connect_args,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT},
     )
 
 

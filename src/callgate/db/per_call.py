@@ -81,11 +81,11 @@ def per_call_statements(url: str) -> PerCallStatements:
     if target.drivername == "postgresql+asyncpg":
         dsn = target.set(drivername="postgresql").render_as_string(hide_password=False)
         return AsyncpgStatements(dsn)
-    return EngineStatements(make_read_engine(url))
+    return EngineStatements(make_read_engine(url))  # SQLite: async_url allows nothing else
 
 
 class EngineStatements:
-    """Through SQLAlchemy's engine: the portable way (SQLite)."""
+    """Through SQLAlchemy's engine (SQLite)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
