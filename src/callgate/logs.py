@@ -7,10 +7,12 @@ values; the ``_scrub`` processor is the safety net that masks any secret-looking
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import logging.handlers
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,23 @@ def configure_logging(log_file: Path | None, log_format: str = "text", level: st
 
 def get_logger(name: str = "callgate") -> Any:
     return structlog.stdlib.get_logger(name)
+
+
+class LinesSoon:
+    """Log lines written at the event loop's next turn, while the database or the PBX is
+    answering the await that follows them, instead of before that await: their 20-30 µs each
+    leave the call's critical path. `flush()` writes those still waiting at once; call it
+    before a later line, so that the lines keep their order."""
+
+    def __init__(self) -> None:
+        self._pending: list[Callable[[], object]] = []
+
+    def add(self, write: Callable[..., object], event: str, **values: object) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._pending.append(functools.partial(write, event, **values))
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for line in pending:
+            line()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from callgate.calls.service import LinesSoon
+from callgate.logs import LinesSoon
 
 
 async def test_lines_wait_for_the_next_turn_and_keep_their_order() -> None:

@@ -12,10 +12,9 @@ on a connection that died while pooled (`bounded_retry`).
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,7 @@ from callgate.db.repositories import (
     new_call_values,
 )
 from callgate.hosts import HostSettings, build_target
-from callgate.logs import get_logger
+from callgate.logs import LinesSoon, get_logger
 from callgate.pbx.client import PbxClient
 from callgate.pbx.transport import HostTarget
 from callgate.redaction import mask_phone, mask_secret
@@ -342,21 +341,18 @@ class CallService:
         """Store the outcome once the row exists; a database fault is logged, not raised."""
         try:
             await inserted
-            response_time_ms = _ms(started)
-
             values = finish_values(
                 call_id,
                 outcome,
                 error_code=error.code if error else None,
                 error=error.message if error else None,
                 channel=channel,
-                response_time_ms=response_time_ms,
+                response_time_ms=_ms(started),
             )
-
-            async def write() -> None:  # the same UPDATE twice stores the same outcome
-                await self._statements.finish_call(values)
-
-            await bounded_retry("recording the outcome", write)
+            # Retrying is safe: the same UPDATE twice stores the same outcome.
+            await bounded_retry(
+                "recording the outcome", lambda: self._statements.finish_call(values)
+            )
         except errors.DatabaseUnavailable as exc:
             log.error(
                 "call outcome not recorded",
@@ -369,26 +365,6 @@ class CallService:
     async def _row_exists(self, call_id: str) -> bool:
         async with self._sessions() as session:
             return await CallRepo(session).get(call_id) is not None
-
-
-class LinesSoon:
-    """Log lines written at the event loop's next turn, while the database or the PBX is
-    answering the await that follows them, instead of before that await: their 20-30 µs each
-    leave the call's critical path. `flush()` writes those still waiting at once; call it
-    before a later line, so that the lines keep their order."""
-
-    def __init__(self) -> None:
-        self._pending: list[Callable[[], object]] = []
-
-    def add(self, write: Callable[..., object], event: str, **values: object) -> None:
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self._pending.append(functools.partial(write, event, **values))
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        for line in pending:
-            line()
 
 
 def _ms(started: float) -> float:
