@@ -34,8 +34,15 @@ from callgate.settings import HostKeyPolicy, Settings
 log = get_logger("callgate.app")
 
 
-def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> FastAPI:
-    """The ASGI app; `transport` replaces the SSH transport (tests of a unit only)."""
+def create_app(
+    settings: Settings, *, transport: PbxTransport | None = None, resume_calls: bool = True
+) -> FastAPI:
+    """The ASGI app; `transport` replaces the SSH transport (tests of a unit only).
+
+    ``resume_calls=False`` is an operator's run beside the service (``callgate call --direct``):
+    it neither settles the rows another process may be writing nor follows that process's
+    calls, only the ones it places itself.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -71,11 +78,12 @@ def create_app(settings: Settings, *, transport: PbxTransport | None = None) -> 
         # Before the tracker resumes: a call a killed run left pending gets its outcome (and
         # its state `lost`), so the tracker does not adopt it. Never re-dialled.
         settling: asyncio.Task[None] | None = None
-        try:
-            await reconcile_pending(sessions, before=started)
-        except DatabaseUnavailable:  # the service still starts; the rows are settled later
-            settling = asyncio.create_task(reconcile_until_done(sessions, before=started))
-        await tracker.start()  # resumes the calls a previous run left live
+        if resume_calls:
+            try:
+                await reconcile_pending(sessions, before=started)
+            except DatabaseUnavailable:  # the service still starts; the rows are settled later
+                settling = asyncio.create_task(reconcile_until_done(sessions, before=started))
+        await tracker.start(resume=resume_calls)  # resumes the calls a previous run left live
         if settings.ssh_host_key_policy is HostKeyPolicy.OFF:
             log.warning("SSH host key checking is off: any server answering is trusted")
         log.info("service ready", port=settings.port, version=__version__)

@@ -119,8 +119,11 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
         return bool(super().shouldRollover(record))
 
 
-def configure_logging(log_file: Path | None, log_format: str = "text", level: str = "INFO") -> None:
-    """Route structlog and the standard library (uvicorn, asyncssh) through one formatter."""
+def configure_logging(
+    log_file: Path | None, log_format: str = "text", level: str = "INFO", *, console: bool = True
+) -> None:
+    """Route structlog and the standard library (uvicorn, asyncssh) through one formatter, to
+    stdout (``console``) and ``log_file``."""
     # What every LogRecord would otherwise gather and nothing here renders (logging's
     # documented "Optimization" switches): the caller's file, line and function (a walk up
     # the stack), the thread, the process id (a getpid syscall) and the process name.
@@ -146,7 +149,7 @@ def configure_logging(log_file: Path | None, log_format: str = "text", level: st
             renderer,
         ],
     )
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)]
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)] if console else []
     if log_file is not None:
         handlers.append(
             _RotatingFile(log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8")

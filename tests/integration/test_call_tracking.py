@@ -267,11 +267,11 @@ async def test_cancel_through_the_tracker(rig: Rig) -> None:
     tracker = await rig.tracker()
     call_id = await rig.place(tracker)
     await rig.reaches(call_id, "ringing_customer")
-    assert await tracker.cancel(call_id)
+    assert await tracker.cancel(call_id, "hung up through the API")
     await rig.reaches(call_id, "canceled", within=3)
     assert (await read(rig.sessions, call_id))[0].end_reason == "hung up through the API"
     assert rig.engine.live_calls() == []
-    assert not await tracker.cancel(call_id)  # no longer followed
+    assert not await tracker.cancel(call_id, "again")  # no longer followed
 
 
 @pytest.mark.postgres

@@ -1,9 +1,12 @@
-"""`callgate call …` and `callgate calls watch` against the running service."""
+"""`callgate call …` and `callgate calls watch` against the running service, and `--direct`."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import sys
+from asyncio.subprocess import PIPE, STDOUT
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -35,6 +38,24 @@ async def _cli(stack: Stack, *args: str) -> tuple[int, str]:
         runner.invoke, app, [*args, "--url", stack.service.base_url], env=env
     )
     return result.exit_code, result.output
+
+
+async def _direct(stack: Stack, tmp_path: Path, *args: str) -> tuple[int, str]:
+    """`callgate … --direct` in its own process, as an operator runs it: the service's code in
+    the command, on the stack's database and host, configured by the environment."""
+    env = os.environ | {
+        "CALLGATE_CLIENT_SECRET": stack.secret,
+        "CALLGATE_DATABASE_URL": stack.db_url,
+        "CALLGATE_LOG_FILE": str(tmp_path / "direct.log"),
+        "CALLGATE_TRACK_INTERVAL": "0.1",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "callgate", *args, "--direct",
+        env=env, cwd=tmp_path, stdout=PIPE, stderr=STDOUT,
+    )  # fmt: skip
+    out, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode()
 
 
 async def test_place_show_list_hangup(api: Stack) -> None:
@@ -90,3 +111,58 @@ async def test_watch_prints_transitions(api: Stack) -> None:
     lines = [line for line in watched.splitlines() if WATCHED.match(line)]
     assert len(lines) == 3, watched
     assert {WATCHED.match(line).group(1) for line in lines} == {placed.json()["id"]}  # type: ignore[union-attr]
+
+
+async def test_direct_place_follows_its_call_then_show_and_list(api: Stack, tmp_path: Path) -> None:
+    """Without the service, `place --direct` dials once and prints each transition until the
+    call ends; `show` and `list` read the same history directly."""
+    await api.control.set_scenario(
+        "152", Scenario(agent_answer_after=0.2, customer_answer_after=0.2, talk=0.3)
+    )
+    code, out = await _direct(
+        api, tmp_path, "call", "place", "--from", "152", "--to", "+375296254070"
+    )
+    assert code == 0, out
+    match = CALL_ID.search(out)
+    assert match is not None
+    call_id = match.group(1)
+    states = [m.group(1) for m in re.finditer(rf"^\S+  {call_id}  ([a-z_]+)", out, re.M)]
+    assert states[-1] == "completed", out
+    assert "connected" in states, out
+    assert await api.originates() == 1
+    code, out = await _direct(api, tmp_path, "call", "show", call_id)
+    assert code == 0, out
+    assert f"{call_id}  completed" in out and "talk_s" in out
+    code, out = await _direct(api, tmp_path, "call", "list", "--extension", "152")
+    assert code == 0 and call_id in out
+    log_text = (tmp_path / "direct.log").read_text()  # the command's own log: it dialled
+    assert "ssh originate" in log_text and api.secret not in log_text
+
+
+async def test_direct_hangup_of_a_call_the_service_follows(api: Stack, tmp_path: Path) -> None:
+    """`hangup --direct` ends a call another process follows: the channel goes, the row says
+    `canceled` at once, and the follower's later view (channels gone) does not overwrite it."""
+    await api.control.set_scenario(
+        "153", Scenario(agent_answer_after=0.1, customer_answer_after=None)
+    )
+    code, out = await _cli(api, "call", "place", "--from", "153", "--to", "+375296254070")
+    assert code == 0, out
+    match = CALL_ID.search(out)
+    assert match is not None
+    call_id = match.group(1)
+    code, out = await _direct(api, tmp_path, "call", "hangup", call_id)
+    assert code == 0, out
+    assert f"{call_id}  canceled" in out
+    assert await api.control.calls() == []
+    await asyncio.sleep(0.5)  # several of the service's ticks: it sees the channels gone
+    code, out = await _cli(api, "call", "show", call_id)
+    assert code == 0 and f"{call_id}  canceled" in out, out
+    assert "hung up through the API" in out
+    code, out = await _direct(api, tmp_path, "call", "hangup", call_id)
+    assert code == 1 and "409 call_not_live" in out
+
+
+async def test_direct_and_url_exclude_each_other(api: Stack) -> None:
+    code, out = await _cli(api, "call", "list", "--direct")
+    assert code == 2 and "--url and --direct" in out
+    assert await api.host_commands() == 0

@@ -23,7 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
 from callgate.calls.dedupe import RecentCalls
-from callgate.db.guard import bounded_retry
+from callgate.calls.states import CallState
+from callgate.db.call_tracking import CallTrackingRepo
+from callgate.db.guard import bounded_retry, db_step
+from callgate.db.models import utcnow
 from callgate.db.per_call import PerCallStatements
 from callgate.db.repositories import (
     CallRepo,
@@ -50,6 +53,7 @@ if TYPE_CHECKING:  # the tracker is handed in by the app; no import at run time 
     from callgate.calls.tracker import CallTracker
 
 log = get_logger("callgate.calls")
+HUNG_UP = "hung up through the API"  # the end reason of a call canceled through callgate
 _TARGETS_KEPT = 4096  # remembered (address, host row) merges: far more than hosts in use
 
 
@@ -270,13 +274,30 @@ class CallService:
             response_time_ms=elapsed,
         )
 
-    async def hangup(self, target: HostTarget, call_id: str, channel: str) -> None:
-        """Hang a live call up: through the tracker (it ends as `canceled`), else directly."""
-        if self._tracker is not None and await self._tracker.cancel(call_id):
+    async def hangup(self, target: HostTarget, call_id: str, channel: str, state: str) -> None:
+        """Hang a live call (in ``state``) up; it ends as `canceled`.
+
+        Through the tracker when this process follows the call. Otherwise (another process
+        follows it, as for ``callgate call hangup --direct``, or nobody does) the channel goes
+        directly, its ;1 taking the ;2 and the bridged customer leg with it, and the row is
+        moved to `canceled` here.
+        """
+        if self._tracker is not None and await self._tracker.cancel(call_id, HUNG_UP):
             return
-        # Not followed by this process (the tracker lost it or never had it): the channel
-        # itself still goes; its ;1 takes the ;2 and the bridged customer leg with it.
         await self._pbx.hangup(target, channel)
+        await self._record_canceled(call_id, CallState(state))
+
+    async def _record_canceled(self, call_id: str, seen: CallState) -> None:
+        """Compare-and-set, like the tracker's moves: if the follower ended the call meanwhile
+        (it saw the channels go first), its state stands."""
+        expected: CallState | None = seen
+        async with db_step("recording the hangup"), self._sessions() as session:
+            repo = CallTrackingRepo(session)
+            while expected is not None and not expected.is_terminal:
+                moved = await repo.record_transition(
+                    call_id, CallState.CANCELED, expected=expected, at=utcnow(), reason=HUNG_UP
+                )
+                expected = None if moved.applied else moved.current
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)

@@ -109,10 +109,14 @@ class CallTracker:
         self._db_slots = asyncio.Semaphore(4)  # leave the pool to the call requests
         self._stopped = False
 
-    async def start(self) -> None:
-        """Resume the calls the database holds as live (retried in the background if it fails)."""
+    async def start(self, *, resume: bool = True) -> None:
+        """Resume the calls the database holds as live (retried in the background if it fails).
+
+        ``resume=False``: follow only the calls tracked from now on (another process follows
+        the rest).
+        """
         self._stopped = False
-        if not await self._resume():
+        if resume and not await self._resume():
             self._spawn(self._resume_later())
 
     async def stop(self) -> None:
@@ -144,7 +148,7 @@ class CallTracker:
         self._move(call, CallState.LOST if maybe_created else CallState.FAILED, reason)
         self._store_later(call)
 
-    async def cancel(self, call_id: str, reason: str = "hung up through the API") -> bool:
+    async def cancel(self, call_id: str, reason: str) -> bool:
         """Hang a followed call up; it ends as ``canceled``. False if it is not followed."""
         call = next((h.calls[call_id] for h in self._hosts.values() if call_id in h.calls), None)
         if call is None or call.target is None or call.state.is_terminal:

@@ -152,7 +152,7 @@ async def hangup_call(call_id: str, svc: Svc, who: Who) -> Any:
     record = await render.tenant_record(svc, who.tenant.number, call_id)
     if record.state in render.TERMINAL or not record.channel:
         raise ApiProblem(409, "call_not_live", f"the call is {record.state}: nothing to hang up")
-    await svc.calls.hangup(who.target, record.id, record.channel)
+    await svc.calls.hangup(who.target, record.id, record.channel, record.state)
     return await render.call_out(svc, who.tenant.number, call_id)
 
 
