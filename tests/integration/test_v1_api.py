@@ -13,7 +13,7 @@ import pytest
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.repositories import EnterpriseRepo
 from callgate.simulator.timeline import Scenario
-from tests.support.netfaults import refused_port
+from tests.support.netfaults import Blackhole, refused_port
 from tests.support.sshd import SshdServer
 from tests.support.stack import Stack, call_stack
 
@@ -193,7 +193,7 @@ async def test_channels_are_listed(api: Stack) -> None:
     assert all(c["name"].startswith("Local/171@inoffice-") for c in channels)
 
 
-async def test_pbx_faults_map_to_502_and_504(api: Stack) -> None:
+async def test_pbx_faults_map_to_502(api: Stack) -> None:
     """Refused and no-channel are 502 with stable codes; nothing verified is dialled twice."""
     await api.set_host(dial_context="nosuchcontext")
     response = await _post(api, {"from": "172", "to": "+375296254070"})
@@ -202,3 +202,37 @@ async def test_pbx_faults_map_to_502_and_504(api: Stack) -> None:
     response = await _post(api, {"from": "173", "to": "+375296254070"})
     assert (response.status_code, response.json()["code"]) == (502, "pbx_connection_refused")
     assert response.json()["outcome"] == "not_dialled"
+
+
+async def test_every_pbx_fault_has_its_status_and_code(
+    pg_url: str, sshd: SshdServer, tmp_path: Path
+) -> None:
+    """502 for authentication, Asterisk down and a changed host key, 504 for a connect or a
+    command timeout; each with its stable code and whether the call may have been dialled."""
+    async with call_stack(
+        pg_url, sshd, tmp_path, ssh_connect_timeout=1, ssh_command_timeout=1, breaker_failures=0
+    ) as api:
+
+        async def fault(code: str) -> tuple[int, str, str]:
+            response = await _post(api, {"from": code, "to": "+375296254070"})
+            assert response.headers["content-type"] == PROBLEM, response.text
+            body = response.json()
+            return response.status_code, body["code"], body["outcome"]
+
+        await api.set_host(ssh_password="wrong-password")
+        assert await fault("180") == (502, "pbx_authentication_failed", "not_dialled")
+        await api.set_host(ssh_password=sshd.password)
+        await api.control.set_running(False)
+        assert await fault("181") == (502, "asterisk_not_running", "not_dialled")
+        await api.control.set_running(True)
+        await api.control.set_delay(2)  # longer than the command timeout
+        assert await fault("182") == (504, "pbx_command_timeout", "unknown")
+        await api.control.set_delay(0)
+        async with Blackhole() as hole:
+            await api.set_host(ssh_port=hole.port)
+            assert await fault("183") == (504, "pbx_connect_timeout", "not_dialled")
+        await api.set_host(ssh_port=sshd.port)
+        assert (await _post(api, {"from": "184", "to": "+375296254070"})).status_code == 201
+        sshd.replace_host_key()
+        assert await fault("185") == (502, "pbx_host_key_rejected", "not_dialled")
+        assert await api.originates() == 2  # the timed-out one (outcome unknown) and 184
