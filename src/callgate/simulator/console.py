@@ -24,7 +24,9 @@ import os
 import socket
 import sys
 import tty
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from typing import BinaryIO
 
 CLEAR_LINE = "\r\x1b[0K"  # written over the prompt before output arrives
 REFRESH = "\r\r\n"  # editline's redraw after a block that ends a line, through ONLCR
@@ -105,12 +107,26 @@ class ConsoleScreen:
                     self._mid_line = True
         return "".join(out)
 
-    def respond(self, lines: Sequence[str], ask: Ask) -> Iterator[str]:
+    def respond(
+        self,
+        lines: Sequence[str],
+        ask: Ask,
+        send_ahead: Callable[[Sequence[str]], None] | None = None,
+    ) -> Iterator[str]:
         """Echo ``lines`` at once (a console reads typed keys before Asterisk's output), then
-        answer each. The echo is written before any command is sent, as the real one does."""
+        answer each. The echo is written before any command is sent, as the real one does;
+        ``send_ahead`` gets every command up to an ``exit`` before the first answer is read."""
         if not lines:
             return
         yield self.echo(lines)
+        if send_ahead is not None:
+            commands = []
+            for line in lines:
+                if line.strip() in EXIT_WORDS:
+                    break
+                if line.strip():
+                    commands.append(line)
+            send_ahead(commands)
         for line in lines:
             word = line.strip()
             if word in EXIT_WORDS:
@@ -139,43 +155,81 @@ class LineReader:
         return parts
 
 
-def ask_daemon(host: str, port: int, not_running: str) -> Ask:
-    """Send each command as the daemon's ``cx`` request over one kept connection, as a real
-    console keeps its socket to Asterisk; a lost connection is made again once per command."""
-    held: list[socket.socket] = []
+class DaemonLink:
+    """The console's connection to Asterisk: each command as the daemon's ``cx`` request over
+    one kept connection, as a real console keeps its socket to Asterisk.
 
-    def exchange(body: bytes) -> tuple[str, int]:
-        if not held:
-            sock = socket.create_connection((host, port), timeout=10)
+    Calling it asks one command (an ``Ask``); a lost connection is made again once per
+    command. ``send_ahead`` sends several at once, answered in order by the calls that follow:
+    what asterisk.c's remote console does with lines typed ahead, since it reads the terminal
+    before the socket (``ast_el_read_char``) and sends each line as soon as editline returns
+    it, without waiting for the answer to the one before.
+    """
+
+    def __init__(self, host: str, port: int, not_running: str) -> None:
+        self._address = (host, port)
+        self._not_running = not_running
+        self._sock: socket.socket | None = None
+        self._reader: BinaryIO | None = None
+        self._sent: deque[str] = deque()  # sent ahead, answers not read yet
+
+    def send_ahead(self, commands: Sequence[str]) -> None:
+        requests = [_request(command) for command in commands]
+        try:
+            self._connected().sendall(b"".join(requests))
+        except OSError:
+            self._drop()  # each command is then asked on its own, reconnecting if need be
+            return
+        self._sent.extend(commands)
+
+    def __call__(self, command: str) -> tuple[str, int]:
+        if self._sent:
+            if self._sent.popleft() == command:
+                try:
+                    return self._answer()
+                except OSError:
+                    self._drop()  # sent, maybe run: never sent again
+                    return self._not_running, 1
+            self._drop()  # out of order: answers no longer match commands
+        for attempt in (1, 2):
+            reused = self._sock is not None
+            try:
+                self._connected().sendall(_request(command))
+                return self._answer()
+            except OSError:
+                self._drop()
+                if not reused or attempt == 2:
+                    break  # a fresh connection failed too: the daemon is gone
+        return self._not_running, 1  # no daemon: Asterisk is down
+
+    def _connected(self) -> socket.socket:
+        if self._sock is None:
+            sock = socket.create_connection(self._address, timeout=10)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            held.append(sock)
-        sock = held[0]
-        sock.sendall(b"cx %d\n" % len(body) + body)
-        reader = sock.makefile("rb")
-        header = reader.readline(64)
+            self._sock, self._reader = sock, sock.makefile("rb")
+        return self._sock
+
+    def _answer(self) -> tuple[str, int]:
+        assert self._reader is not None  # a request went out on this connection
+        header = self._reader.readline(64)
         status, _, size = header.decode("ascii", "replace").strip().partition(" ")
         if not (status.isdigit() and size.isdigit()):
             raise ConnectionError("the daemon closed without answering")
-        data = reader.read(int(size))
+        data = self._reader.read(int(size))
         if len(data) != int(size):
             raise ConnectionError("the daemon closed mid-answer")
         return data.decode("utf-8", "surrogateescape"), int(status)
 
-    def ask(command: str) -> tuple[str, int]:
-        body = command.encode("utf-8", "surrogateescape")
-        for attempt in (1, 2):
-            reused = bool(held)
-            try:
-                return exchange(body)
-            except OSError:
-                for sock in held:
-                    sock.close()
-                held.clear()
-                if not reused or attempt == 2:
-                    break  # a fresh connection failed too: the daemon is gone
-        return not_running, 1  # no daemon: Asterisk is down
+    def _drop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+        self._sock = self._reader = None
+        self._sent.clear()
 
-    return ask
+
+def _request(command: str) -> bytes:
+    body = command.encode("utf-8", "surrogateescape")
+    return b"cx %d\n" % len(body) + body
 
 
 def _write(fd: int, text: str) -> None:
@@ -197,8 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Raw terminal, as editline sets it: the tty must not echo (Asterisk echoes, and so do we)
     # nor turn our \r\n into \r\r\n (the screen's bytes already are what the pty shows).
     tty.setraw(0)
-    ask = ask_daemon(args.daemon_host, args.daemon_port, args.not_running)
-    output, status = ask(LOGGER_MUTE)
+    link = DaemonLink(args.daemon_host, args.daemon_port, args.not_running)
+    output, status = link(LOGGER_MUTE)
     if status != 0:
         _write(1, output)  # "Unable to connect to remote asterisk (…)", exit 1, as -rx does
         return 1
@@ -207,7 +261,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _write(1, screen.banner())
         while data := os.read(0, 65536):
-            for piece in screen.respond(reader.feed(data.decode("utf-8", "surrogateescape")), ask):
+            lines = reader.feed(data.decode("utf-8", "surrogateescape"))
+            for piece in screen.respond(lines, link, link.send_ahead):
                 _write(1, piece)
             if screen.exit_status is not None:
                 return screen.exit_status
