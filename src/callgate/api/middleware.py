@@ -6,6 +6,7 @@ wraps every request in extra tasks and streams, a measurable share of a 10 ms ca
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -46,17 +47,24 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            client = scope.get("client")
-            access_log.info(
-                "http",
-                request_id=rid,
-                method=scope["method"],
-                path=scope["path"],
-                query=redact_query(scope.get("query_string", b"").decode("latin-1")),
-                status=status,
-                elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
-                client=client[0] if client else "-",
-            )
+            # At the loop's next turn, like the handler's last lines (`logs.LinesSoon`), which
+            # it must follow: the answer has been written by then.
+            elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+            asyncio.get_running_loop().call_soon(_access_line, scope, rid, status, elapsed_ms)
+
+
+def _access_line(scope: Scope, rid: str, status: int, elapsed_ms: float) -> None:
+    client = scope.get("client")
+    access_log.info(
+        "http",
+        request_id=rid,
+        method=scope["method"],
+        path=scope["path"],
+        query=redact_query(scope.get("query_string", b"").decode("latin-1")),
+        status=status,
+        elapsed_ms=elapsed_ms,
+        client=client[0] if client else "-",
+    )
 
 
 def install(app: FastAPI) -> None:

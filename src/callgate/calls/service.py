@@ -156,7 +156,7 @@ class CallService:
         """The legacy flow: validate, authorise, then place (or reuse a double click's call)."""
         started = time.perf_counter()
         extension, number = self.validate(code, phone)
-        lines = LinesSoon()
+        lines = LinesSoon(turns=2)  # the read below runs in a task of its own
         lines.add(
             log.info,
             "call requested",
@@ -253,9 +253,14 @@ class CallService:
                 await finishing
             raise
         elapsed = _ms(started)
-        lines.flush()
-        bound.info(
-            "cli done", host=target.label, channel=originated.channel.name, elapsed_ms=elapsed
+        # Written once the answer is on its way: the client waits for the answer, not the line
+        # (the access line follows it, see api.middleware).
+        lines.add(
+            bound.info,
+            "cli done",
+            host=target.label,
+            channel=originated.channel.name,
+            elapsed_ms=elapsed,
         )
         if self._tracker is not None:
             self._tracker.track(call_id, target, originated.channel, number)
