@@ -183,6 +183,18 @@ def place(
     _run(work())
 
 
+def _request(
+    url: str | None, secret_env: str, direct: bool, method: str, path: str, **kwargs: Any
+) -> httpx.Response:
+    """One request to the v1 API (see `_api`), its body read."""
+
+    async def work() -> httpx.Response:
+        async with _api(url, secret_env, direct) as api:
+            return await api.client.request(method, path, **kwargs)
+
+    return _run(work())
+
+
 @call_app.command("show")
 def show(
     call_id: str,
@@ -191,12 +203,7 @@ def show(
     direct: Direct = False,
 ) -> None:
     """A call with its timeline and durations."""
-
-    async def work() -> Any:
-        async with _api(url, secret_env, direct) as api:
-            return _answer(await api.client.get(f"/v1/calls/{call_id}"))
-
-    call = _run(work())
+    call = _answer(_request(url, secret_env, direct, "GET", f"/v1/calls/{call_id}"))
     _show(call)
     for event in call["timeline"]:
         typer.echo(f"  {event['at']}  {event['state']:<18} {event.get('detail') or ''}")
@@ -219,14 +226,7 @@ def list_calls(
     params = {k: v for k, v in params.items() if v is not None} | {"limit": limit}
     if csv:
         params["format"] = "csv"
-
-    async def work() -> httpx.Response:
-        async with _api(url, secret_env, direct) as api:
-            response = await api.client.get("/v1/calls", params=params)
-            await response.aread()
-            return response
-
-    response = _run(work())
+    response = _request(url, secret_env, direct, "GET", "/v1/calls", params=params)
     if csv:
         if response.status_code >= 400:
             _answer(response)
@@ -244,12 +244,7 @@ def hangup(
     direct: Direct = False,
 ) -> None:
     """Hang a live call up; it ends as `canceled`."""
-
-    async def work() -> Any:
-        async with _api(url, secret_env, direct) as api:
-            return _answer(await api.client.post(f"/v1/calls/{call_id}/hangup"))
-
-    _show(_run(work()))
+    _show(_answer(_request(url, secret_env, direct, "POST", f"/v1/calls/{call_id}/hangup")))
 
 
 @calls_app.command("watch")
