@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import pytest
+import structlog.testing
 from pydantic import SecretStr
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -272,6 +273,36 @@ async def test_cancel_through_the_tracker(rig: Rig) -> None:
     assert (await read(rig.sessions, call_id))[0].end_reason == "hung up through the API"
     assert rig.engine.live_calls() == []
     assert not await tracker.cancel(call_id, "again")  # no longer followed
+
+
+@pytest.mark.postgres
+async def test_a_call_ended_by_another_process_keeps_that_end(rig: Rig) -> None:
+    """Another process cancels the row, then the channels go: the tracker stops following the
+    call, never overwrites `canceled`, and says in the log that the call ended elsewhere."""
+    rig.engine.set_scenario("150", Scenario(agent_answer_after=0.2, customer_answer_after=None))
+    tracker = await rig.tracker()
+    call_id = await rig.place(tracker)
+    await rig.reaches(call_id, "ringing_customer")
+    expected = CallState(await rig.state(call_id))
+    async with rig.sessions() as session:
+        moved = await CallTrackingRepo(session).record_transition(
+            call_id, S.CANCELED, expected=expected, at=datetime.now(UTC), reason="elsewhere"
+        )
+    assert moved.applied
+    with structlog.testing.capture_logs() as logged:
+        record, _ = await read(rig.sessions, call_id)
+        assert record.channel is not None
+        await rig.pbx.hangup(rig.target, record.channel)
+
+        async def unfollowed() -> bool:
+            return call_id not in tracker.live_calls()
+
+        await until(unfollowed, 5)
+    record, events = await read(rig.sessions, call_id)
+    assert (record.state, record.end_reason) == ("canceled", "elsewhere")
+    assert events[-1].state == "canceled"
+    ended = [e for e in logged if e["event"] == "call ended elsewhere"]
+    assert [(e["call_id"], e["state"]) for e in ended] == [(call_id, "canceled")]
 
 
 @pytest.mark.postgres

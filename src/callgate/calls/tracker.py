@@ -294,6 +294,15 @@ class CallTracker:
             done = [False] * len(calls)
         for call in calls:
             stored = call.history.persisted  # another writer's word stands
+            if stored.is_terminal and call.state is not stored:
+                # Ended by another writer first (a hangup by a process that does not follow
+                # the call): its state is the call's, whatever this tracker logged it saw.
+                log.info(
+                    "call ended elsewhere",
+                    call_id=call.call_id,
+                    state=stored.value,
+                    seen_here=call.state.value,
+                )
             if stored.is_terminal or (
                 not call.state.is_terminal and RANK[call.state] < RANK[stored]
             ):
