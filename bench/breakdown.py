@@ -20,7 +20,6 @@ answer written), so the medians split the time the client measured into:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import statistics
 import tempfile
@@ -28,6 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import uvloop
 from tests.support.sshd import SshdServer, sim_user_session
 
 from bench import setup, ways
@@ -99,7 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.breakdown", description=__doc__)
     parser.add_argument("--calls", type=int, default=200)
     args = parser.parse_args()
-    for part, value in asyncio.run(measure(args.calls)).items():
+    for part, value in uvloop.run(measure(args.calls)).items():
         print(f"{value:>9}  {part}")
 
 

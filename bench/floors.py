@@ -1,0 +1,108 @@
+"""The floors of a verified call through HTTP: each necessary part alone, with nothing else.
+
+A call through the legacy endpoint does three things that no implementation can skip: it
+answers an HTTP request, reads the secret's enterprise and host from the database, and has
+the PBX originate and list the new channel. Each is measured here on its own, from the
+benchmark's process, on the same event loop as the service's (uvloop), with the service's own
+code where it has one:
+
+- the PBX: ``PbxClient.originate`` over an open console (callgate's console transport, the
+  originate and its listing typed together), as issue 5's 1.8 ms measurement on a real
+  Asterisk did, plus the parsing that finds the new channel;
+- HTTP: ``GET /health`` on the running service over a kept connection (HTTP/1.1, the
+  framework's routing and middleware, a constant answer);
+- the database: the service's authorisation read (``per_call_statements(url).tenant``)
+  through its own asyncpg pool.
+
+Their sum, round by round, is the least a verified call through HTTP can take on this machine
+when the three run one after another, as they must (the originate waits for the secret to be
+checked). The seed's median over that sum is the best ratio that any service doing the same
+on the same components (uvicorn and FastAPI, asyncssh, asyncpg, the same sshd and simulated
+Asterisk) could show here.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from types import TracebackType
+
+from pydantic import SecretStr
+from tests.support.sshd import SshdServer
+
+from bench.load import HttpLane
+from callgate.db.per_call import PerCallStatements, per_call_statements
+from callgate.pbx.client import PbxClient
+from callgate.pbx.console import ConsoleTransport
+from callgate.pbx.rx import RxTransport
+from callgate.pbx.ssh import PoolLimits, SshPool
+from callgate.pbx.transport import HostTarget
+from callgate.settings import HostKeyPolicy, Transport
+
+EXTENSION = "150"
+
+
+@dataclass(frozen=True)
+class FloorRound:
+    """Seconds each part took in one round."""
+
+    pbx: float
+    http: float
+    database: float
+
+    @property
+    def total(self) -> float:
+        return self.pbx + self.http + self.database
+
+
+class Floors:
+    """The three parts, each ready to be timed (console open, pool warm, connection kept)."""
+
+    def __init__(self, sshd: SshdServer, url: str, service_port: int, secret: str) -> None:
+        pool = SshPool(PoolLimits())
+        self._transport = ConsoleTransport(pool, RxTransport(pool))
+        self._pbx = PbxClient(self._transport)
+        # The bench's own client of a loopback sshd it started: no host key to check.
+        self._target = HostTarget(
+            sshd.host,
+            sshd.port,
+            sshd.username,
+            SecretStr(sshd.password),
+            host_key_policy=HostKeyPolicy.OFF,
+            transport=Transport.CONSOLE,
+        )
+        self._statements: PerCallStatements = per_call_statements(url)
+        self._lane, self._secret = HttpLane(service_port), secret  # a kept connection
+
+    async def __aenter__(self) -> Floors:
+        await self._statements.open()
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._lane.close()
+        await self._transport.aclose()
+        await self._statements.close()
+
+    async def measure(self, phone: str) -> FloorRound:
+        """One round: the originate (hang it up afterwards), /health, the read."""
+        started = time.perf_counter()
+        await self._pbx.originate(self._target, EXTENSION, phone)
+        pbx = time.perf_counter() - started
+
+        started = time.perf_counter()
+        status, _ = await self._lane.get("/health")
+        http = time.perf_counter() - started
+        if status != 200:
+            raise RuntimeError(f"/health answered {status}")
+
+        started = time.perf_counter()
+        found = await self._statements.tenant(self._secret)
+        database = time.perf_counter() - started
+        if found is None:
+            raise RuntimeError("the authorisation read found no enterprise")
+        return FloorRound(pbx, http, database)

@@ -1,0 +1,62 @@
+"""The single-host goals of `make bench`: issue 5's ratios judged against the floor parts."""
+
+from __future__ import annotations
+
+from bench import single
+from bench.floors import FloorRound
+from bench.report import STATUS
+from bench.stats import Summary
+
+
+def _ms(name: str, median_ms: float) -> Summary:
+    return Summary(name, 40, median_ms, median_ms * 1.2, median_ms)
+
+
+def _result(seed: float, console: float, floors: float) -> single.SingleResult:
+    return single.SingleResult(
+        seed=_ms("seed", seed),
+        rx=_ms("rx", console * 2.5),
+        console=_ms("console", console),
+        idle=_ms("idle", console),
+        floor=_ms("floor", console * 1.5),
+        pbx_floor=_ms("pbx", floors / 2),
+        http_floor=_ms("http", floors / 4),
+        db_floor=_ms("db", floors / 4),
+        floors=_ms("floors", floors),
+        warmup=5,
+    )
+
+
+def _status(result: single.SingleResult) -> dict[str, bool | None]:
+    return {goal: met for goal, met, _ in single.goals(result)}
+
+
+GOAL_100 = "single host: console median >= 100x below the seed's (issue 5)"
+FIRST_BAR = "single host: console median >= 50x below the seed's (issue 5's first bar)"
+OVER_FLOORS = "single host: console median <= 1.5x the sum of its floor parts"
+
+
+def test_100x_is_out_of_reach_only_when_the_floors_alone_miss_it() -> None:
+    # 250 / 3.5 = 71x: the floor parts alone are below 100x, so no call could reach it.
+    beyond = _status(_result(seed=250.0, console=4.4, floors=3.5))
+    assert beyond[GOAL_100] is None
+    assert beyond[FIRST_BAR] is True and beyond[OVER_FLOORS] is True
+    # 250 / 2.0 = 125x: reachable here, and callgate at 56x misses it.
+    missed = _status(_result(seed=250.0, console=4.4, floors=2.0))
+    assert missed[GOAL_100] is False
+    assert missed[OVER_FLOORS] is False  # 2.2x the floors
+    met = _status(_result(seed=250.0, console=2.4, floors=2.0))
+    assert met[GOAL_100] is True
+
+
+def test_the_first_bar_is_its_own_goal() -> None:
+    assert _status(_result(seed=250.0, console=5.5, floors=3.5))[FIRST_BAR] is False
+
+
+def test_a_floor_round_sums_its_parts() -> None:
+    assert FloorRound(pbx=0.002, http=0.001, database=0.0005).total == 0.0035
+
+
+def test_the_report_names_a_goal_out_of_reach() -> None:
+    assert STATUS[None] == "out of reach here"
+    assert STATUS[False] == "NOT MET"
