@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,9 +121,13 @@ class Service:
 
 @contextlib.asynccontextmanager
 async def callgate_service(
-    url: str, workdir: Path, extra_env: dict[str, str] | None = None
+    url: str,
+    workdir: Path,
+    extra_env: dict[str, str] | None = None,
+    command: Sequence[str] | None = None,
 ) -> AsyncIterator[Service]:
-    """`callgate serve` as its own process, as in production."""
+    """`callgate serve` as its own process, as in production (or ``command``, which serves
+    the same way: `bench.ablation`'s changed services)."""
     port = free_port()
     env = {
         **os.environ,
@@ -134,10 +138,8 @@ async def callgate_service(
         "CALLGATE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
         **(extra_env or {}),
     }
-    callgate = Path(sys.executable).with_name("callgate")
-    proc = await asyncio.create_subprocess_exec(
-        str(callgate), "serve", env=env, stdout=subprocess.DEVNULL
-    )
+    argv = command or [str(Path(sys.executable).with_name("callgate")), "serve"]
+    proc = await asyncio.create_subprocess_exec(*argv, env=env, stdout=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base) as client:
