@@ -21,13 +21,11 @@ import logging
 import os
 import shlex
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import uvloop
-from tests.support.sshd import SshdServer, sim_user_session
 
 from bench import footprint, procs, report, scale, setup, single, tracking
 from bench.farm_client import farm_process
@@ -77,14 +75,8 @@ class Results:
 
 async def measure(plan: Plan) -> Results:
     """Run every part in order on one machine set-up; the results, for the report."""
-    with (
-        tempfile.TemporaryDirectory(prefix="callgate-bench-") as tmp,
-        sim_user_session() as user,
-        SshdServer(user) as sshd,
-        setup.simulator_daemon(Path(tmp)) as daemon,
-    ):
-        workdir = Path(tmp)
-        control = setup.install(sshd, daemon.port)
+    with setup.stage("callgate-bench-") as host:
+        sshd, control, workdir, daemon = host.sshd, host.control, host.workdir, host.daemon
         single_result = await single.measure(sshd, control, workdir, plan.samples, plan.warmup)
         async with farm_process() as farm, setup.database() as url:
             await asyncio.to_thread(upgrade, url)

@@ -29,13 +29,10 @@ import asyncio
 import contextlib
 import statistics
 import sys
-import tempfile
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
 import uvloop
-from tests.support.sshd import SshdServer, sim_user_session
 
 from bench import setup, ways
 from bench.load import HttpLane
@@ -94,14 +91,8 @@ def serve(variant: str) -> None:
 
 async def measure(calls: int, warmup: int = 20) -> dict[str, Any]:
     """The seed's median, and per variant its median and paired difference from ``full``."""
-    with (
-        tempfile.TemporaryDirectory(prefix="callgate-ablation-") as tmp,
-        sim_user_session() as user,
-        SshdServer(user) as sshd,
-        setup.simulator_daemon(Path(tmp)) as daemon,
-    ):
-        workdir = Path(tmp)
-        control = setup.install(sshd, daemon.port)
+    with setup.stage("callgate-ablation-") as stage:
+        sshd, control, workdir = stage.sshd, stage.control, stage.workdir
         async with setup.database() as url, contextlib.AsyncExitStack() as stack:
             secret = await setup.seed_rows(url, sshd, "console")
             lanes: dict[str, HttpLane] = {}

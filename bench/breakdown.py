@@ -22,13 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import tempfile
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import uvloop
-from tests.support.sshd import SshdServer, sim_user_session
 
 from bench import setup, ways
 from bench.load import HttpLane
@@ -67,14 +64,8 @@ def split(log_lines: list[str], client_ms: list[float]) -> dict[str, float]:
 
 
 async def measure(calls: int, warmup: int = 20) -> dict[str, float]:
-    with (
-        tempfile.TemporaryDirectory(prefix="callgate-breakdown-") as tmp,
-        sim_user_session() as user,
-        SshdServer(user) as sshd,
-        setup.simulator_daemon(Path(tmp)) as daemon,
-    ):
-        workdir = Path(tmp)
-        control = setup.install(sshd, daemon.port)
+    with setup.stage("callgate-breakdown-") as stage:
+        sshd, control, workdir = stage.sshd, stage.control, stage.workdir
         log_file = workdir / "service.log"
         extra = {"CALLGATE_LOG_FILE": str(log_file), "CALLGATE_LOG_FORMAT": "json"}
         async with setup.database() as url:

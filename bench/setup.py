@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from tests.support.service import free_port
-from tests.support.sshd import SshdServer
+from tests.support.sshd import SshdServer, sim_user_session
 
 from bench.farm_client import FarmClient, FarmHost
 from callgate.db.engine import make_engine, make_sessionmaker
@@ -186,6 +186,28 @@ def install(sshd: SshdServer, daemon_port: int) -> SimulatorControl:
     """Put the simulator's `asterisk` program on the sshd user's PATH; its control client."""
     install_program(sshd.bin_dir, daemon_port)
     return SimulatorControl(daemon_port)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A working directory, the real sshd whose `asterisk` is the simulator, and its daemon."""
+
+    workdir: Path
+    sshd: SshdServer
+    daemon: Daemon
+    control: SimulatorControl
+
+
+@contextlib.contextmanager
+def stage(prefix: str) -> Iterator[Stage]:
+    """The single-host set-up every measurement starts from, torn down afterwards."""
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as tmp,
+        sim_user_session() as user,
+        SshdServer(user) as sshd,
+        simulator_daemon(Path(tmp)) as daemon,
+    ):
+        yield Stage(Path(tmp), sshd, daemon, install(sshd, daemon.port))
 
 
 async def seed_farm_rows(
