@@ -74,13 +74,17 @@ def render(
         "",
         "## Goals",
         "",
+        *goal_lines(goals),
     ]
-    for goal, met, numbers in goals:
-        lines.append(f"- **{STATUS[met]}**: {goal}: {numbers}")
+    return "\n".join(lines)
+
+
+def goal_lines(goals: list[Goal]) -> list[str]:
+    """A line per goal with its status, then the count of those met (and out of reach)."""
+    lines = [f"- **{STATUS[met]}**: {goal}: {numbers}" for goal, met, numbers in goals]
     met_count = sum(1 for _, met, _ in goals if met)
     beyond = sum(1 for _, met, _ in goals if met is None)
     summary = f"{met_count} of {len(goals)} goals met"
     if beyond:
         summary += f"; {beyond} out of reach on this machine (its floors alone miss it)"
-    lines += ["", summary + "."]
-    return "\n".join(lines)
+    return [*lines, "", summary + "."]

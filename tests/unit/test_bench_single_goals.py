@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench import single
 from bench.floors import FloorRound
-from bench.report import STATUS
+from bench.report import goal_lines
 from bench.stats import Summary
 
 
@@ -57,6 +57,11 @@ def test_a_floor_round_sums_its_parts() -> None:
     assert FloorRound(pbx=0.002, http=0.001, database=0.0005).total == 0.0035
 
 
-def test_the_report_names_a_goal_out_of_reach() -> None:
-    assert STATUS[None] == "out of reach here"
-    assert STATUS[False] == "NOT MET"
+def test_the_report_counts_a_goal_out_of_reach_apart_from_those_met() -> None:
+    lines = goal_lines(single.goals(_result(seed=250.0, console=4.4, floors=3.5)))
+    assert f"- **out of reach here**: {GOAL_100}: " in "\n".join(lines)
+    beyond = "1 out of reach on this machine (its floors alone miss it)"
+    assert lines[-1] == f"4 of 5 goals met; {beyond}."
+    missed = goal_lines(single.goals(_result(seed=250.0, console=4.4, floors=2.0)))
+    assert f"- **NOT MET**: {GOAL_100}: " in "\n".join(missed)
+    assert missed[-1] == "3 of 5 goals met."
