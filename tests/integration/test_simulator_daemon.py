@@ -24,7 +24,7 @@ from callgate.simulator import (
 )
 from callgate.simulator.clitext import NOT_RUNNING
 
-TRANSCRIPTS = Path(__file__).parents[2].parent / "shared" / "asterisk"
+TRANSCRIPTS = Path(__file__).parents[2] / "recordings" / "asterisk"
 PHONE = "+375296254070"
 # Commands of the CLI transcript whose answer does not depend on calls in progress.
 STATELESS = re.compile(

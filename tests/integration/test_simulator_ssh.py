@@ -20,7 +20,7 @@ from callgate.simulator import SimulatedAsterisk, SshSimulator, start_ssh_simula
 from callgate.simulator.clitext import NOT_RUNNING
 from callgate.simulator.shell import run_line
 
-TRANSCRIPTS = Path(__file__).parents[2].parent / "shared" / "asterisk"
+TRANSCRIPTS = Path(__file__).parents[2] / "recordings" / "asterisk"
 USER, PASSWORD = "pbx", "sim-password"
 PHONE = "+375296254070"
 

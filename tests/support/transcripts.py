@@ -1,4 +1,4 @@
-"""Read the recorded Asterisk 22.7 transcripts in shared/asterisk into (command, output, status).
+"""Read the recorded Asterisk 22.7 transcripts in recordings/asterisk into (command, output, status).
 
 They are the facts the parser and the simulator are built on, so a missing file fails the test.
 """
@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-TRANSCRIPTS = Path(__file__).resolve().parents[2].parent / "shared" / "asterisk"
+TRANSCRIPTS = Path(__file__).resolve().parents[2] / "recordings" / "asterisk"
 _BLOCK = re.compile(r"^\$ asterisk -rx \"([^\n]*)\"\n(.*?)^\[exit status (\d+)\]\n", re.M | re.S)
 _SNAPSHOT = re.compile(
     r"^--- t=\+([0-9.]+)s: core show channels concise\n(.*?)(?=^---|\Z)", re.M | re.S
@@ -26,7 +26,7 @@ class Exchange:
 def read(name: str) -> str:
     path = TRANSCRIPTS / name
     if not path.is_file():
-        raise FileNotFoundError(f"transcript missing: shared/asterisk/{name}")
+        raise FileNotFoundError(f"transcript missing: recordings/asterisk/{name}")
     return path.read_text(encoding="utf-8")
 
 

@@ -1,4 +1,4 @@
-"""The call state machine against what a real Asterisk 22.7 printed (shared/asterisk)."""
+"""The call state machine against what a real Asterisk 22.7 printed (recordings/asterisk)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parsing of every recorded Asterisk 22.7 transcript in shared/asterisk."""
+"""Parsing of every recorded Asterisk 22.7 transcript in recordings/asterisk."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from callgate.simulator import clitext
 from callgate.simulator.engine import SimulatedAsterisk
 from callgate.simulator.timeline import Scenario
 
-TRANSCRIPTS = Path(__file__).parents[2].parent / "shared" / "asterisk"
+TRANSCRIPTS = Path(__file__).parents[2] / "recordings" / "asterisk"
 PHONE = "+375296254070"
 ORIGINATE_150 = commands.originate("150", PHONE, "inoffice")
 # Commands of the CLI transcript that the simulator does not play (answered as unknown).

@@ -1,6 +1,6 @@
 """The call state machine, and what one ``core show channels concise`` listing says of a call.
 
-Pure: no I/O, no clock. Asterisk 22.7 (``shared/asterisk``): an originate makes the first leg
+Pure: no I/O, no clock. Asterisk 22.7 (``recordings/asterisk``): an originate makes the first leg
 ``Local/<ext>@<ctx>-X;1/;2``; the agent answering makes ``;1`` run ``Dial`` and the customer pair
 ``Local/<phone>@<ctx>-Y;1/;2`` appear at once; both ``;1`` then share a bridge id when the
 customer answers; at the end every channel is gone.

@@ -1,6 +1,6 @@
 """Pure byte handling of Asterisk's remote console (``asterisk -r -q`` on a pty): no I/O.
 
-What a console writes (see ``shared/asterisk/remote-console-over-ssh-pty.txt``, recorded on a
+What a console writes (see ``recordings/asterisk/remote-console-over-ssh-pty.txt``, recorded on a
 real Asterisk 22.7, and ``ast_el_read_char()`` in its ``main/asterisk.c``):
 
 * a banner ending in ``Connected to Asterisk <v> currently running on <host> (pid = N)\\r\\n``

@@ -1,7 +1,7 @@
 """A fake Asterisk 22.7 that prints what the real one prints, for tests and demos.
 
 The reference is the set of transcripts recorded from a real Asterisk 22.7.0 in
-``shared/asterisk`` (its README explains the dialplan they ran). The pieces:
+``recordings/asterisk`` (its README explains the dialplan they ran). The pieces:
 
 * ``engine.SimulatedAsterisk``: pure state and CLI, no I/O. ``execute(command)`` returns the
   bytes and exit status of ``asterisk -rx "<command>"``; calls progress with an injectable

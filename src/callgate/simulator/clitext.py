@@ -1,7 +1,7 @@
 """Asterisk 22's CLI machinery, ported: word splitting, command lookup, fixed texts, orderings.
 
 Everything here reproduces what ``main/cli.c`` does, because the bytes are the contract: the
-transcripts in ``shared/asterisk`` are the reference, and where they show nothing the C source
+transcripts in ``recordings/asterisk`` are the reference, and where they show nothing the C source
 is. Texts that only the source shows (not a transcript) are marked so.
 """
 

@@ -2,7 +2,7 @@
 
 ``ConsoleScreen`` is the one place that produces them, for both simulators: the bash program's
 console client (``main()`` below, run once per console) and the in-process SSH server. The
-reference is ``shared/asterisk/remote-console-over-ssh-pty.txt``, whose bytes come from
+reference is ``recordings/asterisk/remote-console-over-ssh-pty.txt``, whose bytes come from
 ``ast_el_read_char()`` in Asterisk's ``main/asterisk.c`` and editline, as seen through a pty:
 
 * each line read from the terminal is echoed as ``<line>\\r\\n`` and the next prompt is shown;
