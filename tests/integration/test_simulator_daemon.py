@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import select
 import signal
+import socket
 import statistics
 import sys
 import time
@@ -182,6 +185,7 @@ async def test_control_operations(daemon: SimulatorDaemon, program: Path) -> Non
     await control.set_contexts({"inoffice", "sales"})
     await run(program, "-rx", commands.originate("150", PHONE, "sales"))
     await run(program, "-rx", commands.originate("151", PHONE, "inoffice"))
+    await asyncio.sleep(0.01)  # even an agent answering "at once" waits for its dialplan (1 ms)
     calls = await control.calls()
     assert [(call["extension"], len(call["channels"])) for call in calls] == [
         ("150", 2),
@@ -218,7 +222,7 @@ async def test_engine_failure_is_reported(
 ) -> None:
     """A simulator bug answers status 255 with its reason instead of a silent hang-up."""
 
-    def broken(command: str) -> None:
+    def broken(command: str, console: int | None = None, *, at: float | None = None) -> None:
         raise RuntimeError("boom")
 
     monkeypatch.setattr(daemon.engine, "execute", broken)
@@ -245,3 +249,196 @@ async def test_module_daemon_with_port_file(tmp_path: Path) -> None:
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+# -- consoles: what Asterisk writes to them on its own ------------------------------------
+
+QUICK = Scenario(agent_answer_after=0.05, customer_answer_after=0.05, talk=0.1)
+
+
+class RawConsole:
+    """A console's connection to the daemon (``cx``), read frame by frame."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, port: int) -> RawConsole:
+        return cls(*await asyncio.open_connection("127.0.0.1", port))
+
+    def send(self, command: str) -> None:
+        body = command.encode()
+        self.writer.write(b"cx %d\n" % len(body) + body)
+
+    async def frame(self) -> tuple[str, str]:
+        """(``out`` or the exit status, text) of the next frame (within 5 s)."""
+        header = await asyncio.wait_for(self.reader.readuntil(b"\n"), 5)
+        kind, size = header.decode().split()
+        return kind, (await self.reader.readexactly(int(size))).decode()
+
+    async def ask(self, command: str) -> str:
+        """Send a command and return its answer; pushed blocks before it must not come."""
+        self.send(command)
+        kind, text = await self.frame()
+        assert kind == "0", (kind, text)
+        return text
+
+    async def blocks_until(self, needle: str) -> list[str]:
+        """Pushed blocks up to the one containing ``needle``."""
+        blocks: list[str] = []
+        while not blocks or needle not in blocks[-1]:
+            kind, text = await self.frame()
+            assert kind == "out", (kind, text)
+            blocks.append(text)
+        return blocks
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_consoles_are_pushed_lines_as_calls_progress(daemon: SimulatorDaemon) -> None:
+    """Each console gets what its verbosity shows, in real time, without typing anything: the
+    verbose-3 one every step of a call, the verbose-0 one only the doomed call's NOTICE."""
+    control = SimulatorControl(daemon.port)
+    await control.set_default_scenario(QUICK)
+    loud, quiet = await RawConsole.open(daemon.port), await RawConsole.open(daemon.port)
+    try:
+        assert await loud.ask("core set verbose 3") == "Console verbose was OFF and is now 3.\n"
+        assert await quiet.ask("core show version") != ""
+        levels = {console["verbose"] for console in await control.consoles()}
+        assert levels == {0, 3}
+        assert (await control.rx(commands.originate("150", PHONE, "inoffice"))).output == ""
+        blocks = await loud.blocks_until("left 'simple_bridge'")
+        text = "".join(blocks)
+        for step in ("Called 150@inoffice", "is ringing", "answered", "joined", "Hangup"):
+            assert step in text, step
+        await control.set_scenario("120", Scenario(agent_outcome="busy"))
+        await control.rx(commands.originate("120", PHONE, "inoffice"))
+        busy = "".join(await loud.blocks_until("exited non-zero on 'Local/120@inoffice-"))
+        assert "-00000002;1 is busy\n" in busy
+        assert (await control.rx(commands.originate("150", PHONE, "nosuchcontext"))).output == ""
+        notice = "No such extension/context 150@nosuchcontext while calling Local channel\n"
+        for console in (quiet, loud):
+            (block,) = await console.blocks_until(notice)
+            assert "\x1b[1;33mNOTICE\x1b[0m[16379]: " in block
+    finally:
+        loud.close()
+        quiet.close()
+
+
+async def test_missing_extension_is_doomed_and_noticed(daemon: SimulatorDaemon) -> None:
+    """`set_missing_extensions`: the pair is listed at first, then gone with the NOTICE."""
+    control = SimulatorControl(daemon.port)
+    await control.set_missing_extensions("inoffice", {"150"})
+    console = await RawConsole.open(daemon.port)
+    try:
+        console.send(commands.originate("150", PHONE, "inoffice"))
+        console.send(commands.CHANNELS_CONCISE)
+        assert await console.frame() == ("0", "")
+        kind, listing = await console.frame()
+        assert kind == "0" and "!Ring!(None)!" in listing and "!Down!AppDial2!" in listing
+        await console.blocks_until("No such extension/context 150@inoffice")
+        assert await console.ask(commands.CHANNELS_CONCISE) == ""
+        await control.set_missing_extensions("inoffice", ())
+        assert daemon.engine.missing_extensions == {}
+    finally:
+        console.close()
+
+
+async def test_logs_mid_listing_come_after_its_first_line(daemon: SimulatorDaemon) -> None:
+    """With the switch on, a NOTICE waits for the console's next listing and comes between
+    its lines: first line, NOTICE, then the rest as the answer."""
+    control = SimulatorControl(daemon.port)
+    await control.set_logs_mid_listing(True)
+    console = await RawConsole.open(daemon.port)
+    try:
+        await console.ask("core show version")
+        await control.rx(commands.originate("199", PHONE, "inoffice"))  # rings for 30 s
+        await control.rx(commands.originate("150", PHONE, "nosuchcontext"))
+        await asyncio.sleep(0.05)  # the NOTICE is due, and held
+        console.send(commands.CHANNELS_CONCISE)
+        (kind1, first), (kind2, notice), (kind3, rest) = [await console.frame() for _ in "abc"]
+        assert (kind1, kind2, kind3) == ("out", "out", "0")
+        assert first.count("\n") == 1 and rest.count("\n") == 1
+        assert "-00000000;" in first and "-00000000;" in rest and "NOTICE" in notice
+        await control.reset()  # switches it off again
+        await control.rx(commands.originate("150", PHONE, "nosuchcontext"))
+        await console.blocks_until("No such extension/context")
+    finally:
+        console.close()
+
+
+async def test_program_console_shows_pushed_lines_while_idle(
+    daemon: SimulatorDaemon, program: Path
+) -> None:
+    """`asterisk -r` on a pty: at verbose 3 the steps of a call placed elsewhere appear on the
+    idle console as Asterisk writes them (erase the prompt, the lines, redraw the prompt)."""
+    master, slave = os.openpty()
+    process = await asyncio.create_subprocess_exec(
+        str(program), "-r", "-q", stdin=slave, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    screen = PtyReader(master)
+    try:
+        await screen.until("*CLI> ")
+        os.write(master, b"core set verbose 3\r")
+        await screen.until("Console verbose was OFF and is now 3.\r\n\r\r\n")
+        await SimulatorControl(daemon.port).set_default_scenario(QUICK)
+        await SimulatorControl(daemon.port).rx(commands.originate("150", PHONE, "inoffice"))
+        text = await screen.until("left 'simple_bridge'")
+        idle = text[text.index("is now 3.") :]
+        assert "\r\x1b[0K\x1b[1;30m    -- \x1b[0mCalled 150@inoffice\r\n" in idle
+        assert f"-00000000;1 is ringing\r\n\r\r\n{socket.gethostname()}*CLI> " in idle
+        os.write(master, b"exit\r")
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(master)
+
+
+class PtyReader:
+    """What a pty's master reads, accumulated; read in a thread (the daemon runs in this loop)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.text = ""
+
+    async def until(self, needle: str) -> str:
+        """Everything read once ``needle`` has been (within 10 s)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while needle not in self.text:
+            left = deadline - loop.time()
+            assert left > 0, f"{needle!r} not seen in {self.text[-500:]!r}"
+            chunk = await loop.run_in_executor(None, self._read, min(left, 0.5))
+            self.text += chunk.decode("utf-8", "surrogateescape")
+        return self.text
+
+    def _read(self, timeout: float) -> bytes:
+        ready, _, _ = select.select([self.fd], [], [], timeout)
+        return os.read(self.fd, 65536) if ready else b""
+
+
+async def test_notice_comes_before_any_listing_without_the_pair(daemon: SimulatorDaemon) -> None:
+    """On the wire, whatever the timing: a listing that no longer shows a doomed pair comes
+    after its NOTICE (as the pair's end follows local_call()'s refusal in Asterisk)."""
+    console = await RawConsole.open(daemon.port)
+    try:
+        for code in ("150", "151", "152", "153", "154"):
+            console.send(commands.originate(code, PHONE, "nosuchcontext"))
+            assert await console.frame() == ("0", "")
+            noticed = False
+            while True:
+                console.send(commands.CHANNELS_CONCISE)
+                kind, text = await console.frame()
+                while kind == "out":
+                    noticed = noticed or f"context {code}@nosuchcontext while" in text
+                    kind, text = await console.frame()
+                if f"Local/{code}@nosuchcontext-" not in text:
+                    break
+                await asyncio.sleep(0.0003)
+            assert noticed, code
+    finally:
+        console.close()

@@ -16,7 +16,7 @@ import pytest
 
 from callgate.pbx import commands
 from callgate.pbx.parsing import parse_channels, parse_count
-from callgate.simulator import SimulatedAsterisk, SshSimulator, start_ssh_simulator
+from callgate.simulator import Scenario, SimulatedAsterisk, SshSimulator, start_ssh_simulator
 from callgate.simulator.clitext import NOT_RUNNING
 from callgate.simulator.shell import run_line
 
@@ -204,3 +204,82 @@ def test_shell_line_reader() -> None:
     assert (usage.stdout, usage.exit_status) == ("", 1) and usage.stderr.startswith("Usage:")
     assert run_line(engine, "asterisk -r").stderr.endswith("not simulated yet\n")
     assert engine.commands == []
+
+
+# -- consoles: what Asterisk writes to them on its own ------------------------------------
+
+QUICK = Scenario(agent_answer_after=0.05, customer_answer_after=0.05, talk=0.1)
+DOOMED = commands.originate("150", PHONE, "nosuchcontext")
+NOTICE = "No such extension/context 150@nosuchcontext while calling Local channel\r\n"
+
+
+class Screen:
+    """What an `asterisk -r` session over SSH has written so far."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess[str]) -> None:
+        self.process = process
+        self.text = ""
+
+    async def until(self, needle: str) -> str:
+        """Read until ``needle`` appears after what was read before (within 5 s); return the
+        new text."""
+        start = len(self.text)
+        async with asyncio.timeout(5):
+            while needle not in self.text[start:]:
+                chunk = await self.process.stdout.read(65536)
+                assert chunk, f"the console ended before {needle!r}"
+                self.text += chunk
+        return self.text[start:]
+
+    def type(self, line: str) -> None:
+        self.process.stdin.write(line + "\r")
+
+
+@contextlib.asynccontextmanager
+async def console(
+    simulator: SshSimulator,
+) -> AsyncIterator[tuple[asyncssh.SSHClientConnection, Screen]]:
+    async with connect(simulator) as conn:
+        process = await conn.create_process("asterisk -r -q", term_type="dumb")
+        screen = Screen(process)
+        await screen.until("vm*CLI> ")
+        try:
+            yield conn, screen
+        finally:
+            process.close()
+
+
+async def test_console_is_pushed_the_lines_of_its_verbosity(simulator: SshSimulator) -> None:
+    """At verbose 0 only the NOTICE of a doomed call; at verbose 3 every step of a call,
+    written on the idle console as a block from Asterisk is."""
+    simulator.engine.default_scenario = QUICK
+    async with console(simulator) as (conn, screen):
+        await conn.run(f"asterisk -rx {shlex.quote(commands.originate('150', PHONE, 'inoffice'))}")
+        result = await conn.run(f"asterisk -rx {shlex.quote(DOOMED)}")
+        assert result.stdout == ""  # -rx prints no log lines
+        quiet = await screen.until(NOTICE)
+        assert "Called" not in quiet and quiet.startswith("\r\x1b[0K[")
+        assert quiet.endswith(NOTICE + "\r\r\nvm*CLI> ")
+        screen.type("core set verbose 3")
+        await screen.until("Console verbose was OFF and is now 3.\r\n\r\r\nvm*CLI> ")
+        await conn.run(f"asterisk -rx {shlex.quote(commands.originate('151', PHONE, 'inoffice'))}")
+        loud = await screen.until("-00000003;1 left 'simple_bridge'")
+        called = "\r\x1b[0K\x1b[1;30m    -- \x1b[0mCalled 151@inoffice\r\n"
+        assert loud.startswith(called) and "-00000002;1 is ringing\r\n\r\r\nvm*CLI> " in loud
+        screen.type("core set verbose 0")
+        await screen.until("Console verbose was 3 and is now OFF.\r\n")
+
+
+async def test_console_lines_mid_listing(simulator: SshSimulator) -> None:
+    """With the switch on, the NOTICE comes between the lines of the next listing."""
+    simulator.set_logs_mid_listing(True)
+    async with console(simulator) as (conn, screen):
+        await conn.run(f"asterisk -rx {shlex.quote(commands.originate('199', PHONE, 'inoffice'))}")
+        await conn.run(f"asterisk -rx {shlex.quote(DOOMED)}")
+        await asyncio.sleep(0.05)
+        screen.type(commands.CHANNELS_CONCISE)
+        screen.type("cgsync1")  # its answer marks the end of the listing's
+        shown = await screen.until("No such command 'cgsync1'")
+        lines = [line for line in shown.split("\r\n") if "!" in line or "NOTICE" in line]
+        assert ["NOTICE" in line for line in lines] == [False, True, False]
+        simulator.set_logs_mid_listing(False)

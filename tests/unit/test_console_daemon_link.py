@@ -3,6 +3,7 @@ asterisk.c's remote console sends each line without waiting for the answer befor
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -89,3 +90,55 @@ def test_an_answer_lost_after_sending_is_not_running_and_never_sent_again() -> N
         assert link("channel originate x") == ("", 0)
         assert link("cgsync1") == (NOT_RUNNING, 1)
     assert failures == []
+
+
+def _out(conn: socket.socket, text: str) -> None:
+    data = text.encode()
+    conn.sendall(b"out %d\n" % len(data) + data)
+
+
+def test_blocks_pushed_before_an_answer_are_shown_in_order() -> None:
+    """`out` frames that come while an answer is awaited are shown, in order, before it."""
+    shown: list[str] = []
+
+    def serve(conn: socket.socket) -> None:
+        _requests(conn, 1)
+        _out(conn, "    -- Called 150@inoffice\n")
+        _out(conn, "[Dec  6 13:56:17] NOTICE[1]: core_local.c:753 local_call: No such\n")
+        _answer(conn, "Local/150@inoffice-00000000;1!…\n")
+
+    with _daemon(serve) as (port, failures):
+        link = DaemonLink("127.0.0.1", port, NOT_RUNNING, on_output=shown.append)
+        assert link("core show channels concise") == ("Local/150@inoffice-00000000;1!…\n", 0)
+    assert failures == []
+    assert shown == [
+        "    -- Called 150@inoffice\n",
+        "[Dec  6 13:56:17] NOTICE[1]: core_local.c:753 local_call: No such\n",
+    ]
+
+
+def test_blocks_pushed_while_idle_are_read_by_poll() -> None:
+    """While the console idles its socket becomes readable: poll() shows what came, including
+    a block that arrived in the same read as the last answer (show_buffered())."""
+    shown: list[str] = []
+    idle = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        _requests(conn, 1)
+        data = b"0 0\n" + b"out 6\nafter\n"  # the answer and a block, in one write
+        conn.sendall(data)
+        idle.wait(5)
+        _out(conn, "later\n")
+
+    with _daemon(serve) as (port, failures):
+        link = DaemonLink("127.0.0.1", port, NOT_RUNNING, on_output=shown.append)
+        assert link("core set verbose 3") == ("", 0)
+        link.show_buffered()
+        assert shown == ["after\n"]
+        idle.set()
+        sock = link.fileno()
+        assert sock is not None
+        while len(shown) < 2 and select.select([sock], [], [], 5)[0] == [sock]:
+            link.poll()
+    assert failures == []
+    assert shown == ["after\n", "later\n"]

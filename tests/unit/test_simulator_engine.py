@@ -84,6 +84,11 @@ class FakeClock:
         return self.epoch + self.t
 
 
+def bridge_uuid(n: int) -> str:
+    """A bridge id shaped like Asterisk's (a UUID), which the listing parser insists on."""
+    return f"00000000-0000-4000-8000-{n:012x}"
+
+
 def make_engine(clock: FakeClock, bridge_ids: list[str] | None = None) -> SimulatedAsterisk:
     ids: Iterator[str] = iter(bridge_ids or [])
     return SimulatedAsterisk(clock=clock, wall_clock=clock.wall, bridge_ids=lambda: next(ids))
@@ -96,7 +101,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def engine(clock: FakeClock) -> SimulatedAsterisk:
-    return make_engine(clock, [f"bridge-{n}" for n in range(100)])
+    return make_engine(clock, [bridge_uuid(n) for n in range(100)])
 
 
 def at(engine: SimulatedAsterisk, clock: FakeClock, t: float, command: str) -> str:
@@ -231,7 +236,7 @@ def test_answered_scenario_over_time(engine: SimulatedAsterisk, clock: FakeClock
     assert dialing[agent + ";1"] == ("Up", "Dial", f"Local/{PHONE}@inoffice", "")
     assert dialing[customer + ";2"] == ("Ring", "Wait", "2", "")
     talking = states(engine, clock, 10.0)
-    assert talking[agent + ";1"][3] == talking[customer + ";1"][3] == "bridge-0"
+    assert talking[agent + ";1"][3] == talking[customer + ";1"][3] == bridge_uuid(0)
     assert talking[customer + ";2"] == ("Up", "Wait", "20", "")
     assert len(states(engine, clock, 23.49)) == 4
     assert states(engine, clock, 23.5) == {}
@@ -260,15 +265,20 @@ def test_customer_never_answers(engine: SimulatedAsterisk, clock: FakeClock) -> 
     assert states(engine, clock, 26.0) == {}
 
 
-def test_wrong_context_or_technology_creates_no_channel(
+def test_wrong_context_or_technology_leaves_no_channel(
     engine: SimulatedAsterisk, clock: FakeClock
 ) -> None:
-    """Unknown context or technology: silent exit 0, no channel; a Local pair number is used."""
+    """Unknown context or technology: silent exit 0. The Local pair is listed for a moment
+    (README fact 1) and takes its number; a Foo/ channel is never created."""
     answers = [
         engine.execute(f"channel originate {channel} application Dial Local/{PHONE}@inoffice")
         for channel in ("Local/150@nosuchcontext", "Foo/150")
     ]
     assert [(a.output, a.exit_status) for a in answers] == [("", 0), ("", 0)]
+    assert set(states(engine, clock, 0.0)) == {
+        "Local/150@nosuchcontext-00000000;1",
+        "Local/150@nosuchcontext-00000000;2",
+    }
     assert states(engine, clock, 0.1) == {}
     assert at(engine, clock, 0.2, commands.CHANNELS_COUNT) == (
         "0 active channels\n0 active calls\n0 calls processed\n"
@@ -343,8 +353,9 @@ def test_contexts_dial_failures_and_agent_hold(engine: SimulatedAsterisk, clock:
         "00000006;1",
         "00000006;2",
     }  # 00000005 went to 151's failed Dial to Local/1@x
-    assert "Local/170@inoffice-00000003;1" in states(engine, clock, 40.9)
-    assert states(engine, clock, 41.0) == {}  # the agent leg's Wait(40) ended first
+    # The agent leg's Wait(40) starts 20 ms after its Answer() (at 1 s) and ends first.
+    assert "Local/170@inoffice-00000003;1" in states(engine, clock, 41.01)
+    assert states(engine, clock, 41.02) == {}
 
 
 # -- the other commands --------------------------------------------------------------------
@@ -444,7 +455,7 @@ def test_any_scenario_lists_parseable_consistent_channels(
 ) -> None:
     """For any scenario and moments, listings parse, pairs are whole and counts agree."""
     clock = FakeClock(epoch=1795707871.2)
-    engine = make_engine(clock, [f"b{n}" for n in range(10)])
+    engine = make_engine(clock, [bridge_uuid(n) for n in range(10)])
     engine.default_scenario = Scenario(agent, customer, talk)
     at(engine, clock, 0.0, ORIGINATE_150)
     for t in sorted(probes):

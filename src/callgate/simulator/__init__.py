@@ -16,8 +16,14 @@ The reference is the set of transcripts recorded from a real Asterisk 22.7.0 in
 
 What is simulated: ``channel originate`` (both usages, every outcome silent as in Asterisk),
 ``core show channels concise|count``, ``channel request hangup <channel>|all``,
-``core show version``, ``core show uptime [seconds]``, ``core set verbose``; anything else is
-answered as Asterisk answers an unknown command.
+``core show version``, ``core show uptime [seconds]``, ``core set verbose`` (per console);
+anything else is answered as Asterisk answers an unknown command. Every originate's pair first
+shows ``;1`` Down / ``;2`` Ring ``(None)`` for ``timeline.SETTLE``; a doomed one (unknown
+context, or an extension ``set_missing_extensions`` removed) vanishes after
+``timeline.DOOMED_LIFETIME`` with core_local.c's NOTICE on every console. Consoles at
+``core set verbose 3`` get the verbose lines of every call as they happen (``script``), in both
+servers (``pump.ConsolePump``): agent busy, customer busy or congested, no answer within
+``Dial(…,N)``, answered, hung up; see ``recordings/asterisk/console-verbose-outcomes.repr.txt``.
 
 Typical uses::
 

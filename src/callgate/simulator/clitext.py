@@ -1,8 +1,8 @@
 """Asterisk 22's CLI machinery, ported: word splitting, command lookup, fixed texts, orderings.
 
 Everything here reproduces what ``main/cli.c`` does, because the bytes are the contract: the
-transcripts in ``recordings/asterisk`` are the reference, and where they show nothing the C source
-is. Texts that only the source shows (not a transcript) are marked so.
+transcripts in ``recordings/asterisk`` are the reference, and where they show nothing the C
+source is. Texts that only the source shows (not a transcript) are marked so.
 """
 
 from __future__ import annotations
@@ -180,6 +180,29 @@ def no_such_command(line: str, words: Sequence[str]) -> str:
         f"No such command '{line}' (type 'core show help {find_best(words)}' "
         "for other possible commands)\n"
     )
+
+
+def verbose_request(words: Sequence[str]) -> tuple[int, bool, bool] | None:
+    """What ``core set verbose …`` asks, as handle_verbose() reads it: (level, atleast, silent);
+    None for a usage error."""
+    if len(words) <= 3:
+        return None
+    if len(words) == 4 and words[3].lower() == "off":
+        return 0, False, False
+    atleast = words[3].lower() == "atleast"
+    silent = len(words) == 5 + atleast and words[4 + atleast].lower() == "silent"
+    level = sscanf_int(words[3 + atleast]) if len(words) > 3 + atleast else None
+    if len(words) != 4 + atleast + silent or level is None:
+        return None
+    return level, atleast, silent
+
+
+def verbose_status(old: int, new: int) -> str:
+    """status_debug_verbose(): ``Console verbose was 3 and is now OFF.`` (0 reads OFF)."""
+    was = str(old) if old else "OFF"
+    if old == new:
+        return f"Console verbose is still {was}.\n"
+    return f"Console verbose was {was} and is now {new if new else 'OFF'}.\n"
 
 
 def ess(count: int) -> str:

@@ -6,16 +6,35 @@ connection, length-prefixed so that any bytes can pass:
 * ``rx <n>\\n<n bytes of command>`` -> ``<exit status>\\n<output bytes>``, then close;
 * ``cx <n>\\n<n bytes of command>`` -> ``<exit status> <m>\\n<m output bytes>``, and the
   connection stays open for the next ``cx``: a simulated remote console keeps one connection,
-  as a real one keeps its socket to Asterisk, instead of connecting per command;
+  as a real one keeps its socket to Asterisk, instead of connecting per command. Such a
+  connection is a console of the engine (its own ``core set verbose`` level), and the daemon
+  also writes on it, at any time, ``out <m>\\n<m bytes>``: a block Asterisk writes to that
+  console on its own (verbose lines of every call at verbose 2-3, log lines such as
+  core_local.c's NOTICE at any verbosity; ``console-verbose-outcomes.repr.txt``), or the first
+  line of an answer with held blocks after it (``set_logs_mid_listing``);
 * ``ctl <n>\\n<n bytes of JSON>`` -> a JSON object, then close. Operations (``op``):
   ``commands``, ``reset``, ``set_running`` (``running``), ``set_default_scenario``
   (``scenario``), ``set_scenario`` (``extension``, ``scenario`` or null), ``set_contexts``
-  (``contexts``), ``calls``, ``set_delay`` (``seconds``: how long the answer to each
-  ``channel originate`` is held back, after the command ran; 0 by default and after ``reset``).
+  (``contexts``), ``set_missing_extensions`` (``context``, ``extensions``: an originate to one
+  of them is doomed, as to an unknown context), ``calls``, ``consoles`` (open consoles and
+  their verbosity), ``set_delay`` (``seconds``: how long the answer to each ``channel
+  originate`` is held back, after the command ran; 0 by default and after ``reset``),
+  ``set_logs_mid_listing`` (``on``: blocks due for a console wait for its next line-by-line
+  answer and are written after that answer's first line, as when Asterisk's logger writes
+  between the lines of a listing; off by default and after ``reset``), ``pushed`` (``since``,
+  optional, wall clock: the blocks written to consoles on the daemon's own since then, see
+  below).
   Answers are ``{"ok": true, ...}`` or ``{"ok": false, "error"}``.
 
+Every block the daemon writes to a console on its own (an ``out`` frame) is also recorded, for
+benchmarks that time what a listener makes of it (``bench/listening.py``): ``Pushed`` (the wall
+clock, ``time.time()``, just after the frame was handed to the connection; the console; the
+text), the last ``PUSHED_KEPT`` of them in ``SimulatorDaemon.pushed``, or through the
+``pushed`` operation (``SimulatorControl.pushed()``) from another process.
+
 The engine is used from the event loop only, so requests are applied one at a time and
-counters stay consistent however many clients connect at once.
+counters stay consistent however many clients connect at once. A ``ConsolePump`` writes the
+consoles' blocks when they are due in the engine's time.
 """
 
 from __future__ import annotations
@@ -23,11 +42,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
+from collections import deque
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from callgate.simulator.console import LINE_BY_LINE, split_first_line
 from callgate.simulator.engine import CliAnswer, RecordedCommand, SimulatedAsterisk
+from callgate.simulator.pump import ConsolePump
 from callgate.simulator.timeline import Scenario
 
 HOST = "127.0.0.1"
@@ -36,6 +59,17 @@ REQUEST_TIMEOUT = 10.0  # a client that stalls mid-request is dropped
 ENCODING = ("utf-8", "surrogateescape")  # any byte survives the round trip through str
 _MAX_HEADER = 32
 MAX_DELAY = REQUEST_TIMEOUT / 2  # a held answer must still fit in the request's time bound
+PUSHED_KEPT = 10_000  # blocks kept in ``SimulatorDaemon.pushed`` (the oldest go first)
+
+
+@dataclass(frozen=True, slots=True)
+class Pushed:
+    """One block written to a console on the daemon's own: when (wall clock), to which
+    console, what."""
+
+    at: float
+    console: int
+    text: str
 
 
 class SimulatorDaemon:
@@ -50,6 +84,10 @@ class SimulatorDaemon:
         # A slow PBX for fault tests: the originate runs at once (it is recorded and the call
         # exists), only its answer is late, so a test can break the link while it is in flight.
         self.originate_delay = 0.0
+        self._pump = ConsolePump(self.engine, self._push)
+        self._consoles: dict[int, asyncio.StreamWriter] = {}  # engine console -> connection
+        # The blocks written to consoles on the daemon's own, newest last (bounded).
+        self.pushed: deque[Pushed] = deque(maxlen=PUSHED_KEPT)
 
     async def start(self) -> int:
         """Listen on 127.0.0.1 and return the bound port (useful with port 0)."""
@@ -65,6 +103,7 @@ class SimulatorDaemon:
         if server is None:
             return
         server.close()
+        await self._pump.stop()
         for task in list(self._clients):
             task.cancel()
         await asyncio.gather(*self._clients, return_exceptions=True)
@@ -81,11 +120,15 @@ class SimulatorDaemon:
         task = asyncio.current_task()
         assert task is not None  # a connection callback always runs in a task
         self._clients.add(task)
+        link = _Link(writer)
         try:
             header = await asyncio.wait_for(reader.readuntil(b"\n"), REQUEST_TIMEOUT)
             while True:
-                kind, answer = await asyncio.wait_for(self._answer(header, reader), REQUEST_TIMEOUT)
-                writer.write(answer)
+                answer = self._answer(header, reader, link)
+                kind, data = await asyncio.wait_for(answer, REQUEST_TIMEOUT)
+                writer.write(data)
+                if kind in ("rx", "cx"):
+                    self._pump.after_command()  # what the command caused comes after it
                 await writer.drain()
                 if kind != "cx":
                     break
@@ -93,37 +136,79 @@ class SimulatorDaemon:
                 header = await reader.readuntil(b"\n")
         except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass  # the client went away or stalled: nobody is left to answer
+        except asyncio.CancelledError:
+            # stop() drops the connection. Ending normally spares asyncio's stream callback
+            # (Python 3.11) from calling exception() on a cancelled task and logging an error.
+            pass
         finally:
             self._clients.discard(task)
+            self._close_console(link)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    async def _answer(self, header: bytes, reader: asyncio.StreamReader) -> tuple[str, bytes]:
+    async def _answer(
+        self, header: bytes, reader: asyncio.StreamReader, link: _Link
+    ) -> tuple[str, bytes]:
         """(the request's kind, the bytes that answer it)."""
         kind, _, size = header[:-1].decode("ascii", "replace").partition(" ")
         if len(header) > _MAX_HEADER or not size.isdigit() or int(size) > MAX_REQUEST:
             return "", b"2\ncallgate simulator: malformed request\n"
         body = (await reader.readexactly(int(size))).decode(*ENCODING)
-        if kind in ("rx", "cx"):
-            status, output = await self._run(body)
-            if kind == "rx":
-                return kind, f"{status}\n{output}".encode(*ENCODING)
-            data = output.encode(*ENCODING)
-            return kind, b"%d %d\n" % (status, len(data)) + data
+        if kind == "rx":
+            status, output = await self._run(body, None)
+            return kind, f"{status}\n{output}".encode(*ENCODING)
+        if kind == "cx":
+            console = self._open_console(link)
+            status, output = await self._run(body, console)
+            return kind, self._console_answer(console, body, status, output)
         if kind == "ctl":
             return kind, json.dumps(self._control(body)).encode()
         return "", b"2\ncallgate simulator: unknown request kind\n"
 
-    async def _run(self, command: str) -> tuple[int, str]:
+    async def _run(self, command: str, console: int | None) -> tuple[int, str]:
         """(exit status, output) of one CLI command, as ``asterisk -rx`` would end."""
+        at = self._pump.before_command()  # lines due earlier are written before the answer
         try:
-            result = self.engine.execute(command)
+            result = self.engine.execute(command, console, at=at)
         except Exception as exc:  # a simulator bug: say so rather than hang up silently
             return 255, f"callgate simulator: internal error: {exc!r}\n"
         if self.originate_delay and command.lower().split()[:2] == ["channel", "originate"]:
             await asyncio.sleep(self.originate_delay)
         return result.exit_status, result.output
+
+    def _open_console(self, link: _Link) -> int:
+        """The connection's console, opened at its first ``cx``."""
+        if link.console is None:
+            self._pump.flush()  # lines due before it connected are not this console's
+            link.console = self.engine.open_console()
+            self._consoles[link.console] = link.writer
+        return link.console
+
+    def _close_console(self, link: _Link) -> None:
+        if link.console is not None:
+            self.engine.close_console(link.console)
+            self._consoles.pop(link.console, None)
+            self._pump.forget(link.console)
+
+    def _console_answer(self, console: int, command: str, status: int, output: str) -> bytes:
+        """A ``cx`` answer; blocks held for the console go after a listing's first line."""
+        held = self._pump.take_held(console) if command in LINE_BY_LINE else []
+        if not held:
+            return _answer_frame(status, output)
+        first, rest = split_first_line(output)
+        pieces = [first, *held] if first else held
+        at = time.time()  # written with the answer, at once
+        self.pushed.extend(Pushed(at, console, block) for block in held)
+        return b"".join(_out_frame(piece) for piece in pieces) + _answer_frame(status, rest)
+
+    def _push(self, console: int, blocks: list[str]) -> None:
+        """The pump's delivery: each block as an ``out`` frame on the console's connection."""
+        writer = self._consoles.get(console)
+        if writer is not None and not writer.is_closing():
+            writer.write(b"".join(_out_frame(block) for block in blocks))
+            at = time.time()
+            self.pushed.extend(Pushed(at, console, block) for block in blocks)
 
     def _control(self, body: str) -> dict[str, Any]:
         """Apply one control operation; errors are answered, never raised."""
@@ -142,6 +227,7 @@ class SimulatorDaemon:
         if op == "reset":
             engine.reset()
             self.originate_delay = 0.0
+            self._pump.hold(False)
         elif op == "set_delay":
             seconds = request["seconds"]
             if isinstance(seconds, bool) or not isinstance(seconds, int | float):
@@ -161,11 +247,46 @@ class SimulatorDaemon:
             engine.set_scenario(str(request["extension"]), chosen)
         elif op == "set_contexts":
             engine.set_contexts(str(context) for context in request["contexts"])
+        elif op == "set_missing_extensions":
+            extensions = (str(exten) for exten in request["extensions"])
+            engine.set_missing_extensions(str(request["context"]), extensions)
+        elif op == "set_logs_mid_listing":
+            if not isinstance(request["on"], bool):
+                raise TypeError("on must be true or false")
+            self._pump.hold(request["on"])
         elif op == "calls":
             return {"calls": [asdict(call) for call in engine.live_calls()]}
+        elif op == "consoles":
+            levels = {console: engine.console_verbosity(console) for console in self._consoles}
+            return {"consoles": [{"console": c, "verbose": v} for c, v in levels.items()]}
+        elif op == "pushed":
+            since = request.get("since")
+            number = isinstance(since, int | float) and not isinstance(since, bool)
+            if since is not None and not number:
+                raise TypeError("since must be a number (wall clock) or null")
+            kept = [item for item in self.pushed if since is None or item.at >= since]
+            return {"pushed": [asdict(item) for item in kept]}
         else:
             raise ValueError(f"unknown operation {op!r}")
         return {}
+
+
+class _Link:
+    """One client connection; a console's once it sent a ``cx``."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.console: int | None = None
+
+
+def _answer_frame(status: int, output: str) -> bytes:
+    data = output.encode(*ENCODING)
+    return b"%d %d\n" % (status, len(data)) + data
+
+
+def _out_frame(text: str) -> bytes:
+    data = text.encode(*ENCODING)
+    return b"out %d\n" % len(data) + data
 
 
 class SimulatorControl:
@@ -205,9 +326,29 @@ class SimulatorControl:
     async def set_contexts(self, contexts: Iterable[str]) -> None:
         await self.request("set_contexts", contexts=sorted(contexts))
 
+    async def set_missing_extensions(self, context: str, extensions: Iterable[str]) -> None:
+        """Extensions ``context`` lacks: an originate to one is doomed (empty: none)."""
+        await self.request("set_missing_extensions", context=context, extensions=sorted(extensions))
+
+    async def set_logs_mid_listing(self, on: bool) -> None:
+        """While on, consoles' pushed blocks wait for their next line-by-line answer and are
+        written after its first line."""
+        await self.request("set_logs_mid_listing", on=on)
+
+    async def consoles(self) -> list[dict[str, int]]:
+        """The open consoles: ``{"console": id, "verbose": level}`` each."""
+        answer = await self.request("consoles")
+        return list(answer["consoles"])
+
     async def calls(self) -> list[dict[str, Any]]:
         answer = await self.request("calls")
         return list(answer["calls"])
+
+    async def pushed(self, since: float | None = None) -> list[Pushed]:
+        """The blocks the daemon wrote to consoles on its own (``SimulatorDaemon.pushed``),
+        those from ``since`` (wall clock) on if given, oldest first."""
+        answer = await self.request("pushed", since=since)
+        return [Pushed(**item) for item in answer["pushed"]]
 
     async def request(self, op: str, **fields: Any) -> dict[str, Any]:
         """Send one control operation; a refusal raises RuntimeError with the daemon's reason."""

@@ -4,6 +4,17 @@ Pure state and text, no I/O: ``execute("core show channels concise")`` returns w
 ``asterisk -rx "core show channels concise"`` would print and its exit status. Calls progress
 as a function of the injected clock (see ``timeline``), so nothing runs in the background and
 tests can step time by hand. Not thread-safe: use one engine from one thread (an event loop).
+
+It also holds what Asterisk holds of its remote consoles: each open console's verbosity
+(``core set verbose`` on a console sets that console's only) and which of the lines Asterisk
+writes to consoles on its own each has been given. ``console_output()`` hands out the lines
+due by now, per console: the verbose lines of every call (``script``) to consoles at verbose 3
+(or 2 for the ``==`` ones), and log lines (core_local.c's NOTICE for a doomed originate) to
+every console, byte for byte as in ``recordings/asterisk/console-verbose-outcomes.repr.txt``.
+``next_console_line_at()`` says when the next one is due, so that a server can sleep until then.
+A doomed originate (``channel originate`` to a context that does not exist, or to an extension
+the context lacks, see ``set_missing_extensions``) still shows its pair for a few milliseconds,
+as Asterisk does.
 """
 
 from __future__ import annotations
@@ -14,9 +25,22 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from callgate.simulator import clitext
-from callgate.simulator.timeline import Call, LocalPair, Row, Scenario, dial_target, local_data
+from callgate.simulator.logtext import ConsoleLine
+from callgate.simulator.script import console_script
+from callgate.simulator.timeline import (
+    Call,
+    LocalPair,
+    Row,
+    Scenario,
+    dial_peer,
+    dial_target,
+    dial_timeout_ms,
+    local_data,
+)
 
 DEFAULT_CONTEXTS = frozenset({"inoffice"})
+# The thread number in log lines (the recording's; Asterisk logs the one that called).
+LOG_THREAD = 16379
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +89,14 @@ class SimulatedAsterisk:
         self.clock = clock
         self.wall_clock = wall_clock
         self._bridge_ids = bridge_ids
+        self.log_thread = LOG_THREAD
+        # Open remote consoles and their verbosity; they are connections, not PBX state, so
+        # reset() keeps them.
+        self._consoles: dict[int, int] = {}
+        self._last_console = 0
+        # Bumped when something console lines depend on changes: ``_moments()`` is cached by it.
+        self._generation = 0
+        self._moments_cache: tuple[tuple[int, int], float | None, float | None] | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -73,6 +105,7 @@ class SimulatedAsterisk:
         self.started_at = self.clock()  # for `core show uptime`
         self.commands: list[RecordedCommand] = []
         self.contexts: frozenset[str] = DEFAULT_CONTEXTS
+        self.missing_extensions: dict[str, frozenset[str]] = {}
         self.default_scenario = Scenario()
         # The transcripts' dialplan: extension 199 rings but never answers.
         self.scenarios: dict[str, Scenario] = {"199": Scenario(agent_answer_after=None)}
@@ -81,6 +114,7 @@ class SimulatedAsterisk:
         self.calls_processed = 0  # dialplan runs started: `core show channels count`
         self._calls: list[Call] = []
         self._originates = 0
+        self._changed()
 
     # -- configuration -----------------------------------------------------------------
 
@@ -92,17 +126,37 @@ class SimulatedAsterisk:
             self.scenarios[extension] = scenario
 
     def set_contexts(self, contexts: Iterable[str]) -> None:
-        """The dialplan contexts that exist; an originate elsewhere creates no channel."""
+        """The dialplan contexts that exist; an originate elsewhere is doomed."""
         self.contexts = frozenset(contexts)
+
+    def set_missing_extensions(self, context: str, extensions: Iterable[str]) -> None:
+        """Extensions ``context`` lacks (its other extensions all exist, as the README's
+        patterns make them); an originate to one is doomed. Empty: none missing."""
+        missing = frozenset(extensions)
+        if missing:
+            self.missing_extensions[context] = missing
+        else:
+            self.missing_extensions.pop(context, None)
+
+    def extension_exists(self, exten: str, context: str) -> bool:
+        """Whether the dialplan has ``exten`` in ``context`` (local_call()'s check)."""
+        return context in self.contexts and exten not in self.missing_extensions.get(context, ())
 
     def scenario_for(self, extension: str) -> Scenario:
         return self.scenarios.get(extension, self.default_scenario)
 
     # -- the CLI -------------------------------------------------------------------------
 
-    def execute(self, command: str) -> CliAnswer:
-        """Run one CLI command as ``asterisk -rx "<command>"`` would."""
-        now = self.clock()
+    def execute(
+        self, command: str, console: int | None = None, *, at: float | None = None
+    ) -> CliAnswer:
+        """Run one CLI command as ``asterisk -rx "<command>"`` would, or as typed on the open
+        ``console`` (``open_console()``): only ``core set verbose`` tells them apart.
+
+        ``at``: the engine time to run it at (default: now), for a server that has just given
+        the consoles their lines up to that time, so that none falls between the two.
+        """
+        now = self.clock() if at is None else at
         self.commands.append(RecordedCommand(command, now, self.wall_clock()))
         if not self.running:
             return CliAnswer(clitext.NOT_RUNNING, 1)  # no trailing newline, as Asterisk prints it
@@ -111,7 +165,7 @@ class SimulatedAsterisk:
         if not words:
             return CliAnswer("", 0)  # cli.c ignores an empty line
         entry = clitext.find_cli(words, 0)
-        handler = self._handlers().get(entry.key) if entry else None
+        handler = self._handlers(console).get(entry.key) if entry else None
         result = handler(words, now) if handler else None
         if result is None:  # not a command (or a form of one that is not simulated)
             return CliAnswer(clitext.no_such_command(command, words), 0)
@@ -119,11 +173,11 @@ class SimulatedAsterisk:
             return CliAnswer(entry.usage if entry else "", 0)  # CLI_SHOWUSAGE
         return CliAnswer(result, 0)
 
-    def _handlers(self) -> dict[str, Callable[[list[str], float], _Answer]]:
+    def _handlers(self, console: int | None) -> dict[str, Callable[[list[str], float], _Answer]]:
         return {
             "originate": self._originate,
             "hangup": self._hangup,
-            "verbose": self._verbose,
+            "verbose": lambda words, now: self._verbose(words, console),
             "channels": self._channels,
             "uptime": self._uptime,
             "version": self._version,
@@ -141,24 +195,18 @@ class SimulatedAsterisk:
         text = clitext.uptime_text(seconds)
         return f"System uptime: {text}\nLast reload: {text}\n"
 
-    def _verbose(self, words: list[str], now: float) -> _Answer:
-        """handle_verbose(); each ``-rx`` is a new console, so the old level is always OFF."""
-        if len(words) <= 3:
+    def _verbose(self, words: list[str], console: int | None) -> _Answer:
+        """handle_verbose() on one console; each ``-rx`` is a new console, whose level is OFF."""
+        request = clitext.verbose_request(words)
+        if request is None:
             return _SHOW_USAGE
-        if len(words) == 4 and words[3].lower() == "off":
-            level = 0
-        else:
-            atleast = int(words[3].lower() == "atleast")
-            silent = int(len(words) == 5 + atleast and words[4 + atleast].lower() == "silent")
-            parsed = clitext.sscanf_int(words[3 + atleast]) if len(words) > 3 + atleast else None
-            if len(words) != 4 + atleast + silent or parsed is None:
-                return _SHOW_USAGE
-            level = parsed if not atleast or parsed > 0 else 0
-            if silent:
-                return ""
-        if level == 0:
-            return "Console verbose is still OFF.\n"
-        return f"Console verbose was OFF and is now {level}.\n"
+        level, atleast, silent = request
+        old = self._consoles.get(console, 0) if console is not None else 0
+        new = level if not atleast or level > old else old
+        if console in self._consoles:
+            self._consoles[console] = new
+            self._changed()
+        return "" if silent else clitext.verbose_status(old, new)
 
     def _channels(self, words: list[str], now: float) -> _Answer:
         form = words[3].lower() if len(words) == 4 else None
@@ -184,15 +232,17 @@ class SimulatedAsterisk:
         wanted = words[3]
         if wanted.lower() == "all":
             lines = [f"Requested Hangup on channel '{row.name}'\n" for row in self._rows(now)]
-            for call in self._calls:
+            for call in self._live(now):
                 call.hangup_at = now
+            self._changed()
             self._advance(now)
             return "".join(lines)
-        for call in self._calls:
+        for call in self._live(now):
             for row in call.rows(now):
                 # ast_channel_get_by_name(): the name without regard to case, then a uniqueid.
                 if row.name.lower() == wanted.lower() or row.tail.endswith("!" + wanted):
                     call.hangup_at = now  # a Local pair's hangup takes the whole call down
+                    self._changed()
                     self._advance(now)
                     return f"Requested Hangup on channel '{row.name}'\n"
         return f"{wanted} is not a known channel\n"
@@ -211,13 +261,12 @@ class SimulatedAsterisk:
             return ""  # no such channel technology: nothing is created, nothing is said
         exten, context = local_data(data)
         wall = self.wall_clock()
+        # The pair is allocated (counters move on) even when the dialplan will refuse it.
         pair = self._new_pair(exten, context, now, wall)
-        if context not in self.contexts:
-            return ""  # the pair is allocated (counters move on), then the call fails at once
+        doomed = not self.extension_exists(exten, context)
         appdata = words[5] if len(words) > 5 else ""
-        target = None
-        if mode == "application" and words[4].lower() == "dial":
-            target = dial_target(appdata)
+        dial = mode == "application" and words[4].lower() == "dial"
+        target = dial_target(appdata) if dial else None
         self._originates += 1
         call = Call(
             seq=self._originates,
@@ -227,11 +276,18 @@ class SimulatedAsterisk:
             appdata=appdata,
             scenario=self.scenario_for(exten),
             target=target,
-            target_exists=target is not None and target[1] in self.contexts,
+            target_exists=target is not None and self.extension_exists(*target),
             wall_started=wall,
+            device=data,
+            peer=dial_peer(appdata),
+            dial_timeout_ms=dial_timeout_ms(appdata) if dial else None,
+            doomed=doomed,
+            log_thread=self.log_thread,
         )
         self._calls.append(call)
-        self.calls_processed += 1  # the ;2 half starts running the dialplan
+        self._changed()
+        if not doomed:
+            self.calls_processed += 1  # the ;2 half starts running the dialplan
         return ""
 
     # -- state -------------------------------------------------------------------------
@@ -249,12 +305,16 @@ class SimulatedAsterisk:
                 elapsed=now - call.started,
                 channels=tuple(row.name for row in call.rows(now)),
             )
-            for call in self._calls
+            for call in self._live(now)
         ]
+
+    def _live(self, now: float) -> list[Call]:
+        """The calls that still have channels (ended ones may wait for their last lines)."""
+        return [call for call in self._calls if call.end() > now]
 
     def _rows(self, now: float) -> list[Row]:
         """Every live channel, in the order Asterisk lists them (its hash buckets)."""
-        rows = [row for call in self._calls for row in call.rows(now)]
+        rows = [row for call in self._live(now) for row in call.rows(now)]
         # sorted() is stable: channels sharing a bucket stay in creation order.
         return sorted(rows, key=lambda row: clitext.channel_bucket(row.name))
 
@@ -273,7 +333,92 @@ class SimulatedAsterisk:
                     self.calls_processed += 1
             elif kind == "bridge":
                 call.bridge_id = self._bridge_ids()
-        self._calls = [call for call in self._calls if call.end() > now]
+            self._changed()
+        # An ended call stays while an open console has not been given its last lines.
+        kept = [call for call in self._calls if call.end() > now or self._unsaid(call)]
+        if len(kept) != len(self._calls):
+            self._calls = kept
+            self._changed()
+
+    # -- remote consoles ----------------------------------------------------------------
+
+    def open_console(self) -> int:
+        """A remote console connects (verbosity OFF); it gets the lines due from now on."""
+        now = self.clock()
+        self._advance(now)
+        if not self._consoles:  # nobody was given the lines due so far: nobody will be
+            for call in self._calls:
+                call.said = sum(1 for line in console_script(call) if line.at <= now)
+        self._last_console += 1
+        self._consoles[self._last_console] = 0
+        self._changed()
+        return self._last_console
+
+    def close_console(self, console: int) -> None:
+        self._consoles.pop(console, None)
+        self._changed()
+
+    def console_verbosity(self, console: int) -> int:
+        """An open console's ``core set verbose`` level (0: OFF)."""
+        return self._consoles[console]
+
+    def next_console_line_at(self) -> float | None:
+        """When (engine clock) the next line that an open console would print is due; None if
+        no console is open or nothing is coming. It may be a moment when a call's next lines
+        become known (a channel is named), with nothing to print yet."""
+        return self._moments()[0] if self._consoles else None
+
+    def console_output(self, until: float | None = None) -> dict[int, list[str]]:
+        """The lines due by ``until`` (default: now) that no console has been given yet: for
+        each open console that prints some, its blocks (the lines of one instant, as Asterisk
+        writes them at once)."""
+        now = self.clock() if until is None else until
+        self._advance(now)
+        if not self._consoles:
+            return {}  # nobody to give them to (open_console() skips them)
+        first = self._moments()[1]
+        if first is None or first > now:
+            return {}  # the usual case, asked around every command: nothing new
+        due: list[tuple[float, int, int, ConsoleLine]] = []
+        for call in self._calls:
+            script = console_script(call)
+            while call.said < len(script) and script[call.said].at <= now:
+                due.append((script[call.said].at, call.seq, call.said, script[call.said]))
+                call.said += 1
+        self._calls = self._live(now)  # every ended call has now said all it had to say
+        self._changed()
+        lines = [line for *_, line in sorted(due, key=lambda item: item[:3])]
+        output = {console: _blocks(lines, level) for console, level in self._consoles.items()}
+        return {console: blocks for console, blocks in output.items() if blocks}
+
+    def _changed(self) -> None:
+        """Calls, consoles or what they were given changed: the cached moments are stale."""
+        self._generation += 1
+
+    def _moments(self) -> tuple[float | None, float | None]:
+        """(when an open console prints something next, or a call's next lines become known;
+        when the first line not given out yet is due, whoever prints it), cached until
+        ``_changed()``: servers ask around every command."""
+        top = max(self._consoles.values())
+        key = (self._generation, top)
+        if self._moments_cache is None or self._moments_cache[0] != key:
+            self._moments_cache = (key, *self._find_moments(top))
+        return self._moments_cache[1], self._moments_cache[2]
+
+    def _find_moments(self, top: int) -> tuple[float | None, float | None]:
+        shown_at: list[float] = []
+        unsaid_at: list[float] = []
+        for call in self._calls:
+            unsaid = console_script(call)[call.said :]
+            if unsaid:
+                unsaid_at.append(unsaid[0].at)
+            shown = (line.at for line in unsaid if line.verbose is None or line.verbose <= top)
+            shown_at += [at for at in (next(shown, None), call.next_event()) if at is not None]
+        return min(shown_at, default=None), min(unsaid_at, default=None)
+
+    def _unsaid(self, call: Call) -> bool:
+        """Whether an open console has yet to be given some of ``call``'s lines."""
+        return bool(self._consoles) and call.said < len(console_script(call))
 
     def _new_pair(self, exten: str, context: str, at: float, wall: float) -> LocalPair:
         """Allocate a Local pair's name and its two uniqueids (``<epoch>.<sequence>``)."""
@@ -283,6 +428,21 @@ class SimulatedAsterisk:
         self.next_uniqueid += 2
         epoch = int(wall)
         return LocalPair(base, at, (f"{epoch}.{first}", f"{epoch}.{second}"))
+
+
+def _blocks(lines: list[ConsoleLine], level: int) -> list[str]:
+    """The lines a console at verbosity ``level`` prints, one block per instant."""
+    blocks: list[str] = []
+    last: float | None = None
+    for line in lines:
+        if line.verbose is not None and line.verbose > level:
+            continue
+        if line.at == last:
+            blocks[-1] += line.text
+        else:
+            blocks.append(line.text)
+            last = line.at
+    return blocks
 
 
 class _Usage:

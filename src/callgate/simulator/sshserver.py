@@ -3,8 +3,11 @@
 For ``make run`` and for benchmarks with hundreds of hosts in one process. It serves exec
 requests only and reads them with ``shell.run_line`` (``asterisk -rx`` and ``rx_shell()``
 chains), as a host's bash would; ``asterisk -r…`` with a pty is the remote console, written by
-``console.ConsoleScreen`` as the bash program's console client writes it. Modelled on asyncssh's
-own tests: ``create_server`` on port 0 with a ``process_factory``.
+``console.ConsoleScreen`` as the bash program's console client writes it: each console is one of
+the engine's (its own ``core set verbose``), and a ``ConsolePump`` writes it the verbose and log
+lines Asterisk prints on its own when they are due, while it idles or between answers
+(``recordings/asterisk/console-verbose-outcomes.repr.txt``). Modelled on asyncssh's own tests:
+``create_server`` on port 0 with a ``process_factory``.
 
 To keep many of them cheap, every simulator started without a host key shares one key,
 generated once per process (an Ed25519 key: fast to make and to use).
@@ -13,6 +16,7 @@ generated once per process (an Ed25519 key: fast to make and to use).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -24,8 +28,17 @@ from pathlib import Path
 
 import asyncssh
 
-from callgate.simulator.console import LOGGER_MUTE, NEEDS_TERMINAL, ConsoleScreen, LineReader
+from callgate.simulator.console import (
+    LINE_BY_LINE,
+    LOGGER_MUTE,
+    NEEDS_TERMINAL,
+    Ask,
+    ConsoleScreen,
+    LineReader,
+    split_first_line,
+)
 from callgate.simulator.engine import RecordedCommand, SimulatedAsterisk
+from callgate.simulator.pump import ConsolePump
 from callgate.simulator.shell import run_line
 
 _shared_host_key: asyncssh.SSHKey | None = None
@@ -50,7 +63,8 @@ class SshSimulator:
 
     Console switches, for tests: ``console_enabled = False`` makes ``asterisk -r`` fail at
     once (exit 1); ``console_hang = True`` makes open consoles echo but never answer, like an
-    Asterisk that stopped responding.
+    Asterisk that stopped responding; ``set_logs_mid_listing(True)`` makes the lines Asterisk
+    writes on its own wait for a console's next listing and come after its first line.
     """
 
     engine: SimulatedAsterisk
@@ -63,12 +77,26 @@ class SshSimulator:
     console_hang: bool = False
     _acceptor: asyncssh.SSHAcceptor | None = None
     _connections: set[asyncssh.SSHServerConnection] = field(default_factory=set)
+    _pump: ConsolePump | None = None  # made when the first console opens (none: no cost)
+    _screens: dict[int, tuple[ConsoleScreen, asyncssh.SSHServerProcess[str]]] = field(
+        default_factory=dict
+    )
+    _hold_logs: bool = False
+
+    def set_logs_mid_listing(self, on: bool) -> None:
+        """While on, consoles' pushed blocks wait for their next line-by-line answer and are
+        written after its first line."""
+        self._hold_logs = on
+        if self._pump is not None:
+            self._pump.hold(on)
 
     async def close(self) -> None:
         """Stop listening and close the open connections: the host is gone."""
         acceptor, self._acceptor = self._acceptor, None
         if acceptor is None:
             return
+        if self._pump is not None:
+            await self._pump.stop()
         acceptor.close()  # asyncssh leaves accepted connections open: close them too
         connections = list(self._connections)
         for conn in connections:
@@ -87,7 +115,11 @@ class SshSimulator:
         if _is_console(line):
             await self._console(process)
             return
+        if self._pump is not None:
+            self._pump.before_command()
         result = run_line(self.engine, line)
+        if self._pump is not None:
+            self._pump.after_command()  # an -rx prints no log lines; the consoles do
         if result.stdout:
             process.stdout.write(result.stdout)
         if result.stderr:
@@ -109,8 +141,20 @@ class SshSimulator:
             process.stdout.write(output)  # Asterisk is down: the -rx message, exit 1
             process.exit(1)
             return
-        screen, reader = ConsoleScreen(self.console_hostname, os.getpid()), LineReader()
+        screen = ConsoleScreen(self.console_hostname, os.getpid())
         process.stdout.write(screen.banner())
+        console = self._open_console(screen, process)
+        try:
+            await self._type(screen, process, self._asker(console, screen, process))
+        finally:
+            self._close_console(console)
+        process.exit(screen.exit_status or 0)
+
+    async def _type(
+        self, screen: ConsoleScreen, process: asyncssh.SSHServerProcess[str], ask: Ask
+    ) -> None:
+        """Echo and answer what is typed, until ``exit`` or EOF."""
+        reader = LineReader()
         while screen.exit_status is None:
             try:
                 data = await process.stdin.read(65536)
@@ -122,9 +166,56 @@ class SshSimulator:
             if self.console_hang:
                 process.stdout.write(screen.echo(lines))  # the keys, but never an answer
                 continue
-            for piece in screen.respond(lines, self._ask):
+            for piece in screen.respond(lines, ask):
                 process.stdout.write(piece)
-        process.exit(screen.exit_status or 0)
+
+    def _open_console(self, screen: ConsoleScreen, process: asyncssh.SSHServerProcess[str]) -> int:
+        """A console of the engine, fed by the pump (started with the first console)."""
+        if self._pump is None:
+            self._pump = ConsolePump(self.engine, self._push)
+            self._pump.hold(self._hold_logs)
+        self._pump.flush()  # lines due before it connected are not this console's
+        console = self.engine.open_console()
+        self._screens[console] = (screen, process)
+        self._pump.arm()  # calls already running have lines coming for it
+        return console
+
+    def _close_console(self, console: int) -> None:
+        self.engine.close_console(console)
+        self._screens.pop(console, None)
+        if self._pump is not None:
+            self._pump.forget(console)
+
+    def _push(self, console: int, blocks: list[str]) -> None:
+        """The pump's delivery: the blocks on the console's screen, as Asterisk wrote them
+        (none while ``console_hang``: an Asterisk that stopped responding writes nothing)."""
+        screen, process = self._screens[console]
+        if self.console_hang or process.is_closing():
+            return
+        with contextlib.suppress(OSError):  # the channel just closed: its task ends it
+            process.stdout.write("".join(screen.pushed(block) for block in blocks))
+
+    def _asker(
+        self, console: int, screen: ConsoleScreen, process: asyncssh.SSHServerProcess[str]
+    ) -> Ask:
+        """How the console asks the engine: lines due earlier are written before the answer,
+        those the command caused after it (once the typed batch is answered)."""
+        pump = self._pump
+        assert pump is not None  # the console is open
+
+        def ask(command: str) -> tuple[str, int]:
+            at = pump.before_command()
+            answer = self.engine.execute(command, console, at=at)
+            asyncio.get_running_loop().call_soon(pump.after_command)
+            output = answer.output
+            held = pump.take_held(console) if command in LINE_BY_LINE else []
+            if held:  # written here, before respond() writes the rest of the answer
+                first, output = split_first_line(output)
+                pushed = "".join(screen.pushed(block) for block in held)
+                process.stdout.write(screen.output(command, first) + pushed)
+            return output, answer.exit_status
+
+        return ask
 
     def _ask(self, command: str) -> tuple[str, int]:
         answer = self.engine.execute(command)
