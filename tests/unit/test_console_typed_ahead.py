@@ -1,5 +1,6 @@
 """Typing a verified originate's listing ahead: which commands go together, and what a console
-that ends half-way through a typed-ahead batch means for each command."""
+that ends half-way through a typed-ahead batch means for each command: a command that changes
+the PBX, once written, is never written again (its echo missing proves nothing)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from callgate import errors
 from callgate.pbx import commands
 from callgate.pbx.console import ConsoleTransport, typed_ahead
-from callgate.pbx.console_session import Console, NotSent, _Output
+from callgate.pbx.console_session import Console, ConsoleUnavailable, SafeToResend, _Output
 from callgate.pbx.transport import HostTarget
 from callgate.settings import Transport
 from callgate.simulator.console import ConsoleScreen
@@ -89,19 +90,40 @@ async def test_a_batch_is_typed_in_one_write() -> None:
 
 
 async def test_ended_before_reading_the_listing() -> None:
-    """The originate was answered, the listing never read: NotSent carries the first answer,
-    so that only the listing is typed again, on another console."""
+    """The originate was answered, the listing never read: SafeToResend carries the first
+    answer, so that only the listing (it only reads) is typed again, on another console."""
     console, _ = _console(answer_lines=2)  # the originate and its sentinel
-    with pytest.raises(NotSent) as raised:
+    with pytest.raises(SafeToResend) as raised:
         await console.execute_many([ORIGINATE, LISTING], 5, 10_000)
     assert raised.value.answers == [""]
 
 
-async def test_ended_before_reading_anything() -> None:
+@pytest.mark.parametrize("batch", [[ORIGINATE, LISTING], [ORIGINATE], [HANGUP]])
+async def test_ended_before_echoing_a_written_change(batch: list[str]) -> None:
+    """Written, then the console ended without even an echo: the console on the host may have
+    read the line and passed it to Asterisk while its echo was lost. Unknown, never resent."""
+    console, channel = _console(answer_lines=0)
+    with pytest.raises(errors.ConnectionLost) as raised:
+        await console.execute_many(batch, 5, 10_000)
+    assert raised.value.maybe_executed and raised.value.completed == 0
+    assert len(channel.written) == 1 and not console.usable
+
+
+async def test_ended_before_echoing_a_listing() -> None:
+    """A listing written and lost with its echo only reads: it may be typed again."""
     console, _ = _console(answer_lines=0)
-    with pytest.raises(NotSent) as raised:
-        await console.execute_many([ORIGINATE, LISTING], 5, 10_000)
+    with pytest.raises(SafeToResend) as raised:
+        await console.execute_many([LISTING, commands.VERSION], 5, 10_000)
     assert raised.value.answers == []
+
+
+async def test_a_console_that_had_ended_gets_nothing_written() -> None:
+    """Ended before the write: not a byte goes out, so even an originate may go elsewhere."""
+    console, channel = _console(answer_lines=4)
+    console._output.connection_lost(None)
+    with pytest.raises(SafeToResend):
+        await console.execute_many([ORIGINATE, LISTING], 5, 10_000)
+    assert channel.written == []
 
 
 async def test_ended_after_reading_the_originate() -> None:
@@ -129,7 +151,9 @@ class _ScriptedConsole:
         self.batches: list[list[str]] = []
         self.usable, self.hostname, self.last_used = True, "vm", 0.0
 
-    async def execute_many(self, batch: list[str], within: float, limit: int) -> list[str]:
+    async def execute_many(
+        self, batch: list[str], within: float, limit: int, logs: list[str] | None = None
+    ) -> list[str]:
         self.batches.append(list(batch))
         result = self.answer(batch)
         if isinstance(result, BaseException):
@@ -145,7 +169,7 @@ async def test_a_console_that_dies_mid_batch_never_gets_the_originate_again() ->
     """The first console answered the originate, then ended before reading the listing: the
     listing alone goes to a fresh console; the originate reached the PBX exactly once."""
     listing = "Local/150@inoffice-00000000;1!inoffice!150!1\n"
-    first = _ScriptedConsole(lambda batch: NotSent([""]))
+    first = _ScriptedConsole(lambda batch: SafeToResend([""]))
     second = _ScriptedConsole(lambda batch: [listing] * len(batch))
     fresh = iter([first, second])
     transport = ConsoleTransport(cast(Any, None), cast(Any, None))
@@ -158,3 +182,80 @@ async def test_a_console_that_dies_mid_batch_never_gets_the_originate_again() ->
     assert await transport.run(target, [ORIGINATE, LISTING]) == ["", listing]
     assert first.batches == [[ORIGINATE, LISTING]]
     assert second.batches == [[LISTING]]
+
+
+class _Fallback:
+    """Stands in for rx: records what it is asked to run, answers each command with ``""``."""
+
+    def __init__(self) -> None:
+        self.runs: list[list[str]] = []
+
+    async def run(
+        self, target: HostTarget, cli: list[str], *, notices: list[str] | None = None
+    ) -> list[str]:
+        self.runs.append(list(cli))
+        return [""] * len(cli)
+
+    def status(self) -> dict[str, object]:
+        return {}
+
+    async def aclose(self) -> None:
+        pass
+
+
+def _transport(*consoles: Any) -> tuple[ConsoleTransport, _Fallback]:
+    """A console transport whose consoles are ``consoles`` in turn; ConsoleUnavailable once
+    they are used up (the host cannot open another)."""
+    fallback = _Fallback()
+    transport = ConsoleTransport(cast(Any, None), cast(Any, fallback))
+    fresh = iter(consoles)
+
+    async def take(host: Any, target: Any) -> Any:
+        try:
+            return next(fresh)
+        except StopIteration:
+            raise ConsoleUnavailable("no console") from None
+
+    transport._take = take  # type: ignore[method-assign]
+    return transport, fallback
+
+
+TARGET = HostTarget("127.0.0.1", 22, "callgate", transport=Transport.CONSOLE)
+
+
+def _lost(batch: list[str]) -> errors.PbxError:
+    return errors.ConnectionLost("the console ended after the command was sent")
+
+
+@pytest.mark.parametrize("command", [ORIGINATE, HANGUP])
+async def test_a_written_change_is_never_sent_again(command: str) -> None:
+    """The console ended after the command was written: unknown outcome, and neither another
+    console nor the fallback ever gets it."""
+    first, second = _ScriptedConsole(_lost), _ScriptedConsole(lambda batch: [""] * len(batch))
+    transport, fallback = _transport(first, second)
+    with pytest.raises(errors.ConnectionLost) as raised:
+        await transport.run(TARGET, [command, LISTING])
+    assert raised.value.maybe_executed and raised.value.completed == 0
+    assert first.batches == [[command, LISTING]]
+    assert second.batches == [] and fallback.runs == []
+
+
+async def test_a_read_only_command_is_sent_again_on_a_fresh_console() -> None:
+    """A listing lost with its console (written or not) is typed again on another one."""
+    listing = "Local/150@inoffice-00000000;1!inoffice!150!1\n"
+    first = _ScriptedConsole(lambda batch: SafeToResend([]))
+    second = _ScriptedConsole(lambda batch: [listing] * len(batch))
+    transport, fallback = _transport(first, second)
+    assert await transport.run(TARGET, [LISTING]) == [listing]
+    assert first.batches == second.batches == [[LISTING]] and fallback.runs == []
+
+
+async def test_the_fallback_gets_only_what_may_be_sent_again() -> None:
+    """The originate was answered, its listing lost, and no console opens any more: the
+    fallback runs the listing and the commands after it, never the originate."""
+    first = _ScriptedConsole(lambda batch: SafeToResend([""]) if LISTING in batch else [""])
+    transport, fallback = _transport(first)
+    answers = await transport.run(TARGET, [ORIGINATE, LISTING, HANGUP])
+    assert answers == ["", "", ""]
+    assert first.batches == [[ORIGINATE, LISTING]]
+    assert fallback.runs == [[LISTING, HANGUP]]

@@ -101,12 +101,17 @@ class SshPool:
         self._reaper: asyncio.Task[None] | None = None
         self.connects = 0  # connections opened since start (a test and benchmark probe)
 
-    async def run(self, target: HostTarget, command: str) -> CommandResult:
+    async def run(
+        self, target: HostTarget, command: str, *, idempotent: bool = False
+    ) -> CommandResult:
         """Run one shell command on the host, bounded in time and output size.
 
         A connection that turns out dead before the command was sent (sshd restarted, channel
         refused) is replaced once, transparently; after the command was sent nothing is retried,
-        because a repeated originate would dial twice.
+        because a repeated originate would dial twice. A connection that closes after the exec
+        request went out but before sshd answered it leaves the command's fate unknown (sshd may
+        have started it): ConnectionLost, unless ``idempotent`` (running the command twice
+        changes nothing: it only reads), which is run once more on a fresh connection.
         """
         for attempt in (1, 2):
             async with self.connection(target) as conn:
@@ -117,6 +122,14 @@ class SshPool:
                     if attempt == 2:
                         raise errors.SshConnectionFailed(
                             f"SSH session on {target.label} refused: {exc}", host=target.label
+                        ) from None
+                except _MaybeStarted:
+                    conn.close()
+                    if attempt == 2 or not idempotent:
+                        raise errors.ConnectionLost(
+                            f"SSH connection to {target.label} closed as the command was "
+                            "starting (it may have run)",
+                            host=target.label,
                         ) from None
         raise AssertionError("unreachable")
 
@@ -220,8 +233,12 @@ class SshPool:
             try:
                 process = await conn.create_process(command, encoding="utf-8", errors="replace")
             except asyncssh.ChannelOpenError as exc:
-                # The channel or its exec request was refused: the command did not run.
-                raise _NotSent(exc.reason[:100]) from None
+                # No exec request without a channel; sshd answers one it refused on a live
+                # connection. Without that answer (the connection closed meanwhile: asyncssh
+                # fails the request alike) the command may have started on the host.
+                if exc.code == asyncssh.OPEN_REQUEST_SESSION_FAILED and conn.is_closed():
+                    raise _MaybeStarted from None
+                raise _NotSent(exc.reason[:100]) from None  # refused: the command did not run
             try:
                 process.stdin.write_eof()
                 async with asyncio.timeout(target.command_timeout):
@@ -283,6 +300,10 @@ class SshPool:
 
 class _NotSent(Exception):
     """The command never reached the host, so trying another connection is safe."""
+
+
+class _MaybeStarted(Exception):
+    """The exec request was sent, and the connection closed before sshd answered it."""
 
 
 async def _read_bounded(stream: asyncssh.SSHReader[str], limit: int, label: str) -> str:
