@@ -132,8 +132,28 @@ def _show(call: dict[str, Any]) -> None:
     )
 
 
-def _transition(at: str, call_id: str, state: str, reason: str | None) -> None:
-    typer.echo(f"{at}  {call_id}  {state:<18} {reason or ''}")
+def _sides(sides: dict[str, Any] | None) -> str:
+    """Why each side ended, in one line: ``agent answered (rang 1.2 s); customer busy (…)``."""
+    if not sides:
+        return ""
+    parts = []
+    for name in ("agent", "customer"):
+        side = sides.get(name)
+        if side is None:
+            parts.append(f"{name} not reached")
+            continue
+        text = f"{name} {side['result']}"
+        details = [f"rang {side['ring_s']} s"] if side.get("ring_s") is not None else []
+        details += [side["reason"]] if side.get("reason") else []
+        parts.append(text + (f" ({', '.join(details)})" if details else ""))
+    return "; ".join(parts)
+
+
+def _transition(
+    at: str, call_id: str, state: str, reason: str | None, sides: dict[str, Any] | None = None
+) -> None:
+    ends = _sides(sides)
+    typer.echo(f"{at}  {call_id}  {state:<18} {reason or ''}" + (f"  [{ends}]" if ends else ""))
 
 
 async def _follow(services: Services, subscription: Subscription, call: dict[str, Any]) -> None:
@@ -143,10 +163,15 @@ async def _follow(services: Services, subscription: Subscription, call: dict[str
     if call["id"] not in services.tracker.live_calls():
         typer.echo("  (placed earlier by another process, which follows it)")
         return
+    from callgate.api.v1.render import sides_out  # loaded already: --direct runs the app
+
     async for transition in subscription:
         if transition.call_id == call["id"]:
-            state = str(transition.state)
-            _transition(transition.at.isoformat(), transition.call_id, state, transition.reason)
+            state, sides = str(transition.state), sides_out(transition.sides)
+            ends = None if sides is None else sides.model_dump(mode="json")
+            _transition(
+                transition.at.isoformat(), transition.call_id, state, transition.reason, ends
+            )
             if state in TERMINAL:
                 return
 
@@ -202,12 +227,14 @@ def show(
     secret_env: SecretEnv = DEFAULT_SECRET_ENV,
     direct: Direct = False,
 ) -> None:
-    """A call with its timeline and durations."""
+    """A call with its timeline, durations and, once it ended, why each side ended."""
     call = _answer(_request(url, secret_env, direct, "GET", f"/v1/calls/{call_id}"))
     _show(call)
     for event in call["timeline"]:
         typer.echo(f"  {event['at']}  {event['state']:<18} {event.get('detail') or ''}")
     typer.echo("  " + json.dumps(call["durations"]))
+    if call.get("sides"):
+        typer.echo("  sides: " + _sides(call["sides"]))
 
 
 @call_app.command("list")
@@ -271,7 +298,13 @@ def watch(
                 if not line.startswith("data: "):
                     continue
                 event = json.loads(line.removeprefix("data: "))
-                _transition(event["at"], event["call_id"], event["state"], event["reason"])
+                _transition(
+                    event["at"],
+                    event["call_id"],
+                    event["state"],
+                    event["reason"],
+                    event.get("sides"),
+                )
                 seen += 1
                 if count is not None and seen >= count:
                     return

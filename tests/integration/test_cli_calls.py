@@ -22,6 +22,7 @@ from tests.support.stack import Stack, call_stack
 pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 CALL_ID = re.compile(r"^([0-9a-f-]{36})  ", re.M)
 WATCHED = re.compile(r"^\S+T\S+  ([0-9a-f-]{36})  [a-z_]+")
+SIDES = re.compile(r"agent answered \(rang [0-9.]+ s\); customer answered \(rang [0-9.]+ s\)")
 
 
 @pytest.fixture
@@ -129,10 +130,15 @@ async def test_direct_place_follows_its_call_then_show_and_list(api: Stack, tmp_
     states = [m.group(1) for m in re.finditer(rf"^\S+  {call_id}  ([a-z_]+)", out, re.M)]
     assert states[-1] == "completed", out
     assert "connected" in states, out
+    ended = re.search(rf"^\S+  {call_id}  completed .*\[(.*)\]$", out, re.M)
+    assert ended is not None, out  # the end's line says why each side ended
+    assert SIDES.fullmatch(ended.group(1)) is not None, ended.group(1)
     assert await api.originates() == 1
     code, out = await _direct(api, tmp_path, "call", "show", call_id)
     assert code == 0, out
     assert f"{call_id}  completed" in out and "talk_s" in out
+    shown = re.search(r"^  sides: (.*)$", out, re.M)
+    assert shown is not None and shown.group(1) == ended.group(1), out
     code, out = await _direct(api, tmp_path, "call", "list", "--extension", "152")
     assert code == 0 and call_id in out
     log_text = (tmp_path / "direct.log").read_text()  # the command's own log: it dialled
@@ -158,6 +164,12 @@ async def test_direct_hangup_of_a_call_the_service_follows(api: Stack, tmp_path:
     code, out = await _cli(api, "call", "show", call_id)
     assert code == 0 and f"{call_id}  canceled" in out, out
     assert "hung up through the API" in out
+    # Stored by the process that hung up, from the row's times: the agent had answered.
+    shown = re.search(
+        r"^  sides: agent answered \(rang ([0-9.]+) s\); customer canceled", out, re.M
+    )
+    assert shown is not None, out
+    assert 0.05 <= float(shown.group(1)) <= 1.0
     code, out = await _direct(api, tmp_path, "call", "hangup", call_id)
     assert code == 1 and "409 call_not_live" in out
 

@@ -14,7 +14,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import column, inspect, select, table, text
+from sqlalchemy import String, column, insert, inspect, select, table, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from callgate.db.engine import database_state, make_engine, make_sessionmaker, safe_url
 from callgate.db.host_keys import DbHostKeyStore
 from callgate.db.migrate import VERSION_TABLE, alembic_config, upgrade
-from callgate.db.models import Base, CallOutcome, PbxHost
+from callgate.db.models import Base, CallOutcome, CallRecord, PbxHost, UtcDateTime
 from callgate.db.per_call import AsyncpgStatements, EngineStatements, per_call_statements
 from callgate.db.repositories import (
     AlreadyExists,
@@ -140,6 +140,87 @@ async def test_foreign_calls_table_stops_the_migration_atomically(db_url: str) -
         await asyncio.to_thread(upgrade, db_url)
     tables = await _sync(db_url, lambda c: set(inspect(c).get_table_names()))
     assert tables == {"calls"}
+
+
+# A `calls` row as revision 0002 knows it: the columns the 0003 backfill reads.
+CALLS_0002 = table(
+    "calls",
+    *(column(name, String()) for name in ("id", "enterprise_number", "extension", "phone")),
+    *(column(name, String()) for name in ("host", "outcome", "state", "end_reason", "error")),
+    *(
+        column(name, UtcDateTime())
+        for name in ("created_at", "agent_answered_at", "customer_answered_at", "ended_at")
+    ),
+)
+
+
+async def test_0003_gives_calls_that_had_ended_their_sides(db_url: str) -> None:
+    """Rows ended before 0003: each side from the row's state and times, as the tracker would
+    have decided without Asterisk's words; a live row is left for the tracker."""
+    await asyncio.to_thread(upgrade, db_url, "0002")
+    t0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+    def at(seconds: float | None) -> datetime | None:
+        return None if seconds is None else t0 + timedelta(seconds=seconds)
+
+    rows = {  # state, agent answered, customer answered, ended (seconds after created_at)
+        "completed": ("completed", 1.0, 3.0, 10.0),
+        "customer_unanswered": ("customer_no_answer", 1.0, None, 5.0),
+        "agent_timed_out": ("agent_no_answer", None, None, 30.0),
+        "agent_unanswered": ("agent_no_answer", None, None, 5.0),
+        "canceled_early": ("canceled", None, None, 2.0),
+        "canceled_late": ("canceled", 1.0, None, 4.0),
+        "failed": ("failed", None, None, 0.5),
+        "lost": ("lost", 1.0, None, 70.0),
+        "live": ("ringing_agent", None, None, None),
+    }
+    engine = make_engine(db_url)
+    try:
+        async with engine.begin() as connection:
+            for name, (state, agent, customer, ended) in rows.items():
+                values: dict[str, Any] = {
+                    "id": name,
+                    "enterprise_number": "0367",
+                    "extension": "150",
+                    "phone": "+375296254070",
+                    "host": "h",
+                    "state": state,
+                    "outcome": "failed" if state == "failed" else "success",
+                    "end_reason": "PBX did not create the call" if ended else None,
+                    "created_at": t0,
+                    "agent_answered_at": at(agent),
+                    "customer_answered_at": at(customer),
+                    "ended_at": at(ended),
+                }
+                await connection.execute(insert(CALLS_0002).values(values))
+    finally:
+        await engine.dispose()
+    await asyncio.to_thread(upgrade, db_url)
+    engine = make_engine(db_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            stored = {row.id: row for row in await session.scalars(select(CallRecord))}
+    finally:
+        await engine.dispose()
+
+    def sides(name: str) -> tuple[Any, ...]:
+        row = stored[name]
+        ring = [None if s is None else round(s, 2) for s in (row.agent_ring_s, row.customer_ring_s)]
+        return row.agent_outcome, ring[0], row.customer_outcome, ring[1]
+
+    assert {name: sides(name) for name in rows} == {
+        "completed": ("answered", 1.0, "answered", 2.0),
+        "customer_unanswered": ("answered", 1.0, "unknown", 4.0),
+        "agent_timed_out": ("no_answer", 30.0, None, None),
+        "agent_unanswered": ("unknown", 5.0, None, None),
+        "canceled_early": ("canceled", 2.0, None, None),
+        "canceled_late": ("answered", 1.0, "canceled", 3.0),
+        "failed": ("failed", None, None, None),
+        "lost": ("answered", 1.0, "unknown", None),
+        "live": (None, None, None, None),
+    }
+    assert stored["failed"].agent_reason == "PBX did not create the call"
+    assert all(row.customer_reason is None for row in stored.values())
 
 
 def test_upgrade_works_from_any_directory(

@@ -278,6 +278,13 @@ async def test_reconcile_settles_each_kind_of_pending_row(pg_url: str) -> None:
             "lost",
             REASON,
         )
+        # Never verified: whether the agent's phone even rang is unknown; no customer dialled.
+        lost = stored[made["unknown"]]
+        assert (lost.agent_outcome, lost.agent_ring_s, lost.customer_outcome) == (
+            "unknown",
+            None,
+            None,
+        )
         assert stored[made["verified"]].state == "initiated"  # the tracker follows it on
         assert stored[newer].outcome == "pending"
         again = await reconcile_pending(sessions, before=before)

@@ -92,7 +92,7 @@ async def _end_as_lost(sessions: async_sessionmaker[AsyncSession], call_id: str)
         state = await session.scalar(select(CallRecord.state).where(CallRecord.id == call_id))
         if state is None or CallState(state) not in LIVE:
             return
-        await CallTrackingRepo(session).record_transition(
+        await CallTrackingRepo(session).end(
             call_id, CallState.LOST, expected=CallState(state), at=utcnow(), reason=REASON
         )
 

@@ -23,20 +23,24 @@ from typing import Any, Protocol, Required, TypedDict, Unpack
 
 import asyncpg
 from sqlalchemy import (
+    Float,
     Insert,
     Select,
     String,
     Text,
     Update,
     bindparam,
+    case,
     func,
     insert,
     literal,
+    null,
     select,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callgate.calls.outcomes import Seen, SideOutcome, SideResult, Sides, decide
 from callgate.calls.states import LIVE, RANK, CallState, can_transition
 from callgate.db.guard import db_step
 from callgate.db.models import (
@@ -63,6 +67,7 @@ class Transition:
     channel: str | None = None  # the first leg (stored as a fallback of the service's write)
     customer_channel: str | None = None
     bridge_id: str | None = None
+    sides: Sides | None = None  # a terminal move's: why each side ended (calls.outcomes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +87,55 @@ def _postgresql(session: AsyncSession) -> bool:
     return (session.bind or session.get_bind()).dialect.name == "postgresql"
 
 
+def side_values(sides: Sides) -> dict[str, Any]:
+    """``sides`` as the six ``calls`` columns' values (a side never reached: NULLs)."""
+    values: dict[str, Any] = {}
+    for name, side in (("agent", sides.agent), ("customer", sides.customer)):
+        values[f"{name}_outcome"] = side.outcome.value if side else None
+        values[f"{name}_ring_s"] = side.ring_s if side else None
+        values[f"{name}_reason"] = side.reason if side else None
+    return values
+
+
+def sides_of(record: CallRecord) -> Sides | None:
+    """The stored sides of an ended call; None while it is live."""
+    if not CallState(record.state).is_terminal:
+        return None
+
+    def side(outcome: str | None, ring_s: float | None, reason: str | None) -> SideResult | None:
+        return None if outcome is None else SideResult(SideOutcome(outcome), ring_s, reason)
+
+    return Sides(
+        side(record.agent_outcome, record.agent_ring_s, record.agent_reason),
+        side(record.customer_outcome, record.customer_ring_s, record.customer_reason),
+    )
+
+
+def row_seen(record: CallRecord, ended: datetime) -> Seen:
+    """What a call's row says of its phases, as ``decide`` takes them (epoch seconds)."""
+
+    def moment(at: datetime | None) -> float | None:
+        return None if at is None else at.timestamp()
+
+    return Seen(
+        originated=record.created_at.timestamp(),
+        ended=ended.timestamp(),
+        agent_answered=moment(record.agent_answered_at),
+        connected=moment(record.customer_answered_at),
+    )
+
+
 @cache
 def _move(
-    state: CallState, channel: bool, customer_channel: bool, bridge_id: bool
+    state: CallState, channel: bool, customer_channel: bool, bridge_id: bool, sides: bool = False
 ) -> tuple[Update, Insert]:
     """The compare-and-set UPDATE of a move to ``state``, and the same with its event.
 
     The second is PostgreSQL's one-statement form (``WITH moved AS (UPDATE ... RETURNING id)
     INSERT INTO call_events SELECT ... FROM moved``): the event is added exactly when the row
     moved, atomically, in one round trip. Built once per shape (a few dozen in all), so running
-    one costs neither compilation nor cache-key generation; the values are parameters.
+    one costs neither compilation nor cache-key generation; the values are parameters. A
+    terminal move with ``sides`` stores why each side ended in the same statement.
     """
     at = bindparam("p_at", type_=UtcDateTime())
     reason = bindparam("p_reason", type_=Text())
@@ -105,6 +149,11 @@ def _move(
     if state.is_terminal:
         values["ended_at"] = at
         values["end_reason"] = reason
+        if sides:
+            for side in ("agent", "customer"):
+                values[f"{side}_outcome"] = bindparam(f"p_{side}_outcome", type_=String())
+                values[f"{side}_ring_s"] = bindparam(f"p_{side}_ring_s", type_=Float())
+                values[f"{side}_reason"] = bindparam(f"p_{side}_reason", type_=Text())
     if channel:  # the service normally stores it; a fallback for resume
         values["channel"] = func.coalesce(CALLS.c.channel, bindparam("p_first_leg", type_=String()))
     if customer_channel:
@@ -131,6 +180,7 @@ class MoveDetails(TypedDict, total=False):
     channel: str | None
     customer_channel: str | None
     bridge_id: str | None
+    sides: Sides | None  # a terminal move's sides (calls.outcomes); None: left as they are
 
 
 def _prepare_move(
@@ -144,8 +194,9 @@ def _prepare_move(
         raise ValueError(f"a call cannot go from {expected.value} to {state.value}")
     channel, customer = move.get("channel"), move.get("customer_channel")
     bridge_id = move.get("bridge_id")
+    sides = move.get("sides") if state.is_terminal else None
     moved, with_event = _move(
-        state, channel is not None, customer is not None, bridge_id is not None
+        state, channel is not None, customer is not None, bridge_id is not None, sides is not None
     )
     params = {
         "p_call": call_id,
@@ -157,6 +208,8 @@ def _prepare_move(
         "p_customer_leg": customer,
         "p_bridge": bridge_id,
     }
+    if sides is not None:
+        params |= {f"p_{name}": value for name, value in side_values(sides).items()}
     return moved, with_event, params
 
 
@@ -200,7 +253,8 @@ class CallTrackingRepo:
         Compare-and-set: the UPDATE only matches while the row is still in ``expected``, so of
         two writers that both saw ``expected`` exactly one moves the call; the other learns
         the state it is in now. ``expected == state == initiated`` records the opening event
-        (tracking began). Raises ValueError for a move the state machine does not allow.
+        (tracking began). A terminal move's ``sides`` are stored by the same statement. Raises
+        ValueError for a move the state machine does not allow.
         """
         result = await self.record(call_id, state, **move)
         await self.session.commit()
@@ -235,6 +289,22 @@ class CallTrackingRepo:
         current = await connection.scalar(_STATE_OF, params)
         return TransitionResult(False, None if current is None else CallState(current))
 
+    async def end(
+        self, call_id: str, state: CallState, *, expected: CallState, at: datetime, reason: str
+    ) -> TransitionResult:
+        """`record_transition` to a terminal ``state`` for a call this process does not follow,
+        with the sides its row's times say (``row_seen``; nobody here heard Asterisk's words).
+
+        The sides come from the row as read just before the move: a row that is no longer in
+        ``expected`` makes the compare-and-set fail, so the sides stored always belong to the
+        state the move started from.
+        """
+        record = await self.get(call_id)
+        sides = None if record is None else decide(state, row_seen(record, at), reason=reason)
+        return await self.record_transition(
+            call_id, state, expected=expected, at=at, reason=reason, sides=sides
+        )
+
     async def live_calls(self) -> Sequence[CallRecord]:
         """Every call in a non-terminal state, oldest first (what a restarted tracker resumes)."""
         stmt = (
@@ -250,6 +320,8 @@ class CallTrackingRepo:
 
         Rows older than any real call (those from before tracking existed, say) are ended in
         small batches, each in one transaction, instead of being loaded and polled one by one.
+        Their sides are ``decide``'s for ``lost``, from the row: answered where a side had
+        answered, else unknown (the customer only once the agent had answered); no ring times.
         """
         live = [state.value for state in LIVE]
         ids = select(CallRecord.id).where(
@@ -260,6 +332,14 @@ class CallTrackingRepo:
             return 0
         moment = literal(at, UtcDateTime())
         lost = CallState.LOST.value
+        answered, unknown = SideOutcome.ANSWERED.value, SideOutcome.UNKNOWN.value
+        agent_up = CallRecord.agent_answered_at.is_not(None)
+        agent = case((agent_up, answered), else_=unknown)
+        customer = case(
+            (CallRecord.customer_answered_at.is_not(None), answered),
+            (agent_up, unknown),
+            else_=null(),
+        )
         await self.session.execute(
             insert(CallEventRecord).from_select(
                 ["call_id", "state", "at", "detail"],
@@ -271,7 +351,14 @@ class CallTrackingRepo:
         await self.session.execute(
             update(CallRecord)
             .where(CallRecord.id.in_(batch), CallRecord.state.in_(live))
-            .values(state=lost, state_changed_at=moment, ended_at=moment, end_reason=reason)
+            .values(
+                state=lost,
+                state_changed_at=moment,
+                ended_at=moment,
+                end_reason=reason,
+                agent_outcome=agent,
+                customer_outcome=customer,
+            )
             .execution_options(synchronize_session=False)
         )
         await self.session.commit()
@@ -401,6 +488,7 @@ class History:
                 channel=step.channel,
                 customer_channel=step.customer_channel,
                 bridge_id=step.bridge_id,
+                sides=step.sides,
             )
             if result.current is None:
                 return _Outcome(persisted, index, stored, done=False)

@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from callgate.calls.outcomes import SideOutcome
 from callgate.calls.states import CallState
 
 
@@ -149,6 +150,15 @@ class CallRecord(Base):
             name="ck_calls_state",
         ),
         Index("ix_calls_state", "state"),  # the live calls, read at every start (resume)
+        *(
+            CheckConstraint(
+                f"{side}_outcome IS NULL OR {side}_outcome IN ("
+                + ", ".join(f"'{outcome.value}'" for outcome in SideOutcome)
+                + ")",
+                name=f"ck_calls_{side}_outcome",
+            )
+            for side in ("agent", "customer")
+        ),
         # A client's retry with the same key finds its first call instead of dialling again.
         Index(
             "uq_calls_enterprise_number_idempotency_key",
@@ -193,6 +203,14 @@ class CallRecord(Base):
     customer_answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     end_reason: Mapped[str | None] = mapped_column(Text)
+    # Why each side ended (migration 0003, `calls.outcomes`), stored with the terminal state;
+    # NULL while the call is live, and for a side never reached.
+    agent_outcome: Mapped[str | None] = mapped_column(String(16))
+    agent_ring_s: Mapped[float | None] = mapped_column(Float)
+    agent_reason: Mapped[str | None] = mapped_column(Text)
+    customer_outcome: Mapped[str | None] = mapped_column(String(16))
+    customer_ring_s: Mapped[float | None] = mapped_column(Float)
+    customer_reason: Mapped[str | None] = mapped_column(Text)
 
     def __repr__(self) -> str:
         return f"CallRecord(id={self.id!r}, outcome={self.outcome!r}, state={self.state!r})"

@@ -38,6 +38,10 @@ Rid = Annotated[str, Depends(request_id)]
 _IDEMPOTENCY_KEY = Header(None, max_length=255, pattern=r"^[\x21-\x7e]+$")
 MAX_METADATA = 4096
 ALL_STATES = frozenset(state.value for state in CallState)
+# The CSV's last columns: agent_result, agent_ring_s, agent_reason, customer_result, …
+CSV_SIDES = [
+    (side, field) for side in ("agent", "customer") for field in ("result", "ring_s", "reason")
+]
 
 
 @router.post("/calls", status_code=201, response_model=CallOut)
@@ -177,13 +181,16 @@ def _csv(items: list[CallOut], next_cursor: str | None) -> Response:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     columns = ["id", "state", "outcome", "from", "to", "host", "created_at", "ended_at"]
-    writer.writerow([*columns, "ringing_s", "talk_s", "end_reason"])
+    sides = [f"{side}_{field}" for side, field in CSV_SIDES]
+    writer.writerow([*columns, "ringing_s", "talk_s", "end_reason", *sides])
     for item in items:
         data = item.model_dump(by_alias=True, mode="json")
         durations = data["durations"]
+        ends = data["sides"] or {}
         writer.writerow(
             [data[c] for c in columns]
             + [durations.get("ringing_s"), durations.get("talk_s"), data["end_reason"]]
+            + [(ends.get(side) or {}).get(field) for side, field in CSV_SIDES]
         )
     headers = {"X-Next-Cursor": next_cursor} if next_cursor else {}
     return Response(buffer.getvalue(), media_type="text/csv", headers=headers)

@@ -16,6 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from callgate.api.deps import Services, services
 from callgate.api.v1.auth import Caller, caller
+from callgate.api.v1.render import sides_out
 from callgate.api.v1.schemas import Problem
 from callgate.db import call_queries
 from callgate.db.call_tracking import Transition
@@ -34,7 +35,9 @@ KEEPALIVE = 15.0  # a comment line this often lets both ends notice a dead conne
 async def events(
     svc: Annotated[Services, Depends(services)], who: Annotated[Caller, Depends(caller)]
 ) -> StreamingResponse:
-    """`event: call.<state>` with the call id, state, time and reason, for this tenant only."""
+    """`event: call.<state>` for this tenant's calls only; `data` is JSON: `call_id`, `state`,
+    `at`, `reason`, and `sides` (why each side ended, as in a call's body: null before the
+    call ends)."""
     return StreamingResponse(
         _stream(svc, who.tenant.number),
         media_type="text/event-stream",
@@ -69,10 +72,12 @@ async def _owned(svc: Services, tenant: str, call_id: str, owners: dict[str, boo
 
 
 def _format(transition: Transition) -> str:
+    sides = sides_out(transition.sides)
     data = {
         "call_id": transition.call_id,
         "state": str(transition.state),
         "at": transition.at.isoformat(),
         "reason": transition.reason,
+        "sides": None if sides is None else sides.model_dump(mode="json"),
     }
     return f"id: {transition.call_id}\nevent: call.{transition.state}\ndata: {json.dumps(data)}\n\n"

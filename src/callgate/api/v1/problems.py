@@ -24,7 +24,7 @@ class ApiProblem(Exception):
         self.status, self.code, self.detail, self.extra = status, code, detail, extra
 
 
-_PBX_TIMEOUTS = (errors.SshConnectTimeout, errors.CommandTimeout)
+_PBX_TIMEOUTS = (errors.SshConnectTimeout, errors.CommandTimeout, errors.CallUnconfirmed)
 _UNAVAILABLE = (errors.DatabaseUnavailable, errors.PbxBusy)
 
 
@@ -55,7 +55,7 @@ def from_error(exc: errors.CallgateError) -> JSONResponse:
     if isinstance(exc, errors.InvalidInput):
         extra["field"] = exc.field
     if isinstance(exc, errors.PbxError):
-        extra["outcome"] = "unknown" if exc.maybe_executed else "not_dialled"
+        extra["outcome"] = exc.outcome
     return problem(status_for(exc), exc.code, exc.message, **extra)
 
 

@@ -15,11 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from callgate import errors
 from callgate.api.deps import Services
 from callgate.api.v1.problems import ApiProblem
-from callgate.api.v1.schemas import CallError, CallEventOut, CallOut
+from callgate.api.v1.schemas import CallError, CallEventOut, CallOut, SideOut, SidesOut
+from callgate.calls.outcomes import SideResult, Sides
 from callgate.calls.service import CallRequest, PlacedCall
 from callgate.calls.states import TERMINAL_STATES
 from callgate.db import call_queries
-from callgate.db.call_tracking import call_events
+from callgate.db.call_tracking import call_events, sides_of
 from callgate.db.guard import db_step
 from callgate.db.models import CallRecord
 
@@ -32,6 +33,20 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     if start is None or end is None:
         return None
     return round((end - start).total_seconds(), 3)
+
+
+def sides_out(sides: Sides | None) -> SidesOut | None:
+    """Why each side ended, as the API shows it (the call's body, its SSE events)."""
+    if sides is None:
+        return None
+
+    def side(result: SideResult | None) -> SideOut | None:
+        if result is None:
+            return None
+        ring_s = None if result.ring_s is None else round(result.ring_s, 3)
+        return SideOut(result=result.outcome, ring_s=ring_s, reason=result.reason)
+
+    return SidesOut(agent=side(sides.agent), customer=side(sides.customer))
 
 
 def record_out(record: CallRecord, events: Sequence[Any]) -> CallOut:
@@ -62,6 +77,7 @@ def record_out(record: CallRecord, events: Sequence[Any]) -> CallOut:
                 "talk_s": _seconds(record.customer_answered_at, record.ended_at),
                 "total_s": _seconds(record.created_at, record.ended_at),
             },
+            "sides": sides_out(sides_of(record)),
             "timeline": [CallEventOut(state=e.state, at=e.at, detail=e.detail) for e in events],
         }
     )

@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from callgate.calls.outcomes import SideOutcome
+
 
 class CallCreate(BaseModel):
     """A call to place: ring extension `from`, then dial `to` once the agent answers."""
@@ -34,6 +36,33 @@ class CallError(BaseModel):
     detail: str | None
 
 
+class SideOut(BaseModel):
+    """How one side of an ended call ended."""
+
+    result: SideOutcome = Field(
+        description="`answered`; `busy`, `congestion` or `no_answer` (Asterisk said so, or for "
+        "the agent: it rang the originate's whole 30 s); `canceled` (hung up through callgate "
+        "while it rang); `failed` (the originate failed, see `reason`); `unknown` (it ended "
+        "unanswered and nothing tells why: a channel listing cannot tell busy from no answer).",
+    )
+    ring_s: float | None = Field(
+        description="Seconds it rang: the agent from the originate, the customer from the "
+        "agent's answer, to the answer or the end (or as Asterisk printed it); null when not "
+        "known (a failed originate, a lost call's unanswered side).",
+    )
+    reason: str | None = Field(description="Why the originate failed (`failed` only).")
+
+
+class SidesOut(BaseModel):
+    """Why each side ended; a side is null when it was never reached."""
+
+    agent: SideOut | None = Field(description="The extension rung first (`from`).")
+    customer: SideOut | None = Field(
+        description="The number dialled once the agent answered (`to`); null when the agent "
+        "never answered, so the customer was never dialled."
+    )
+
+
 class CallOut(BaseModel):
     """A call as callgate knows it."""
 
@@ -55,6 +84,9 @@ class CallOut(BaseModel):
     bridge_id: str | None = None
     error: CallError | None = None
     durations: dict[str, float | None]
+    sides: SidesOut | None = Field(
+        None, description="Why each side ended, once the call has ended; null while it is live."
+    )
     timeline: list[CallEventOut] = []
 
 
