@@ -19,7 +19,8 @@
         ├── ConnectionLost             the connection dropped after the command was sent
         ├── OutputTooLarge             the answer exceeded the bounded read
         ├── UnexpectedOutput           Asterisk answered something we cannot use
-        └── CallNotCreated             originate ran, but no channel appeared
+        ├── CallNotCreated             originate ran, but the dialplan did not take the call
+        └── CallUnconfirmed            originate ran, its channels appeared, never progressed
 
 Messages never contain secrets, passwords or DSNs: they are shown to clients and logged.
 """
@@ -84,6 +85,13 @@ class PbxError(CallgateError):
     # False: the command certainly never reached Asterisk, so nothing was dialled.
     maybe_executed = False
 
+    @property
+    def outcome(self) -> str:
+        """What a failed originate means for the call, decided here once for the API and the
+        call log: `not_dialled` (nothing reached Asterisk), `failed` (Asterisk ran it and
+        created no call) or `unknown` (the call may exist: never sent again)."""
+        return "unknown" if self.maybe_executed else "not_dialled"
+
     def __init__(self, message: str, host: str = "") -> None:
         super().__init__(message)
         self.host = host
@@ -143,6 +151,18 @@ class UnexpectedOutput(PbxError):
 class CallNotCreated(PbxError):
     code = "pbx_call_not_created"
     maybe_executed = True  # originate ran; the PBX just created nothing
+
+    @property
+    def outcome(self) -> str:
+        return "failed"  # the dialplan refused it or its channels ended unstarted: no call
+
+
+class CallUnconfirmed(PbxError):
+    """The originate's channels appeared but never ran the dialplan within the window: the call
+    may still go on, so its outcome is unknown (and it is never sent again)."""
+
+    code = "pbx_call_unconfirmed"
+    maybe_executed = True
 
 
 class AsteriskNotFound(PbxError):

@@ -145,12 +145,14 @@ async def test_database_lost_after_the_originate_still_answers_the_call(faulty: 
     execute = engine.execute
     faults: set[asyncio.Task[None]] = set()  # referenced, so that no fault is collected early
 
-    def fault_on_originate(command: str) -> CliAnswer:
+    def fault_on_originate(
+        command: str, console: int | None = None, *, at: float | None = None
+    ) -> CliAnswer:
         # The daemon runs in this event loop: the proxy goes down right after the command
         # reached the host, before the service can store or read the call again.
         if command.startswith("channel originate"):
             faults.add(asyncio.get_running_loop().create_task(faulty.proxy.down()))
-        return execute(command)
+        return execute(command, console, at=at)
 
     engine.execute = fault_on_originate  # type: ignore[method-assign]
     legacy, _ = await faulty.legacy("150")

@@ -32,21 +32,38 @@ USER, PASSWORD = "pbx", "sim-password"
 
 
 class Clock:
-    """The engine's clocks and bridge ids, moved by hand: a run can be replayed exactly."""
+    """The engine's clocks and bridge ids, moved by hand: a run can be replayed exactly.
+
+    ``running = True`` lets it also follow real time from then on (moves by hand still add):
+    what a test needs that waits for a call to progress, as a verified originate does (the new
+    pair starts unstarted, ``simulator.timeline.SETTLE``).
+    """
 
     def __init__(self) -> None:
         self.now = 1000.0
         self.bridges = 0
+        self._since: float | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._since is not None
+
+    @running.setter
+    def running(self, on: bool) -> None:
+        if on and self._since is None:
+            self._since = time.monotonic()
+        elif not on and self._since is not None:
+            self.now, self._since = self(), None
 
     def __call__(self) -> float:
-        return self.now
+        return self.now + (0.0 if self._since is None else time.monotonic() - self._since)
 
     def wall(self) -> float:
-        return 1795707000.0 + self.now
+        return 1795707000.0 + self()
 
     def bridge_id(self) -> str:
         self.bridges += 1
-        return f"bridge-{self.bridges}"
+        return f"00000000-0000-4000-8000-{self.bridges:012d}"  # Asterisk's shape: a UUID
 
     def engine(self) -> SimulatedAsterisk:
         return SimulatedAsterisk(clock=self, wall_clock=self.wall, bridge_ids=self.bridge_id)
@@ -168,13 +185,12 @@ async def measure_originates(
     the same host load), after two warm-up calls each (connection, console)."""
     clients = {name: PbxClient(transport) for name, transport in transports.items()}
     samples: dict[str, list[float]] = {name: [] for name in clients}
+    pbx.clock.running = True  # the dialplan starts SETTLE after the originate, as on Asterisk
     for n in range(rounds + 2):
         for name, client in clients.items():
             started = time.perf_counter()
-            placed = await client.originate(pbx.target, str(150 + n % 40), PHONE)
+            await client.originate(pbx.target, str(150 + n % 40), PHONE)
             if n >= 2:
                 samples[name].append(time.perf_counter() - started)
-            if placed.checks != 1:
-                raise AssertionError(f"{name}: the call was seen only after {placed.checks}")
             pbx.clock.now += 120  # the call ends: listings stay one call long
     return samples

@@ -1,4 +1,4 @@
-"""Read the recorded Asterisk 22.7 transcripts in recordings/asterisk into (command, output, status).
+"""Read the recorded Asterisk 22.7 transcripts (recordings/asterisk) into (command, output, status).
 
 They are the facts the parser and the simulator are built on, so a missing file fails the test.
 """

@@ -250,3 +250,57 @@ def test_typed_ahead_half_done() -> None:
     assert framing.requests([ORIGINATE, LISTING], [TOKEN, TOKEN_2]) == (
         f"{ORIGINATE}\n{TOKEN}\n{LISTING}\n{TOKEN_2}\n".encode()
     )
+
+
+def verbose_capture_chunks(at: str) -> bytes:
+    """The chunks a real console wrote at one instant of console-verbose-outcomes.repr.txt."""
+    text = read("console-verbose-outcomes.repr.txt")
+    found = re.findall(rf"^ +{re.escape(at)} (b.*)$", text, re.M)
+    return b"".join(ast.literal_eval(chunk) for chunk in found)
+
+
+def test_a_notice_inside_an_answer_is_taken_out_and_kept() -> None:
+    """The wrong context's exchange, byte for byte: the listing batch ends with core_local.c's
+    NOTICE (colours and all); the answer is the listing as -rx prints it, the notice is kept
+    apart for whoever asked for it."""
+    originate = (
+        "channel originate Local/150@nosuchcontext application Dial "
+        "Local/+375296254070@nosuchcontext"
+    )
+    listing = "core show channels concise"
+    recorded = verbose_capture_chunks("1.516")
+    batch = recorded[recorded.index(b"\r\x1b[0K") :]  # after the echoes: the listing's batch
+    first, second = "cgsync00000000000001", "cgsync00000000000002"
+
+    def echo(line: str) -> bytes:
+        return line.encode() + b"\r\n" + PROMPT
+
+    def sentinel(token: str) -> bytes:
+        line = (
+            f"No such command '{token}' (type 'core show help {token}' for other possible commands)"
+        )
+        return b"\r\x1b[0K" + line.encode() + b"\r\n\r\r\n" + PROMPT
+
+    raw = (
+        PROMPT
+        + echo(originate)
+        + echo(first)
+        + echo(listing)
+        + echo(second)
+        + sentinel(first)
+        + batch
+        + sentinel(second)
+    )
+    logs: list[str] = []
+    answers = framing.parse_answers(raw, [(originate, first), (listing, second)], PROMPT, logs)
+    assert answers == [
+        "",
+        "Local/150@nosuchcontext-0000005f;1!nosuchcontext!150!1!Down!AppDial2!(Outgoing Line)"
+        "!!!!3!0!!1796565377.204\n"
+        "Local/150@nosuchcontext-0000005f;2!nosuchcontext!150!1!Ring!(None)!!!!!3!0!!"
+        "1796565377.205\n",
+    ]
+    assert logs == [
+        "[Dec  6 13:56:17] NOTICE[16379]: core_local.c:753 local_call: No such "
+        "extension/context 150@nosuchcontext while calling Local channel"
+    ]

@@ -19,15 +19,21 @@ TARGET = HostTarget("10.0.0.5", 5059, "callgate")
 class ScriptedTransport:
     """Answers each run() with the next scripted outputs, or raises the next error."""
 
-    def __init__(self, *steps: list[str] | errors.PbxError) -> None:
+    def __init__(self, *steps: list[str] | errors.PbxError, logs: Sequence[str] = ()) -> None:
         self.steps = list(steps)
         self.runs: list[list[str]] = []
+        self.logs = list(logs)  # log lines the first run's answers carried (a console's)
 
-    async def run(self, target: HostTarget, commands: Sequence[str]) -> list[str]:
+    async def run(
+        self, target: HostTarget, commands: Sequence[str], *, notices: list[str] | None = None
+    ) -> list[str]:
         self.runs.append(list(commands))
         step = self.steps.pop(0)
         if isinstance(step, errors.PbxError):
             raise step
+        if notices is not None:
+            notices += self.logs
+            self.logs = []
         return step
 
     def status(self) -> dict[str, object]:
@@ -45,6 +51,93 @@ async def test_verified_when_the_first_leg_appears() -> None:
     assert placed.channel.name == "Local/150@inoffice-0000000a;1"
     with pytest.raises(errors.CallNotCreated):  # the same channel cannot prove a second call
         await client.originate(TARGET, "150", "+375296254071")
+
+
+# The pair right after an originate, good or doomed alike (recordings/asterisk/
+# console-verbose-outcomes.repr.txt), then the same pair once a good call's dialplan started.
+UNSTARTED = (
+    "Local/150@nosuchcontext-0000005f;1!nosuchcontext!150!1!Down!AppDial2!(Outgoing Line)"
+    "!!!!3!0!!1796565377.204\n"
+    "Local/150@nosuchcontext-0000005f;2!nosuchcontext!150!1!Ring!(None)!!!!!3!0!!1796565377.205\n"
+)
+WRONG = HostTarget("10.0.0.5", 5059, "callgate", dial_context="nosuchcontext")
+NOTICE = (
+    "[Dec  6 13:56:17] NOTICE[16379]: core_local.c:753 local_call: No such extension/context "
+    "150@nosuchcontext while calling Local channel"
+)
+STARTED_SECOND = (
+    "Local/150@nosuchcontext-0000005f;2!nosuchcontext!150!2!Ring!Ringing!!!!!3!0!!1796565377.205\n"
+)
+
+
+async def test_the_pair_alone_is_not_proof_and_a_vanished_pair_is_not_created() -> None:
+    """Unstarted, then gone: the PBX dropped the call, whatever the first listing showed."""
+    transport = ScriptedTransport(["", UNSTARTED], [UNSTARTED], [""])
+    client = PbxClient(transport, verify_window=1.0, poll_interval=0.01)
+    with pytest.raises(errors.CallNotCreated) as caught:
+        await client.originate(WRONG, "150", "+375296254070")
+    assert caught.value.message == (
+        "PBX did not create the call (Local/150@nosuchcontext-0000005f;1 ended before the "
+        "dialplan ran it)"
+    )
+    assert caught.value.outcome == "failed"
+    assert len(transport.runs) == 3
+
+
+async def test_asterisks_notice_is_the_reason() -> None:
+    """The console's NOTICE names the refusal, in Asterisk's own words, once the pair is gone."""
+    transport = ScriptedTransport(["", UNSTARTED], [""], logs=[NOTICE])
+    client = PbxClient(transport, verify_window=1.0, poll_interval=0.01)
+    with pytest.raises(errors.CallNotCreated) as caught:
+        await client.originate(WRONG, "150", "+375296254070")
+    assert caught.value.message == (
+        "PBX did not create the call (No such extension/context 150@nosuchcontext while "
+        "calling Local channel)"
+    )
+    assert len(transport.runs) == 2
+
+
+async def test_a_notice_alone_is_no_verdict() -> None:
+    """A notice's words may come from a caller id with a newline in it: while a listing may
+    hide our pair (here its line is cut in two by such a caller id), the call is not declared
+    refused, and the window ends in an unknown outcome, never `failed`."""
+    cut = (
+        "Local/150@nosuchcontext-0000005f;1!nosuchcontext!150!1!Down!AppDial2!(Outgoing Line)"
+        "!x\n[Dec  6 13:56:17] NOTICE!!!3!0!!1796565377.204\n"
+    )
+    transport = ScriptedTransport(["", UNSTARTED], *([[cut]] * 200), logs=[NOTICE])
+    client = PbxClient(transport, verify_window=0.05, poll_interval=0.01)
+    with pytest.raises(errors.CallUnconfirmed):
+        await client.originate(WRONG, "150", "+375296254070")
+
+
+async def test_a_notice_for_another_extension_is_not_ours() -> None:
+    other = NOTICE.replace("150@", "151@")
+    transport = ScriptedTransport(["", UNSTARTED], [UNSTARTED.replace("!(None)!", "!Wait!")])
+    transport.logs = [other]
+    client = PbxClient(transport, verify_window=1.0, poll_interval=0.01)
+    placed = await client.originate(WRONG, "150", "+375296254070")
+    assert placed.checks == 2
+
+
+async def test_progress_of_the_second_leg_verifies() -> None:
+    """`;2` running the dialplan (here `Ringing`) is the proof; `;1` may still be Down."""
+    first = UNSTARTED.splitlines(keepends=True)[0]
+    transport = ScriptedTransport(["", UNSTARTED], [first + STARTED_SECOND])
+    client = PbxClient(transport, verify_window=1.0, poll_interval=0.01)
+    placed = await client.originate(WRONG, "150", "+375296254070")
+    assert placed.channel.name == "Local/150@nosuchcontext-0000005f;1"
+    assert placed.checks == 2
+
+
+async def test_a_pair_that_never_starts_is_an_unknown_outcome() -> None:
+    """Still unstarted when the window ends: it may yet ring, so `unknown`, never `failed`."""
+    transport = ScriptedTransport(["", UNSTARTED], *([[UNSTARTED]] * 200))
+    client = PbxClient(transport, verify_window=0.05, poll_interval=0.01)
+    with pytest.raises(errors.CallUnconfirmed) as caught:
+        await client.originate(WRONG, "150", "+375296254070")
+    assert caught.value.outcome == "unknown"
+    assert "may exist" in caught.value.message
 
 
 async def test_no_channel_is_a_call_not_created() -> None:

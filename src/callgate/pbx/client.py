@@ -5,19 +5,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict, deque
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from callgate import errors
-from callgate.pbx import commands
-from callgate.pbx.parsing import Channel, parse_channels, parse_hangup, parse_version
-from callgate.pbx.transport import HostTarget, PbxTransport
+from callgate.pbx import commands, originate_check
+from callgate.pbx.parsing import Channel, Listing, parse_channels, parse_hangup, parse_version
+from callgate.pbx.transport import EventSource, HostTarget, PbxTransport
+from callgate.pbx.verbose import Heard
 
 _USAGE_MARK = "There are two ways to use this command"
+# The first re-check of an unstarted pair: a good call's dialplan starts about 1 ms after the
+# originate on a real Asterisk 22.7 (recordings/asterisk/console-verbose-outcomes.repr.txt).
+_FIRST_PAUSE = 0.001
 
 
 @dataclass(frozen=True, slots=True)
 class Originated:
-    channel: Channel  # the first leg's `;1` channel, proof that the PBX took the call
+    channel: Channel  # the first leg's `;1` channel, seen progressing: the PBX took the call
     checks: int  # how many channel listings it took to see it
 
 
@@ -42,59 +48,90 @@ class PbxClient:
     async def originate(
         self, target: HostTarget, code: str, phone: str, *, ring_timeout: int | None = None
     ) -> Originated:
-        """Originate and confirm that the first leg's channel appeared within the window.
+        """Originate, then confirm that the dialplan took the call (``originate_check``).
 
-        `channel originate` prints nothing and exits 0 even when Asterisk created no call, so
-        its exit status proves nothing: only the new `Local/<code>@<context>-…;1` does.
+        `channel originate` prints nothing and exits 0 even when Asterisk created no call, and
+        for a wrong context or extension it does create the first leg's pair, in exactly the
+        states of a good call, for a few milliseconds (``recordings/asterisk/README.md``, fact
+        1). So the pair alone proves nothing: only progress does. The listing is typed right
+        behind the originate; while it shows the new pair unstarted, it is asked again (soon,
+        then less and less often) until the pair progresses (the call is placed), vanishes or
+        Asterisk says why it refused the call (CallNotCreated), or the window ends.
         """
         prefix = commands.first_leg_prefix(code, target.dial_context)
         key = (target.address, target.port, prefix)
+        refusal = originate_check.refusal_mark(code, target.dial_context)
         async with self._locks[key]:
             started = time.monotonic()
             originate = commands.originate(code, phone, target.dial_context, ring_timeout)
+            notices: list[str] = []
             try:
                 answer, listing = await self.transport.run(
-                    target, [originate, commands.CHANNELS_CONCISE]
+                    target, [originate, commands.CHANNELS_CONCISE], notices=notices
                 )
             except errors.PbxError as exc:
                 if exc.completed >= 1:  # the originate ran; only the check failed
                     raise _maybe_placed(exc, target) from None
                 raise
             if _USAGE_MARK in answer:
-                raise errors.UnexpectedOutput(
-                    "Asterisk rejected the originate command's usage", host=target.label
+                raise errors.CallNotCreated(
+                    "PBX did not create the call (Asterisk rejected the originate command's usage)",
+                    host=target.label,
                 )
-            checks = 1
-            channel = self._find_new(key, prefix, listing)
-            while channel is None and time.monotonic() - started < self._verify_window:
-                await asyncio.sleep(self._poll_interval)
+            checks, pause, pending, unsure = 1, 0.0, None, False
+            while True:
+                listed = parse_channels(listing, name_prefix=prefix)
+                leg = self._find_new(key, prefix, listed, pending)
+                if leg is not None and originate_check.progressed(leg, listing):
+                    self._credited[key].append(leg.uniqueid)
+                    return Originated(leg, checks)
+                # The verdict is the pair seen, then gone from a listing that hides nothing;
+                # Asterisk's notice only gives the reason: its words could be a caller id's.
+                if leg is None and pending is not None and listed.conclusive:
+                    said = _said(notices, refusal)
+                    raise _not_created(
+                        said or f"{pending.name} ended before the dialplan ran it", target
+                    )
+                pending, unsure = leg or pending, unsure or not listed.conclusive
+                if time.monotonic() - started >= self._verify_window:
+                    said = _said(notices, refusal)
+                    raise _unconfirmed(prefix, pending, unsure, said, self._verify_window, target)
+                await asyncio.sleep(pause)
+                pause = min(self._poll_interval, max(_FIRST_PAUSE, 2 * pause))
                 try:
-                    (listing,) = await self.transport.run(target, [commands.CHANNELS_CONCISE])
+                    (listing,) = await self.transport.run(
+                        target, [commands.CHANNELS_CONCISE], notices=notices
+                    )
                 except errors.PbxError as exc:
                     raise _maybe_placed(exc, target) from None
                 checks += 1
-                channel = self._find_new(key, prefix, listing)
-            if channel is None:
-                raise errors.CallNotCreated(
-                    f"PBX did not create the call (no channel {prefix}…;1 on {target.label} "
-                    f"within {self._verify_window:g} s)",
-                    host=target.label,
-                )
-            self._credited[key].append(channel.uniqueid)
-            return Originated(channel, checks)
 
-    def _find_new(self, key: tuple[str, int, str], prefix: str, listing: str) -> Channel | None:
-        """The newest uncredited first leg of this extension created within the window."""
+    def _find_new(
+        self, key: tuple[str, int, str], prefix: str, listed: Listing, pending: Channel | None
+    ) -> Channel | None:
+        """The first leg being verified: the pending one while it is listed, else the newest
+        uncredited first leg of this extension created within the window."""
+        if pending is not None:
+            return next((c for c in listed if c.uniqueid == pending.uniqueid), None)
         max_age = int(self._verify_window) + 1
         candidates = [
             channel
-            for channel in parse_channels(listing, name_prefix=prefix)
+            for channel in listed
             if channel.half == "1"
             and channel.duration <= max_age
             and channel.uniqueid not in self._credited[key]
         ]
         # Asterisk numbers Local channels with a growing hex counter: the highest is newest.
         return max(candidates, key=lambda c: _counter(c.name, prefix), default=None)
+
+    def listen(
+        self, target: HostTarget
+    ) -> AbstractAsyncContextManager[AsyncIterator[Heard | None]] | None:
+        """What the host says of its calls as it happens (``transport.EventSource``), or None
+        when its transport cannot listen."""
+        if isinstance(self.transport, EventSource):
+            return self.transport.listen(target)
+        return None
 
     async def channels(self, target: HostTarget) -> list[Channel]:
         (listing,) = await self.transport.run(target, [commands.CHANNELS_CONCISE])
@@ -107,6 +144,38 @@ class PbxClient:
     async def version(self, target: HostTarget) -> str:
         (answer,) = await self.transport.run(target, [commands.VERSION])
         return parse_version(answer)
+
+
+def _not_created(why: str, target: HostTarget) -> errors.CallNotCreated:
+    return errors.CallNotCreated(f"PBX did not create the call ({why})", host=target.label)
+
+
+def _said(notices: list[str], refusal: str) -> str | None:
+    """Asterisk's reason for refusing the call, in its words, if a console showed it."""
+    said = next((line for line in notices if refusal in line), None)
+    return None if said is None else originate_check.log_text(said)
+
+
+def _unconfirmed(
+    prefix: str,
+    pending: Channel | None,
+    unsure: bool,
+    said: str | None,
+    window: float,
+    target: HostTarget,
+) -> errors.PbxError:
+    """The window ended: no channel at all in listings that hid nothing (nothing was created),
+    or one that never started, or listings that may have hidden ours (unknown: the call may
+    still go on)."""
+    if pending is None and not unsure:
+        missing = f"no channel {prefix}…;1 on {target.label} within {window:g} s"
+        return _not_created(said or missing, target)
+    seen = pending.name if pending else f"a channel {prefix}…;1 (listings had fragments)"
+    return errors.CallUnconfirmed(
+        f"the PBX may have created {seen} but its dialplan was not seen starting within "
+        f"{window:g} s; the call may exist",
+        host=target.label,
+    )
 
 
 def _maybe_placed(exc: errors.PbxError, target: HostTarget) -> errors.PbxError:

@@ -10,9 +10,14 @@ session with a pty on a pooled connection, holding one of its session slots whil
   command before it, so both answers come back in one round trip (``typed_ahead``).
 * Each answer is framed by a sentinel and cleaned (``console_framing``): it equals ``-rx``'s.
 * A console that ends, hangs past the command timeout or returns garbage is closed; the next
-  use opens another (garbage twice in a row sends the host to the fallback, below). A command
-  written and then timed out raises CommandTimeout and is never sent again; one the console
-  ended without reading (no echo) is sent on a fresh console.
+  use opens another (garbage twice in a row sends the host to the fallback, below).
+* Never twice: a command that changes the PBX (any not in ``commands.READ_ONLY``) is sent once.
+  Once its bytes are written, a timeout, a lost connection or an ended console leave its
+  outcome unknown (CommandTimeout, ConnectionLost, ...: ``maybe_executed``), and it is sent
+  neither on another console nor through the fallback: the console on the host may have read
+  it and passed it to Asterisk even when its echo never came back. Only a command whose bytes
+  were never written (the console had already ended, or the write failed), or one that only
+  reads, is sent again on a fresh console or through the fallback (``SafeToResend``).
 * While a console cannot be opened on a host, that host's commands go through ``fallback``
   (rx): ``status()`` shows the host as ``rx-fallback`` with the reason, a warning is logged,
   and a console is tried again in the background once a back-off has passed (doubling after
@@ -33,7 +38,7 @@ from callgate import errors
 from callgate.logs import get_logger
 from callgate.pbx import commands
 from callgate.pbx import console_framing as framing
-from callgate.pbx.console_session import Console, ConsoleUnavailable, NotSent
+from callgate.pbx.console_session import Console, ConsoleUnavailable, SafeToResend
 from callgate.pbx.parsing import check_cli_output
 from callgate.pbx.ssh import DEFAULT_OUTPUT_LIMIT, SshPool
 from callgate.pbx.transport import HostTarget, PbxTransport
@@ -79,7 +84,9 @@ class ConsoleTransport:
         self._next_reap = 0.0
         self.opened = 0  # consoles opened since start (a test and benchmark probe)
 
-    async def run(self, target: HostTarget, cli_commands: Sequence[str]) -> list[str]:
+    async def run(
+        self, target: HostTarget, cli_commands: Sequence[str], *, notices: list[str] | None = None
+    ) -> list[str]:
         """Run the commands in order on one console (see PbxTransport.run)."""
         if not cli_commands:
             raise ValueError("no command to run")
@@ -94,8 +101,8 @@ class ConsoleTransport:
             try:
                 async with self._lease(host, target) as lease:
                     for batch in typed_ahead(cli_commands):
-                        outputs += await self._commands(host, target, lease, batch)
-            except ConsoleUnavailable as exc:  # raised before the next command was sent
+                        outputs += await self._commands(host, target, lease, batch, notices)
+            except ConsoleUnavailable as exc:  # the rest may be sent (see SafeToResend)
                 await self._fail(host, str(exc))
                 for answer in exc.answers:  # one by one: a failure counts those before it
                     outputs.append(self._checked(host, answer))
@@ -126,7 +133,12 @@ class ConsoleTransport:
             host.slots.release()
 
     async def _commands(
-        self, host: _Host, target: HostTarget, lease: _Lease, batch: Sequence[str]
+        self,
+        host: _Host,
+        target: HostTarget,
+        lease: _Lease,
+        batch: Sequence[str],
+        notices: list[str] | None = None,
     ) -> list[str]:
         """One batch typed at once on the lease's console, taking (or replacing) the console as
         needed; a PbxError's ``completed`` counts the batch's commands answered before it."""
@@ -139,9 +151,9 @@ class ConsoleTransport:
                         lease.console = None
                     lease.console = await self._take(host, target)
                 answers += await lease.console.execute_many(
-                    batch[len(answers) :], target.command_timeout, self._limit
+                    batch[len(answers) :], target.command_timeout, self._limit, notices
                 )
-            except NotSent as exc:  # the console ended before reading the rest: a fresh one
+            except SafeToResend as exc:  # the rest was not written, or only reads: a fresh one
                 answers += exc.answers
                 continue
             except ConsoleUnavailable as exc:
@@ -170,7 +182,7 @@ class ConsoleTransport:
                 exc.completed = len(checked)
                 raise
             return checked
-        raise ConsoleUnavailable("the console ended twice before reading a command", answers)
+        raise ConsoleUnavailable("the console ended twice before answering a command", answers)
 
     @staticmethod
     def _checked(host: _Host, answer: str) -> str:

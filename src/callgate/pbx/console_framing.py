@@ -146,8 +146,18 @@ def parse_answer(raw: bytes, command: str, token: str, prompt: bytes) -> str:
     return parse_answers(raw, [(command, token)], prompt)[0]
 
 
-def parse_answers(raw: bytes, requests: Sequence[tuple[str, str]], prompt: bytes) -> list[str]:
+def parse_answers(
+    raw: bytes,
+    requests: Sequence[tuple[str, str]],
+    prompt: bytes,
+    logs: list[str] | None = None,
+) -> list[str]:
     """The answers to several requests typed at once, each ``(command, token)``, in order.
+
+    ``logs`` gets the log lines Asterisk printed in ``raw``, inside the answers or before them
+    (while the console idled since its last request): they are taken out of the answers, as
+    ``-rx`` never prints them, but one may say why a command did nothing (``local_call: No such
+    extension/context …``, see ``recordings/asterisk/console-verbose-outcomes.repr.txt``).
 
     Echoes come in typed order, each before its command's answer, but where they fall between
     the answers depends on timing: editline may read every typed line before Asterisk's first
@@ -178,15 +188,17 @@ def parse_answers(raw: bytes, requests: Sequence[tuple[str, str]], prompt: bytes
         while run and echoed > len(answers):  # before its echo: not part of the answer
             at = run.find(needles[len(answers)])
             if at < 0:
-                content += run
+                content, run = content + run, b""
                 break
-            answers.append(clean(bytes(content + run[:at])))
+            answers.append(clean(bytes(content + run[:at]), logs))
             content = bytearray()
             if len(answers) == len(requests):
                 return answers
             newline = run.find(b"\n", at)
             rest_of_line = newline < 0
             run = b"" if rest_of_line else run[newline + 1 :]
+        if run and logs is not None:  # output from before the echo: only its log lines count
+            clean(run, logs)
     if echoed <= len(answers):
         raise ConsoleGarbage("the console did not echo the command")
     raise ConsoleGarbage("the sentinel's answer is missing")
@@ -230,10 +242,19 @@ def _runs(raw: bytes, prompt: bytes) -> list[tuple[bool, bytes]]:
     return runs
 
 
-def clean(content: bytes) -> str:
-    """Batch text as ``-rx`` prints it: no terminal codes, no ``\\r``, no log lines."""
+def clean(content: bytes, logs: list[str] | None = None) -> str:
+    """Batch text as ``-rx`` prints it: no terminal codes, no ``\\r``, no log lines (appended to
+    ``logs`` when given, without their newline)."""
     text = _ESCAPES.sub(b"", content).replace(b"\r", b"").decode("utf-8", "replace")
-    return _LOG_LINE.sub(lambda m: "" if _line_start(text, m.start()) else m.group(0), text)
+
+    def drop(match: re.Match[str]) -> str:
+        if not _line_start(text, match.start()):
+            return match.group(0)
+        if logs is not None:
+            logs.append(match.group(0).rstrip("\n"))
+        return ""
+
+    return _LOG_LINE.sub(drop, text)
 
 
 def _line_start(text: str, at: int) -> bool:
@@ -272,3 +293,19 @@ def console_ended(buffer: bytes | bytearray) -> str:
 def says_not_running(buffer: bytes | bytearray) -> bool:
     """The console could not reach Asterisk (same message as `asterisk -rx`)."""
     return NOT_RUNNING in buffer
+
+
+def screen_lines(raw: bytes | bytearray, prompt: bytes) -> tuple[list[str], int]:
+    """The whole lines in what a console wrote while nobody typed (a listening console), as
+    text, and how many bytes they took: the rest is an unfinished line, to read again with
+    what follows. Each block Asterisk sends is written over the prompt (``\\r\\x1b[0K``) and
+    followed by a redraw (``\\r\\r\\n<prompt>``); neither is a line of Asterisk's."""
+    end = raw.rfind(b"\n") + 1
+    lines = []
+    for row in bytes(raw[:end]).split(b"\n")[:-1]:
+        row = row[row.rfind(CLEAR_LINE) + len(CLEAR_LINE) :] if CLEAR_LINE in row else row
+        row = row.removeprefix(prompt)
+        text = _ESCAPES.sub(b"", row).replace(b"\r", b"").decode("utf-8", "replace")
+        if text.strip():
+            lines.append(text)
+    return lines, end

@@ -11,21 +11,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shlex
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import cast
 
 import asyncssh
 
 from callgate import errors
 from callgate.pbx import console_framing as framing
+from callgate.pbx.commands import READ_ONLY
 from callgate.pbx.transport import HostTarget
 
 _IDLE_KEEP = 64 * 1024  # output that arrives between commands is never an answer: keep little
 VERBOSE_OFF = "core set verbose 0"  # no verbose messages on this console, only answers
+# Commands that change nothing on the PBX (VERBOSE_OFF sets only this console's own level):
+# the only ones typed again after a console ended with them written but unanswered.
+HARMLESS = READ_ONLY | {VERBOSE_OFF}
 
 
 class ConsoleUnavailable(Exception):
-    """No console can take a command that was not sent: the fallback must.
+    """No console can take the rest of the commands, which may still be sent (see
+    ``SafeToResend``): the fallback must.
 
     ``answers`` holds the answers of the commands of the same run that a console did answer
     before (the fallback must not run those again).
@@ -36,9 +41,16 @@ class ConsoleUnavailable(Exception):
         self.answers = answers or []
 
 
-class NotSent(Exception):
-    """The console ended before it read a command whole: that command and those typed after
-    it did not reach Asterisk; ``answers`` holds the answers of those before it."""
+class SafeToResend(Exception):
+    """The console cannot answer the rest of the commands, and sending them again (on another
+    console, or through the fallback) cannot run one that changes the PBX twice: not one byte
+    of them was written (the console had ended, or the write failed), or they were written but
+    change nothing (``HARMLESS``). ``answers`` holds the answers of the commands before them.
+
+    Once written, a command may have reached Asterisk even if its echo never came back: the
+    console on the host may have read the line and passed it on while what it wrote back was
+    lost with the connection. Such a command that changes the PBX is never sent again: its
+    outcome is unknown (``Console._ended``)."""
 
     def __init__(self, answers: list[str] | None = None) -> None:
         super().__init__()
@@ -121,7 +133,7 @@ class Console:
                     f"Asterisk on {target.label} went away as the console started",
                     host=target.label,
                 ) from None
-            except (NotSent, errors.PbxError) as exc:
+            except (SafeToResend, errors.PbxError) as exc:
                 why = str(exc) or "the console ended"
                 raise ConsoleUnavailable(f"no answer to '{VERBOSE_OFF}' ({why})") from None
             except framing.ConsoleGarbage as exc:
@@ -168,13 +180,20 @@ class Console:
         (answer,) = await self.execute_many([command], within, limit)
         return answer
 
-    async def execute_many(self, commands: Sequence[str], within: float, limit: int) -> list[str]:
-        """Type every command with its sentinel at once; their answers, in order.
+    async def execute_many(
+        self,
+        commands: Sequence[str],
+        within: float,
+        limit: int,
+        logs: list[str] | None = None,
+    ) -> list[str]:
+        """Type every command with its sentinel at once; their answers, in order (``logs``: see
+        ``console_framing.parse_answers``).
 
         Typed ahead, the commands cost one round trip instead of one each; Asterisk still runs
         them one after another. The caller only types ahead commands that are harmless to run
         whatever the one before them did (see ``ConsoleTransport``). ``within`` and
-        ``limit * len(commands)`` bound the whole exchange. After any failure but NotSent the
+        ``limit * len(commands)`` bound the whole exchange. After any failure but SafeToResend the
         console is out of step (an answer may still come) and marked broken; the caller closes
         it. A PbxError raised here carries in ``completed`` how many commands were answered.
         """
@@ -182,13 +201,13 @@ class Console:
         tokens = [framing.new_token() for _ in commands]
         start, end_of = len(output.buffer), framing.AnswerEnd(tokens[-1])
         if not self.usable:
-            raise NotSent
+            raise SafeToResend  # nothing written
         output.busy = True
         try:
             try:
                 self._channel.write(framing.requests(commands, tokens))
             except (OSError, asyncssh.Error):
-                raise NotSent from None
+                raise SafeToResend from None  # the channel refused the bytes: nothing written
             async with asyncio.timeout(within):
                 while True:
                     end = end_of.find(output.buffer)
@@ -200,7 +219,7 @@ class Console:
                     if end is not None:
                         break
                     if output.ended:
-                        raise self._ended(commands, tokens, start)
+                        raise self._ended(commands, tokens, start, logs)
                     await output.more()
         except TimeoutError:
             self.broken = True
@@ -221,24 +240,33 @@ class Console:
         raw = bytes(output.buffer[:end])
         del output.buffer[:end]
         try:
-            return framing.parse_answers(raw, list(zip(commands, tokens, strict=True)), self.prompt)
+            requests = list(zip(commands, tokens, strict=True))
+            return framing.parse_answers(raw, requests, self.prompt, logs)
         except framing.ConsoleGarbage:
             self.broken = True
             raise
 
-    def _ended(self, commands: Sequence[str], tokens: Sequence[str], start: int) -> Exception:
-        """What a console that ended in the middle of ``commands`` means for them."""
+    def _ended(
+        self, commands: Sequence[str], tokens: Sequence[str], start: int, logs: list[str] | None
+    ) -> Exception:
+        """What a console that ended in the middle of ``commands`` means for them.
+
+        They were all written. Whether the console read the next one (its echo) proves
+        nothing: the line may have reached Asterisk while its echo was lost with the
+        connection. So the rest may be sent again only if none of it changes the PBX; else its
+        outcome is unknown (a PbxError with ``maybe_executed``, never sent again).
+        """
         buffer = self._output.buffer
         done = framing.answers_done(buffer, tokens, start)
-        if framing.echoes_seen(buffer, commands, start) <= done:  # the next was never read
+        if all(command in HARMLESS for command in commands[done:]):
             if done == 0:
-                return NotSent()
+                return SafeToResend()
             end = framing.AnswerEnd(tokens[done - 1]).find(buffer)
             if end is not None:
                 requests = list(zip(commands[:done], tokens[:done], strict=True))
                 with contextlib.suppress(framing.ConsoleGarbage):
-                    answers = framing.parse_answers(bytes(buffer[:end]), requests, self.prompt)
-                    return NotSent(answers)
+                    raw = bytes(buffer[:end])
+                    return SafeToResend(framing.parse_answers(raw, requests, self.prompt, logs))
         if framing.DISCONNECTED in buffer[start:]:
             lost: errors.PbxError = errors.AsteriskNotRunning(
                 f"Asterisk on {self.label} went away during the command (it may have run)",
@@ -249,6 +277,29 @@ class Console:
         return errors.ConnectionLost(
             f"the console on {self.label} ended during the command", host=self.label
         )
+
+    async def listen(self, quiet: float) -> AsyncIterator[str | None]:
+        """Every line the console shows from now on, as text, until it ends (a console kept
+        for listening: nothing is typed on it any more); None after each ``quiet`` seconds
+        without a line, so that the listener may decide to stop."""
+        output = self._output
+        output.busy = True  # every byte counts now
+        while True:
+            lines, used = framing.screen_lines(output.buffer, self.prompt)
+            if used:  # bytes may come while a line is handled: look again before waiting
+                del output.buffer[:used]
+                for line in lines:
+                    yield line
+                continue
+            if output.ended:
+                return
+            if len(output.buffer) > _IDLE_KEEP:  # no line end in 64 KiB: not Asterisk's lines
+                output.buffer.clear()
+            try:
+                async with asyncio.timeout(quiet):
+                    await output.more()
+            except TimeoutError:
+                yield None
 
     async def close(self, *, polite: bool = False) -> None:
         """Close the channel (sshd hangs up the console's terminal) and free the slot."""

@@ -23,9 +23,16 @@ class RxTransport:
     def __init__(self, pool: SshPool) -> None:
         self._pool = pool
 
-    async def run(self, target: HostTarget, cli_commands: Sequence[str]) -> list[str]:
+    async def run(
+        self, target: HostTarget, cli_commands: Sequence[str], *, notices: list[str] | None = None
+    ) -> list[str]:
+        """See PbxTransport.run; ``asterisk -rx`` prints no log lines, so ``notices`` stays as it
+        is."""
         line = commands.rx_shell(target.asterisk_bin, cli_commands)
-        result = await self._pool.run(target, line)
+        # A connection lost as the line started is run again only when every command only reads:
+        # an originate or a hangup that may have run is never sent twice.
+        idempotent = all(command in commands.READ_ONLY for command in cli_commands)
+        result = await self._pool.run(target, line, idempotent=idempotent)
         outputs = commands.split_outputs(result.stdout)
         if result.exit_status == _COMMAND_NOT_FOUND and len(outputs) == 1 and not outputs[0]:
             raise errors.AsteriskNotFound(

@@ -7,6 +7,7 @@ would otherwise fill in from the user's environment is set explicitly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import asyncssh
@@ -80,6 +81,16 @@ async def open_connection(
     host_keys: HostKeyStore | None,
 ) -> tuple[asyncssh.SSHClientConnection, str]:
     """Connect, authenticate and (accept-new) pin the host key; return the connection and key."""
+    if (
+        target.host_key_policy is HostKeyPolicy.ACCEPT_NEW
+        and not target.pinned_host_key
+        and host_keys is not None
+    ):
+        # A target built before the first contact pinned the key (a call followed since, say)
+        # must still have it checked during key exchange, before any credential is sent.
+        pinned = await host_keys.pinned_key(target.address)
+        if pinned:
+            target = dataclasses.replace(target, pinned_host_key=pinned)
     options = connect_options(target, keepalive_interval)
     with connect_errors(target.label, target.connect_timeout):
         # asyncssh bounds the whole handshake by connect_timeout; the outer bound is a guard

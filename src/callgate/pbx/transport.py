@@ -7,13 +7,15 @@ call operations on top of any transport.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import SecretStr
 
+from callgate.pbx.verbose import Heard
 from callgate.settings import HostKeyPolicy, Transport
 
 
@@ -66,15 +68,23 @@ class HostKeyStore(Protocol):
         """Pin `public_key` unless a key is pinned already; return the key pinned now."""
         ...
 
+    async def pinned_key(self, address: str) -> str | None:
+        """The key pinned now, if any (a target built before the pin does not carry it)."""
+        ...
+
 
 class PbxTransport(Protocol):
     """Runs CLI commands on a host, in order, and returns each command's output."""
 
-    async def run(self, target: HostTarget, commands: Sequence[str]) -> list[str]:
+    async def run(
+        self, target: HostTarget, commands: Sequence[str], *, notices: list[str] | None = None
+    ) -> list[str]:
         """Run `commands` in order; raise a PbxError (callgate.errors) on any failure.
 
         A command whose output says Asterisk is not running raises AsteriskNotRunning and the
-        rest are not run.
+        rest are not run. `notices`, when given, gets the log lines Asterisk printed among the
+        answers (a console shows them, `asterisk -rx` does not); they are never part of an
+        answer.
         """
         ...
 
@@ -83,3 +93,14 @@ class PbxTransport(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """A transport that can also listen to what a host says of its calls, as it happens."""
+
+    def listen(
+        self, target: HostTarget
+    ) -> AbstractAsyncContextManager[AsyncIterator[Heard | None]] | None:
+        """A listening session on ``target``, or None when this host cannot be listened to."""
+        ...
