@@ -7,10 +7,12 @@
    process) against the seed's way with the same concurrency; one host blackholed.
 3. Tracking cost: listings per host with 1 and 50 live calls.
 4. Footprint: the service's RSS with a thousand hosts' connections open.
+5. Listening: the lag from the simulator printing a call's line to the SSE event, and the CPU
+   per call of the listening console, with listening on and off (`bench/listening.py`).
 
 Prints one Markdown report and writes it to bench/results/latest.md (gitignored). ``--quick``
 is a smoke run with small counts, written to bench/results/quick.md instead so that it never
-replaces a real measurement; the full run takes about five minutes.
+replaces a real measurement; the full run takes about six minutes.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import footprint, procs, report, scale, setup, single, tracking
+from bench import footprint, listening, procs, report, scale, setup, single, tracking
 from bench.farm_client import farm_process
 from callgate.db.migrate import upgrade
 from callgate.logs import configure_logging
@@ -48,6 +50,8 @@ class Plan:
     footprint_hosts: int = 1000
     footprint_clients: int = 16
     window: float = 10.0  # tracking: seconds counted
+    listen_calls: int = 20  # listening: measured calls per turn (one service, one mode)
+    listen_rounds: int = 2  # listening: rounds of a turn on and a turn off (ABBA)
 
 
 QUICK = Plan(
@@ -60,6 +64,8 @@ QUICK = Plan(
     footprint_hosts=40,
     footprint_clients=8,
     window=3.0,
+    listen_calls=3,
+    listen_rounds=1,
 )
 
 
@@ -71,6 +77,7 @@ class Results:
     scale: scale.ScaleResult
     tracking: tracking.TrackingResult
     footprint: footprint.FootprintResult
+    listening: listening.ListeningResult
 
 
 async def measure(plan: Plan) -> Results:
@@ -78,6 +85,9 @@ async def measure(plan: Plan) -> Results:
     with setup.stage("callgate-bench-") as host:
         sshd, control, workdir, daemon = host.sshd, host.control, host.workdir, host.daemon
         single_result = await single.measure(sshd, control, workdir, plan.samples, plan.warmup)
+        listening_result = await listening.measure(
+            sshd, control, daemon.pid, workdir, plan.listen_calls, plan.listen_rounds
+        )
         async with farm_process() as farm, setup.database() as url:
             await asyncio.to_thread(upgrade, url)
             prepared = await scale.prepare(url, farm, plan.hosts)
@@ -105,7 +115,7 @@ async def measure(plan: Plan) -> Results:
             footprint_result = await footprint.measure(
                 url, farm, workdir, plan.footprint_hosts, plan.footprint_clients
             )
-    return Results(single_result, scale_result, tracking_result, footprint_result)
+    return Results(single_result, scale_result, tracking_result, footprint_result, listening_result)
 
 
 def parse_plan(argv: list[str] | None = None) -> tuple[Plan, bool]:
@@ -152,7 +162,12 @@ def main() -> None:
         load_after=os.getloadavg(),
     )
     text = report.render(
-        run_info, results.single, results.scale, results.tracking, results.footprint
+        run_info,
+        results.single,
+        results.scale,
+        results.tracking,
+        results.footprint,
+        results.listening,
     )
     print(text)
     RESULTS.mkdir(exist_ok=True)

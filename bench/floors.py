@@ -14,6 +14,12 @@ code where it has one:
 - the database: the service's authorisation read (``per_call_statements(url).tenant``)
   through its own asyncpg pool.
 
+Beside them, the same round times what a check that trusted the pair would cost: the
+originate and one listing typed together, nothing more (``unchecked``). A real Asterisk shows
+the new pair for a refused call too (``recordings/asterisk/README.md``, fact 1), so callgate
+lists again until the dialplan has visibly taken the call; the difference is what that honest
+check costs, and ``checks`` how many listings it took.
+
 Their sum, round by round, is the least a verified call through HTTP can take on this machine
 when the three run one after another, as they must (the originate waits for the secret to be
 checked). The seed's median over that sum is the best ratio that any service doing the same
@@ -32,6 +38,7 @@ from tests.support.sshd import SshdServer
 
 from bench.load import HttpLane
 from callgate.db.per_call import PerCallStatements, per_call_statements
+from callgate.pbx import commands
 from callgate.pbx.client import PbxClient
 from callgate.pbx.console import ConsoleTransport
 from callgate.pbx.rx import RxTransport
@@ -40,6 +47,7 @@ from callgate.pbx.transport import HostTarget
 from callgate.settings import HostKeyPolicy, Transport
 
 EXTENSION = "150"
+UNCHECKED = "151"  # another agent: the pair-alone originate must not disturb the verified one
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,8 @@ class FloorRound:
     pbx: float
     http: float
     database: float
+    unchecked: float  # the originate and one listing, typed together: the pair alone
+    checks: int  # listings the verified originate took
 
     @property
     def total(self) -> float:
@@ -91,8 +101,13 @@ class Floors:
     async def measure(self, phone: str) -> FloorRound:
         """One round: the originate (hang it up afterwards), /health, the read."""
         started = time.perf_counter()
-        await self._pbx.originate(self._target, EXTENSION, phone)
+        placed = await self._pbx.originate(self._target, EXTENSION, phone)
         pbx = time.perf_counter() - started
+
+        originate = commands.originate(UNCHECKED, phone, self._target.dial_context)
+        started = time.perf_counter()
+        await self._transport.run(self._target, [originate, commands.CHANNELS_CONCISE])
+        unchecked = time.perf_counter() - started
 
         started = time.perf_counter()
         status, _ = await self._lane.get("/health")
@@ -105,4 +120,4 @@ class Floors:
         database = time.perf_counter() - started
         if found is None:
             raise RuntimeError("the authorisation read found no enterprise")
-        return FloorRound(pbx, http, database)
+        return FloorRound(pbx, http, database, unchecked, placed.checks)

@@ -79,3 +79,35 @@ def raise_open_files(wanted: int = 65536) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
+
+
+def exact_cpu_seconds(pid: int) -> float:
+    """On-CPU seconds of ``pid``'s live threads, as the scheduler counts them
+    (``/proc/<pid>/task/*/schedstat``, nanoseconds): exact, where ``cpu_seconds`` counts whole
+    clock ticks (10 ms here). Threads that ended took their time with them; 0 if it is gone."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0.0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return total / 1e9
+
+
+def tree_cpu_delta(before: dict[int, float], after: dict[int, float]) -> tuple[float, float, int]:
+    """CPU a set of processes spent between two snapshots (pid -> ``exact_cpu_seconds``):
+    (the total, the part of processes started in between, how many ended in between). A
+    process started in between counts whole; one that ended took its time since ``before``
+    with it, so with any ended the total is a lower bound."""
+    total = started = 0.0
+    for pid, seconds in after.items():
+        if pid in before:
+            total += seconds - before[pid]
+        else:
+            total += seconds
+            started += seconds
+    return total, started, sum(1 for pid in before if pid not in after)

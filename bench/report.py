@@ -7,8 +7,9 @@ import platform
 import time
 from dataclasses import dataclass
 
-from bench import footprint, scale_report, single, tracking
+from bench import footprint, listening, scale_report, single, tracking
 from bench.footprint import FootprintResult
+from bench.listening import ListeningResult
 from bench.scale import ScaleResult
 from bench.single import SingleResult
 from bench.tracking import TrackingResult
@@ -48,6 +49,7 @@ def render(
     scale_result: ScaleResult,
     tracking_result: TrackingResult,
     footprint_result: FootprintResult,
+    listening_result: ListeningResult,
 ) -> str:
     """The whole report: head, each part's section, then one line per goal."""
     goals: list[Goal] = [
@@ -55,6 +57,7 @@ def render(
         *scale_report.goals(scale_result),
         *footprint.goals(footprint_result),
         *tracking.goals(tracking_result),
+        *listening.goals(listening_result),
     ]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.started))
     kind = "quick smoke run (small counts: not a measurement)" if info.quick else "full run"
@@ -71,6 +74,8 @@ def render(
         *footprint.section(footprint_result),
         "",
         *tracking.section(tracking_result),
+        "",
+        *listening.section(listening_result),
         "",
         "## Goals",
         "",

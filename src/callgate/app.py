@@ -65,6 +65,7 @@ def create_app(
             interval=settings.track_interval,
             lost_after=settings.track_lost_after,
             statements=statements,
+            listen=settings.track_listen,
         )
         calls = CallService(settings, sessions, pbx, tracker, statements=statements)
         app.state.services = Services(

@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # unreachable for longer than `track_lost_after` has its live calls marked `lost`.
     track_interval: float = Field(1.0, gt=0, le=60)
     track_lost_after: float = Field(60.0, gt=0)
+    # A listening console at verbose 3 per host with live calls (console hosts only): each
+    # transition as Asterisk prints it, and why a leg ended (busy, no answer, congestion).
+    track_listen: bool = True
     # The double-click guard: the same (enterprise, extension, phone) again within this many
     # seconds returns the call already placed instead of dialling twice; 0 turns it off.
     duplicate_window: float = Field(5.0, ge=0, le=300)

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callgate.calls.outcomes import SideOutcome
 from callgate.calls.states import CallState, durations
 from callgate.calls.tracker import NOT_WATCHED, STALE, CallTracker
 from callgate.db.call_tracking import (
@@ -171,6 +172,20 @@ def fast_tracking(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CALLGATE_TRACK_LOST_AFTER", "2")
 
 
+def sides(record: CallRecord) -> dict[str, tuple[str | None, float | None, str | None]]:
+    """The stored sides: (outcome, ring seconds, reason) per side, all None when not reached."""
+    return {
+        "agent": (record.agent_outcome, record.agent_ring_s, record.agent_reason),
+        "customer": (record.customer_outcome, record.customer_ring_s, record.customer_reason),
+    }
+
+
+def followed(tracker: CallTracker, call_id: str) -> Any:
+    """The tracker's own record of a call it follows (``_Call``): where the words Asterisk
+    said of a side are set, as the console listener sets them."""
+    return next(host.calls[call_id] for host in tracker._hosts.values() if call_id in host.calls)
+
+
 def phases(record: CallRecord) -> dict[str, float]:
     """The phases the call went through, in seconds (those it never reached are left out)."""
     spans = durations(
@@ -196,8 +211,17 @@ async def test_answered_call_is_followed_to_its_end(any_rig: Rig) -> None:
     assert (record.customer_channel or "").startswith(f"Local/{PHONE}@inoffice-")
     assert record.bridge_id
     assert record.end_reason == "hung up after the conversation"
-    published = [(await asyncio.wait_for(anext(subscription), 2)).state for _ in range(6)]
-    assert published == [*ANSWERED, "completed"]
+    assert (record.agent_outcome, record.customer_outcome) == ("answered", "answered")
+    assert record.agent_reason is None and record.customer_reason is None
+    assert record.agent_ring_s is not None and 0.2 <= record.agent_ring_s <= 0.8
+    assert record.customer_ring_s is not None and 0.2 <= record.customer_ring_s <= 0.8
+    published = [await asyncio.wait_for(anext(subscription), 2) for _ in range(6)]
+    assert [t.state for t in published] == [*ANSWERED, "completed"]
+    assert all(t.sides is None for t in published[:-1])  # decided when the call ends
+    ended = published[-1].sides
+    assert ended is not None and ended.agent is not None and ended.customer is not None
+    assert (ended.agent.outcome, ended.agent.ring_s) == ("answered", record.agent_ring_s)
+    assert (ended.customer.outcome, ended.customer.ring_s) == ("answered", record.customer_ring_s)
     assert tracker.live_calls() == {}
 
 
@@ -234,6 +258,32 @@ async def test_agent_no_answer(rig: Rig) -> None:
     assert [event.state for event in events] == ["initiated", "ringing_agent", "agent_no_answer"]
     assert record.agent_answered_at is None
     assert 0.9 <= phases(record)["total"] <= 2.5
+    # 1 s is not Asterisk's 30 s originate timeout: the listing cannot say why it ended.
+    outcome, ring_s, reason = sides(record)["agent"]
+    assert (outcome, reason) == ("unknown", None)
+    assert ring_s is not None and 0.9 <= ring_s <= 2.5
+    assert sides(record)["customer"] == (None, None, None)  # never dialled
+
+
+@pytest.mark.postgres
+async def test_what_asterisk_said_of_a_side_is_stored(rig: Rig) -> None:
+    """Words heard from Asterisk (set on the tracker's record of the call, as the console
+    listener does) win over the listing: the agent said busy, the customer no answer in 5 s."""
+    rig.engine.set_scenario("150", Scenario(agent_answer_after=None, originate_timeout=1.0))
+    scenario = Scenario(agent_answer_after=0.3, customer_answer_after=None, customer_ring_timeout=1)
+    rig.engine.set_scenario("151", scenario)
+    tracker = await rig.tracker()
+    busy, unanswered = await rig.place(tracker, "150"), await rig.place(tracker, "151")
+    followed(tracker, busy).agent_said = SideOutcome.BUSY
+    heard = followed(tracker, unanswered)  # "-- Nobody picked up in 5000 ms"
+    heard.customer_said, heard.customer_ring_ms = SideOutcome.NO_ANSWER, 5000
+    await rig.reaches(busy, "agent_no_answer")
+    await rig.reaches(unanswered, "customer_no_answer")
+    record = (await read(rig.sessions, busy))[0]
+    assert sides(record)["agent"][0] == "busy" and sides(record)["customer"] == (None, None, None)
+    record = (await read(rig.sessions, unanswered))[0]
+    assert sides(record)["agent"][0] == "answered"
+    assert sides(record)["customer"] == ("no_answer", 5.0, None)
 
 
 @pytest.mark.postgres
@@ -246,6 +296,9 @@ async def test_customer_no_answer(rig: Rig) -> None:
     record, events = await read(rig.sessions, call_id)
     assert [event.state for event in events] == [*ANSWERED[:4], "customer_no_answer"]
     assert record.customer_answered_at is None and 0.8 <= phases(record)["customer_ringing"] <= 2
+    assert record.agent_outcome == "answered"
+    assert record.customer_outcome == "unknown"  # busy? no answer? a listing cannot tell
+    assert record.customer_ring_s is not None and 0.8 <= record.customer_ring_s <= 2
 
 
 @pytest.mark.postgres
@@ -270,7 +323,10 @@ async def test_cancel_through_the_tracker(rig: Rig) -> None:
     await rig.reaches(call_id, "ringing_customer")
     assert await tracker.cancel(call_id, "hung up through the API")
     await rig.reaches(call_id, "canceled", within=3)
-    assert (await read(rig.sessions, call_id))[0].end_reason == "hung up through the API"
+    record = (await read(rig.sessions, call_id))[0]
+    assert record.end_reason == "hung up through the API"
+    assert (record.agent_outcome, record.customer_outcome) == ("answered", "canceled")
+    assert record.agent_ring_s is not None and 0.2 <= record.agent_ring_s <= 0.8
     assert rig.engine.live_calls() == []
     assert not await tracker.cancel(call_id, "again")  # no longer followed
 
@@ -348,6 +404,9 @@ async def test_restart_loses_vanished_calls_and_resumes_live_ones(rig: Rig) -> N
     record, events = await read(rig.sessions, gone)
     assert record.end_reason == NOT_WATCHED
     assert [event.state for event in events] == [*ANSWERED, "lost"]
+    # Both had answered (the row's times say so): that much is known of a lost call.
+    assert (record.agent_outcome, record.customer_outcome) == ("answered", "answered")
+    assert record.customer_ring_s is not None and 0.2 <= record.customer_ring_s <= 0.8
     assert [event.state for event in (await read(rig.sessions, live))[1]] == [
         *ANSWERED,
         "completed",
@@ -449,6 +508,10 @@ async def test_failure_is_stored_once_the_row_exists(rig: Rig) -> None:
     record, events = await read(rig.sessions, call_id)
     assert record.end_reason == "PBX did not create the call" and record.ended_at is not None
     assert [event.state for event in events] == ["failed"]
+    assert sides(record) == {
+        "agent": ("failed", None, "PBX did not create the call"),
+        "customer": (None, None, None),
+    }
 
 
 async def test_compare_and_set_lets_one_writer_move_a_call(any_rig: Rig) -> None:
@@ -486,13 +549,23 @@ async def test_start_ends_rows_older_than_any_call_in_bulk(any_rig: Rig) -> None
             (await repo.create(enterprise_number="1", extension="150", phone=PHONE, host="h")).id
             for _ in range(3)
         ]
-        await session.execute(update(CallRecord).values(created_at=datetime.now(UTC) - DAYS))
+        long_ago = datetime.now(UTC) - DAYS
+        await session.execute(update(CallRecord).values(created_at=long_ago))
+        # The second call's agent had answered, the third call's customer too.
+        answered = {"agent_answered_at": long_ago + timedelta(seconds=2)}
+        await session.execute(update(CallRecord).where(CallRecord.id != old[0]).values(answered))
+        connected = {"customer_answered_at": long_ago + timedelta(seconds=5)}
+        await session.execute(update(CallRecord).where(CallRecord.id == old[2]).values(connected))
         await session.commit()
     tracker = await any_rig.tracker()
+    ended = []
     for call_id in old:
         record, events = await read(any_rig.sessions, call_id)
         assert (record.state, record.end_reason) == ("lost", STALE)
         assert [event.state for event in events] == ["lost"]
+        assert record.agent_ring_s is None and record.customer_ring_s is None
+        ended.append((record.agent_outcome, record.customer_outcome))
+    assert ended == [("unknown", None), ("answered", "unknown"), ("answered", "answered")]
     assert tracker.live_calls() == {} and not tracker.queries
 
 
@@ -688,8 +761,7 @@ async def test_a_tick_of_many_calls_opens_one_session(rig: Rig) -> None:
     ids = list(await asyncio.gather(*(rig.place(tracker) for _ in range(5))))
     for call_id in ids:
         await rig.reaches(call_id, "completed")
-        assert [e.state for e in (await read(rig.sessions, call_id))[1]] == [
-            *ANSWERED,
-            "completed",
-        ]
+        record, events = await read(rig.sessions, call_id)
+        assert [e.state for e in events] == [*ANSWERED, "completed"]
+        assert (record.agent_outcome, record.customer_outcome) == ("answered", "answered")
     assert opened - started <= sum(tracker.queries.values())

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
+import json
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from callgate.calls.states import TERMINAL_STATES
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.repositories import EnterpriseRepo
 from callgate.simulator.timeline import Scenario
@@ -19,6 +23,7 @@ from tests.support.stack import Stack, call_stack
 
 pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 PROBLEM = "application/problem+json"
+TERMINAL = {str(state) for state in TERMINAL_STATES}
 
 
 @pytest.fixture
@@ -26,6 +31,16 @@ async def api(pg_url: str, sshd: SshdServer, tmp_path: Path) -> AsyncIterator[St
     """The stack over the default (console) transport, tracking every 0.1 s."""
     async with call_stack(pg_url, sshd, tmp_path, track_interval=0.1) as stack:
         yield stack
+
+
+async def _ended(stack: Stack, call_id: str, within: float = 15.0) -> Any:
+    """The call once it has ended (the tracker polls every 0.1 s)."""
+    return await stack.ended(call_id, within)
+
+
+def _csv_rows(text: str) -> dict[str, dict[str, str]]:
+    """A CSV export by call id."""
+    return {row["id"]: row for row in csv.DictReader(io.StringIO(text))}
 
 
 def _auth(stack: Stack) -> dict[str, str]:
@@ -57,6 +72,10 @@ async def test_post_then_follow_a_call_to_its_end(api: Stack) -> None:
     assert "connected" in states
     assert call["durations"]["talk_s"] is not None
     assert 0.3 <= call["durations"]["talk_s"] <= 2.0
+    agent, customer = call["sides"]["agent"], call["sides"]["customer"]
+    assert (agent["result"], customer["result"]) == ("answered", "answered")
+    assert 0.1 <= agent["ring_s"] <= 1.0 and 0.1 <= customer["ring_s"] <= 1.0
+    assert agent["reason"] is None and customer["reason"] is None
     assert await api.originates() == 1
 
 
@@ -178,10 +197,90 @@ async def test_hangup_cancels_and_then_conflicts(api: Stack) -> None:
             break
         await asyncio.sleep(0.1)
     assert state == "canceled"
+    ended = (await client.get(f"/v1/calls/{call['id']}", headers=headers)).json()
+    assert ended["sides"]["agent"]["result"] == "canceled"  # hung up while it rang
+    assert ended["sides"]["agent"]["ring_s"] is not None
+    assert ended["sides"]["customer"] is None  # never dialled
     assert await api.control.calls() == []
     assert any(c.command.startswith("channel request hangup") for c in await api.control.commands())
     again = await client.post(f"/v1/calls/{call['id']}/hangup", headers=headers)
     assert (again.status_code, again.json()["code"]) == (409, "call_not_live")
+
+
+async def test_each_side_says_why_it_ended(api: Stack) -> None:
+    """An agent who never answers (the originate gives up after 1 s here: not Asterisk's own
+    30 s, so the listing cannot tell why) and an originate into a context the PBX does not
+    have: GET, the list and the CSV export say why each side ended."""
+    await api.control.set_scenario("156", Scenario(agent_answer_after=None, originate_timeout=1.0))
+    unanswered = (await _post(api, {"from": "156", "to": "+375296254070"})).json()
+    await api.control.set_contexts({"sales"})  # "inoffice" is gone: the PBX creates nothing
+    refused = await _post(api, {"from": "157", "to": "+375296254070"})
+    assert (refused.status_code, refused.json()["code"]) == (502, "pbx_call_not_created")
+    await api.control.set_contexts({"inoffice"})
+    call = await _ended(api, unanswered["id"])
+    assert call["state"] == "agent_no_answer"
+    agent = call["sides"]["agent"]
+    assert (agent["result"], agent["reason"]) == ("unknown", None)
+    assert 0.8 <= agent["ring_s"] <= 3.0
+    assert call["sides"]["customer"] is None
+
+    client, headers = api.service.client, _auth(api)
+    failed = (await client.get("/v1/calls", params={"state": "failed"}, headers=headers)).json()
+    [call] = failed["items"]
+    assert call["from"] == "157"
+    assert call["sides"] == {
+        "agent": {"result": "failed", "ring_s": None, "reason": call["end_reason"]},
+        "customer": None,
+    }
+    assert "157" in call["end_reason"]
+
+    exported = await client.get("/v1/calls", params={"format": "csv"}, headers=headers)
+    rows = _csv_rows(exported.text)
+    assert list(rows[call["id"]])[-6:] == [
+        "agent_result",
+        "agent_ring_s",
+        "agent_reason",
+        "customer_result",
+        "customer_ring_s",
+        "customer_reason",
+    ]
+    assert rows[call["id"]]["agent_result"] == "failed"
+    assert rows[call["id"]]["agent_reason"] == call["end_reason"]
+    assert rows[unanswered["id"]]["agent_result"] == "unknown"
+    assert float(rows[unanswered["id"]]["agent_ring_s"]) == agent["ring_s"]
+    assert rows[unanswered["id"]]["customer_result"] == ""
+
+
+async def test_events_of_an_ending_carry_its_sides(api: Stack) -> None:
+    """/v1/events: live transitions have `sides: null`, the terminal one why each side ended."""
+    await api.control.set_scenario(
+        "158", Scenario(agent_answer_after=0.2, customer_answer_after=0.2, talk=0.3)
+    )
+    connected = asyncio.Event()
+    events: list[dict[str, Any]] = []
+
+    async def listen() -> None:
+        async with api.service.client.stream(
+            "GET", "/v1/events", headers=_auth(api), timeout=None
+        ) as stream:
+            async for line in stream.aiter_lines():
+                connected.set()  # ": connected" comes first
+                if line.startswith("data: "):
+                    events.append(json.loads(line.removeprefix("data: ")))
+                    if events[-1]["state"] in TERMINAL:
+                        return
+
+    listener = asyncio.create_task(listen())
+    await asyncio.wait_for(connected.wait(), 5)
+    placed = await _post(api, {"from": "158", "to": "+375296254070"})
+    assert placed.status_code == 201, placed.text
+    await asyncio.wait_for(listener, 15)
+    assert events[-1]["state"] == "completed"
+    assert all(event["sides"] is None for event in events[:-1])
+    sides = events[-1]["sides"]
+    assert (sides["agent"]["result"], sides["customer"]["result"]) == ("answered", "answered")
+    stored = (await _ended(api, placed.json()["id"]))["sides"]
+    assert sides == stored  # the event says what the call's body says
 
 
 async def test_channels_are_listed(api: Stack) -> None:

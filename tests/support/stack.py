@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from callgate.calls.states import TERMINAL_STATES
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.migrate import upgrade
 from callgate.db.repositories import EnterpriseRepo, HostRepo
@@ -26,6 +27,7 @@ from tests.support.service import RunningService, free_port, running_service
 from tests.support.sshd import SshdServer
 
 ENTERPRISE = {"number": "0367", "name": "june", "ip": "127.0.0.1"}
+TERMINAL = {str(state) for state in TERMINAL_STATES}
 
 
 @dataclass
@@ -54,6 +56,20 @@ class Stack:
     async def call(self, **params: str) -> Any:
         query = {"code": "150", "phone": "+375296254070", "clientId": self.secret, **params}
         return await self.service.client.get("/api/makecallexternal", params=query)
+
+    def auth(self) -> dict[str, str]:
+        """The v1 API's credentials for the stack's enterprise."""
+        return {"Authorization": f"Bearer {self.secret}"}
+
+    async def ended(self, call_id: str, within: float = 15.0) -> Any:
+        """`GET /v1/calls/{id}` once the call has ended (or as it is when `within` runs out)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while True:
+            response = await self.service.client.get(f"/v1/calls/{call_id}", headers=self.auth())
+            call = response.json()
+            if call["state"] in TERMINAL or asyncio.get_running_loop().time() > deadline:
+                return call
+            await asyncio.sleep(0.05)
 
 
 def sshd_host_row(sshd: SshdServer, **overrides: Any) -> dict[str, Any]:

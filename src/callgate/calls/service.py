@@ -225,18 +225,15 @@ class CallService:
         if record_first or request.call_id:
             await inserted  # a database fault now stops the call before anything is dialled
         lines.add(bound.info, "ssh originate", host=target.label, elapsed_ms=_ms(started))
+        if self._tracker is not None:  # its listening console hears the call from the start
+            self._tracker.listen_to(target)
         try:
             originated = await self._pbx.originate(
                 target, extension, number, ring_timeout=request.ring_timeout
             )
         except errors.PbxError as exc:
             lines.flush()
-            outcome = (
-                "unknown"
-                if exc.maybe_executed
-                and not isinstance(exc, errors.CallNotCreated | errors.UnexpectedOutput)
-                else "failed"
-            )
+            outcome = "unknown" if exc.outcome == "unknown" else "failed"
             bound.warning(
                 "call failed",
                 host=target.label,
@@ -299,7 +296,7 @@ class CallService:
         async with db_step("recording the hangup"), self._sessions() as session:
             repo = CallTrackingRepo(session)
             while expected is not None and not expected.is_terminal:
-                moved = await repo.record_transition(
+                moved = await repo.end(  # with the sides the row's times say
                     call_id, CallState.CANCELED, expected=expected, at=utcnow(), reason=HUNG_UP
                 )
                 expected = None if moved.applied else moved.current

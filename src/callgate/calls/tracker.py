@@ -12,8 +12,9 @@ outage delays the history, it never stops the tracking.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +23,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
+from callgate.calls.hearing import hear
+from callgate.calls.outcomes import Seen, SideOutcome, Words, decide
 from callgate.calls.states import RANK, CallChannels, CallState, assign_channels, derive, steps
 from callgate.db.call_tracking import (
     CallTrackingRepo,
@@ -36,8 +39,9 @@ from callgate.db.per_call import PerCallStatements
 from callgate.hosts import build_target
 from callgate.logs import get_logger
 from callgate.pbx.client import PbxClient
-from callgate.pbx.parsing import Channel
+from callgate.pbx.parsing import Channel, Listing
 from callgate.pbx.transport import HostTarget
+from callgate.pbx.verbose import Heard
 from callgate.redaction import mask_phone
 from callgate.settings import Settings
 
@@ -48,6 +52,11 @@ NOT_WATCHED = "channels gone while not watched"
 STALE_AFTER = timedelta(hours=6)
 STALE = "still live in the database at start, created over 6 h before: not followed"
 HostKey = tuple[str, int]
+LISTEN_RETRY = 5.0  # seconds before a listening console that could not be had is tried again
+LISTEN_LINGER = 300.0  # seconds a host's listening console stays after its last call
+UNCLAIMED_KEEP = 5.0  # seconds a heard line waits for its call to be tracked (_Ear)
+END_GRACE = 0.05  # seconds a heard end waits for another process's `canceled` (_end_heard)
+_AFTER_ANSWER = frozenset({CallState.RINGING_CUSTOMER, CallState.CONNECTED})
 
 
 @dataclass(eq=False)
@@ -67,6 +76,17 @@ class _Call:
     resumed: bool = False
     seen: bool = False
     cancel_reason: str | None = None
+    # What Asterisk itself said of each side (its verbose console lines), for whoever hears
+    # it to set before the call ends: answered, busy, congestion or no_answer, and the ms of
+    # "Nobody picked up in 5000 ms". At the end they win over what the listings suggest for
+    # that side (`outcomes.Words`, `outcomes.decide`).
+    agent_said: SideOutcome | None = None
+    customer_said: SideOutcome | None = None
+    customer_ring_ms: int | None = None
+    # When each phase began as the tracker saw it (loop time; None: not seen), set by _move.
+    agent_answered_at: float | None = None
+    customer_seen_at: float | None = None
+    connected_at: float | None = None
     extension: str = field(init=False)
     customer_prefix: str = field(init=False)
 
@@ -81,6 +101,19 @@ class _Host:
     target: HostTarget
     calls: dict[str, _Call] = field(default_factory=dict)
     failing_since: float | None = None
+    heard: asyncio.Event = field(default_factory=asyncio.Event)  # moves heard, to store now
+
+
+@dataclass(eq=False)
+class _Ear:
+    """A host's listening console (``_listen``): kept while the host has calls and for
+    ``LISTEN_LINGER`` after, so that the next call's first lines are heard too."""
+
+    target: HostTarget
+    quiet_since: float
+    # Lines no followed call claimed yet: a call's first lines may come before the originate's
+    # check is done and the call tracked (an agent busy at once); ``track`` replays them.
+    unclaimed: deque[tuple[float, Heard]] = field(default_factory=lambda: deque(maxlen=256))
 
 
 class CallTracker:
@@ -95,11 +128,16 @@ class CallTracker:
         interval: float = 1.0,
         lost_after: float = 60.0,
         statements: PerCallStatements | None = None,
+        listen: bool = True,
     ) -> None:
         self._pbx, self._sessions, self._settings = pbx, sessions, settings
         # PostgreSQL's cheaper path for the state writes (see store_histories); None: sessions.
         self._statements = statements
         self.interval, self.lost_after = interval, lost_after
+        self.listen = listen  # a listening console per console host with live calls
+        self.listen_linger = LISTEN_LINGER
+        self._ears: dict[HostKey, _Ear] = {}
+        self.heard: Counter[str] = Counter()  # heard lines that moved a call, by kind
         self.queries: Counter[str] = Counter()  # channel listings sent, per host label
         self._hosts: dict[HostKey, _Host] = {}
         self._last_query: dict[HostKey, float] = {}
@@ -129,6 +167,7 @@ class CallTracker:
         await asyncio.gather(*tasks, return_exceptions=True)
         await asyncio.gather(*(self._store(c) for c in [*calls, *self._unstored.values()]))
         self._hosts.clear()
+        self._ears.clear()
         self._unstored.clear()
         for subscriber in list(self._subscribers):
             subscriber.close()
@@ -141,6 +180,8 @@ class CallTracker:
         call = _Call(call_id, target, first_leg.base_name, phone, _now(), first_leg.uniqueid)
         self._move(call, CallState.INITIATED, f"first leg {first_leg.name} verified", first_leg)
         self._watch(call)
+        self.listen_to(target)
+        self._replay(call)
 
     def record_failure(self, call_id: str, reason: str, *, maybe_created: bool) -> None:
         """End a call whose originate was not verified: ``failed``, or ``lost`` if it may exist."""
@@ -187,7 +228,12 @@ class CallTracker:
             while host.calls:
                 wait = self._last_query.get(key, -math.inf) + self.interval - _now()
                 if wait > 0:  # at most one listing per interval, even across poller restarts
-                    await asyncio.sleep(wait)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await host.heard.wait()
+                    if host.heard.is_set():  # moves heard on the listening console: store now
+                        host.heard.clear()
+                        await self._settle(host, list(host.calls.values()))
                     continue
                 self._last_query[key] = _now()
                 try:
@@ -210,8 +256,15 @@ class CallTracker:
                 log.info("host reachable again", host=host.target.label)
             host.failing_since, now = None, _now()
             found = assign_channels(listing, calls, now)
+            # A listing with fragments (parsing.Listing) may hide channels: not an end.
+            conclusive = not isinstance(listing, Listing) or listing.conclusive
             for call in calls:
-                self._observe(call, found[call.call_id], now)
+                if conclusive or not found[call.call_id].gone:
+                    self._observe(call, found[call.call_id], now)
+        await self._settle(host, calls)
+
+    async def _settle(self, host: _Host, calls: list[_Call]) -> None:
+        """Store what these calls went through; ended ones are followed no more."""
         await self._store_all([call for call in calls if call.history.pending])
         for call in calls:
             if call.state.is_terminal:
@@ -237,6 +290,116 @@ class CallTracker:
         if customer is not None:
             call.customer_base = customer.base_name
 
+    def listen_to(self, target: HostTarget) -> None:
+        """Have a listening console on ``target`` (a call is about to be placed there): its
+        lines are heard from as early as the console can be opened. Nothing on rx hosts."""
+        key = (target.address, target.port)
+        if not self.listen or self._stopped:
+            return
+        ear = self._ears.get(key)
+        if ear is None:
+            ear = self._ears[key] = _Ear(target, _now())
+            self._spawn(self._listen(key, ear))
+        ear.target = target  # the newest settings
+
+    async def _listen(self, key: HostKey, ear: _Ear) -> None:
+        """Hear the host's console at verbose 3 (``pbx.verbose``): each move is stored as
+        Asterisk prints it, and why a side ended is known. Polling goes on beside it as the
+        safety net; a console that cannot be had, or ends, is tried again after a pause, and
+        meanwhile the listings alone follow the calls. Ends ``LISTEN_LINGER`` after the host's
+        last call."""
+        label = ear.target.label
+        try:
+            while not self._stopped and not self._lingered(key, ear):
+                session = self._pbx.listen(ear.target)
+                if session is None:
+                    return  # an rx host: listings only
+                try:
+                    async with session as heard:
+                        log.debug("listening to the host", host=label)
+                        async for line in heard:
+                            if line is not None:
+                                self._hear_on(key, ear, line)
+                            elif self._lingered(key, ear):
+                                return
+                except errors.CallgateError as exc:
+                    log.info("host not listened to; listings only", host=label, error=exc.message)
+                await asyncio.sleep(LISTEN_RETRY)
+        finally:
+            if self._ears.get(key) is ear:
+                del self._ears[key]
+
+    def _lingered(self, key: HostKey, ear: _Ear) -> bool:
+        """Whether the host has had no call for ``LISTEN_LINGER`` seconds."""
+        if key in self._hosts:
+            ear.quiet_since = _now()
+            return False
+        return _now() - ear.quiet_since > self.listen_linger
+
+    def _hear_on(self, key: HostKey, ear: _Ear, line: Heard) -> None:
+        """A heard line: applied to the host's calls, or kept a moment for a call yet to be
+        tracked."""
+        now = _now()
+        host = self._hosts.get(key)
+        if host is None or not self._hear(host, line):
+            while ear.unclaimed and now - ear.unclaimed[0][0] > UNCLAIMED_KEEP:
+                ear.unclaimed.popleft()
+            ear.unclaimed.append((now, line))
+
+    def _replay(self, call: _Call) -> None:
+        """Lines heard before ``call`` was tracked, applied now (those it claims)."""
+        assert call.target is not None
+        key = (call.target.address, call.target.port)
+        ear, host = self._ears.get(key), self._hosts.get(key)
+        if ear is None or host is None:
+            return
+        kept = [(at, line) for at, line in ear.unclaimed if not self._hear(host, line)]
+        ear.unclaimed.clear()
+        ear.unclaimed.extend(kept)
+
+    def _hear(self, host: _Host, line: Heard) -> bool:
+        """Apply one heard line to the host's live calls (``hearing.hear``); False: it
+        concerns none of them."""
+        now = _now()
+        live = [call for call in host.calls.values() if not call.state.is_terminal]
+        heed = hear(line, live, now)
+        if heed is None:
+            return False
+        call = host.calls[heed.call_id]
+        self.heard[line.said.value] += 1
+        if heed.customer_base:
+            call.customer_base = heed.customer_base
+        if heed.agent_said is not None:
+            call.agent_said = SideOutcome(heed.agent_said)
+        if heed.customer_said is not None:
+            call.customer_said = SideOutcome(heed.customer_said)
+            call.customer_ring_ms = heed.customer_ring_ms
+        if heed.state is None:
+            return True
+        if heed.state.is_terminal:
+            if call.cancel_reason:  # hung up by this process: that is why it ended
+                self._move(call, CallState.CANCELED, call.cancel_reason)
+                host.heard.set()
+            else:
+                self._spawn(self._end_heard(host, call, heed.state, heed.reason))
+            return True
+        if heed.state is CallState.AGENT_ANSWERED or heed.state in _AFTER_ANSWER:
+            call.answered = min(call.answered, now)
+        for state in steps(call.state, heed.state):
+            self._move(call, state, heed.reason)
+        host.heard.set()
+        return True
+
+    async def _end_heard(self, host: _Host, call: _Call, state: CallState, reason: str) -> None:
+        """End a call whose end was heard, after ``END_GRACE``: Asterisk prints the same lines
+        when another process hangs the call up (``callgate call hangup --direct``), which then
+        stores `canceled` by compare-and-set; waiting lets that word land first and stand."""
+        await asyncio.sleep(END_GRACE)
+        if call.state.is_terminal or host.calls.get(call.call_id) is not call:
+            return
+        self._move(call, state, reason)
+        host.heard.set()
+
     def _unreachable(self, host: _Host, calls: list[_Call], exc: errors.PbxError) -> None:
         label = host.target.label
         if host.failing_since is None:
@@ -256,15 +419,40 @@ class CallTracker:
         customer: Channel | None = None,
     ) -> None:
         call.state = state
-        legs = (customer.name, customer.bridge_id or None) if customer else (None, None)
+        now = _now()
+        answered = state in RANK and RANK[state] >= RANK[CallState.AGENT_ANSWERED]
+        if answered and call.agent_answered_at is None:
+            call.agent_answered_at = now
+        if state is CallState.RINGING_CUSTOMER and call.customer_seen_at is None:
+            call.customer_seen_at = now
+        if state is CallState.CONNECTED and call.connected_at is None:
+            call.connected_at = now
+        sides = None
+        if state.is_terminal:  # why each side ended, stored with the state (same statement)
+            seen = Seen(
+                call.started, now, call.agent_answered_at, call.customer_seen_at, call.connected_at
+            )
+            sides = decide(
+                state,
+                seen,
+                reason=reason,
+                words=Words(call.agent_said, call.customer_said, call.customer_ring_ms),
+            )
+        leg, bridge = (customer.name, customer.bridge_id or None) if customer else (None, None)
         first_name = first.name if first else None
         call.history.pending.append(
-            Transition(call.call_id, state, utcnow(), reason, first_name, *legs)
+            Transition(call.call_id, state, utcnow(), reason, first_name, leg, bridge, sides)
         )
         host, phone = call.target.label if call.target else "-", mask_phone(call.phone)
         # Every transition is stored (call_events) and streamed (/v1/events); the log keeps
         # the end of each call at INFO and the steps at DEBUG, so a busy PBX does not drown it.
         report = log.info if state.is_terminal else log.debug
+        ends = {}
+        if sides is not None:
+            ends = {
+                "agent": sides.agent.outcome.value if sides.agent else None,
+                "customer": sides.customer.outcome.value if sides.customer else None,
+            }
         report(
             "call state",
             call_id=call.call_id,
@@ -272,6 +460,7 @@ class CallTracker:
             reason=reason,
             host=host,
             phone=phone,
+            **ends,
         )
 
     async def _store(self, call: _Call) -> bool:
@@ -361,16 +550,22 @@ class CallTracker:
         call = _Call(row.id, target, first_base, row.phone, _now() - age, state=state)
         call.history.persisted, call.resumed = state, True
         call.customer_base = (row.customer_channel or "").rsplit(";", 1)[0]
+        now, wall = _now(), utcnow()  # the phases the row holds, on the loop's clock
+        if row.agent_answered_at is not None:
+            call.agent_answered_at = now - (wall - row.agent_answered_at).total_seconds()
+        if row.customer_answered_at is not None:
+            call.connected_at = now - (wall - row.customer_answered_at).total_seconds()
         if verdict is None:
             self._watch(call)
         else:
             self._move(call, *verdict)
             self._store_later(call)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
 
 def _now() -> float:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -13,9 +14,11 @@ from callgate.hosts import build_target
 from callgate.pbx.breaker import CircuitBreaker
 from callgate.pbx.client import PbxClient
 from callgate.pbx.console import ConsoleTransport
+from callgate.pbx.console_listener import ConsoleListener
 from callgate.pbx.rx import RxTransport
 from callgate.pbx.ssh import PoolLimits, SshPool
 from callgate.pbx.transport import HostTarget, PbxTransport
+from callgate.pbx.verbose import Heard
 from callgate.settings import Settings, Transport
 
 
@@ -28,15 +31,32 @@ class RoutingTransport:
     """
 
     def __init__(
-        self, console: PbxTransport, rx: PbxTransport, breaker: CircuitBreaker | None = None
+        self,
+        console: PbxTransport,
+        rx: PbxTransport,
+        breaker: CircuitBreaker | None = None,
+        listener: ConsoleListener | None = None,
     ) -> None:
         self._console, self._rx, self._breaker = console, rx, breaker
+        self._listener = listener
 
-    async def run(self, target: HostTarget, commands: Sequence[str]) -> list[str]:
+    def listen(
+        self, target: HostTarget
+    ) -> AbstractAsyncContextManager[AsyncIterator[Heard | None]] | None:
+        """A listening console on a console host (see ``console_listener``); None for rx."""
+        if self._listener is None or target.transport is not Transport.CONSOLE:
+            return None
+        return self._listener.listen(target)
+
+    async def run(
+        self, target: HostTarget, commands: Sequence[str], *, notices: list[str] | None = None
+    ) -> list[str]:
         chosen = self._console if target.transport is Transport.CONSOLE else self._rx
         if self._breaker is None:
-            return await chosen.run(target, commands)
-        return await self._breaker.call(target, lambda: chosen.run(target, commands))
+            return await chosen.run(target, commands, notices=notices)
+        return await self._breaker.call(
+            target, lambda: chosen.run(target, commands, notices=notices)
+        )
 
     def status(self) -> dict[str, object]:
         # The console's status already holds the rx one (its fallback, the same object).
@@ -56,7 +76,8 @@ def build_transport(settings: Settings, sessions: async_sessionmaker[AsyncSessio
     rx = RxTransport(pool)
     console = ConsoleTransport(pool, rx, idle_timeout=settings.ssh_idle_timeout)
     breaker = CircuitBreaker(failures=settings.breaker_failures, cooldown=settings.breaker_cooldown)
-    return RoutingTransport(console, rx, breaker)
+    listener = ConsoleListener(pool) if settings.track_listen else None
+    return RoutingTransport(console, rx, breaker, listener)
 
 
 def build_client(settings: Settings, transport: PbxTransport) -> PbxClient:

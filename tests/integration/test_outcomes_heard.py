@@ -1,0 +1,116 @@
+"""Why each side ended, heard on the host's listening console, through HTTP (issue 11, parts
+2 and 3). The tracker lists channels only every 5 s here, so every move seen within a call's
+second of life came from a line Asterisk printed, not from a listing."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from callgate.simulator.timeline import Scenario
+from tests.support.sshd import SshdServer
+from tests.support.stack import TERMINAL, Stack, call_stack
+
+pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
+SLOW_POLL = 5.0  # the listing poll: far slower than these calls
+
+
+@pytest.fixture(params=["console", "rx"])
+async def api(
+    request: pytest.FixtureRequest, pg_url: str, sshd: SshdServer, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    host = {"transport": request.param}
+    async with call_stack(pg_url, sshd, tmp_path, host=host, track_interval=SLOW_POLL) as stack:
+        yield stack
+
+
+async def _place(stack: Stack, extension: str, scenario: Scenario, **body: Any) -> str:
+    await stack.control.set_scenario(extension, scenario)
+    payload = {"from": extension, "to": "+375296254070", **body}
+    created = await stack.service.client.post("/v1/calls", json=payload, headers=stack.auth())
+    assert created.status_code == 201, created.text
+    call_id: str = created.json()["id"]
+    return call_id
+
+
+def _result(call: Any, side: str) -> str | None:
+    sides = call["sides"]
+    return None if sides is None or sides[side] is None else str(sides[side]["result"])
+
+
+QUICK = Scenario(agent_answer_after=0.2, customer_answer_after=0.3)
+CASES: dict[str, tuple[Scenario, dict[str, Any], str, str, str | None]] = {
+    # extension: (scenario, v1 body, state, agent's result, customer's result)
+    "150": (replace(QUICK, talk=0.3), {}, "completed", "answered", "answered"),
+    "151": (Scenario(agent_outcome="busy"), {}, "agent_no_answer", "busy", None),
+    "152": (
+        replace(QUICK, customer_outcome="busy"),
+        {},
+        "customer_no_answer",
+        "answered",
+        "busy",
+    ),
+    "153": (
+        replace(QUICK, customer_outcome="congestion"),
+        {},
+        "customer_no_answer",
+        "answered",
+        "congestion",
+    ),
+    "154": (
+        Scenario(agent_answer_after=0.2, customer_answer_after=None),
+        {"ring_timeout": 5},
+        "customer_no_answer",
+        "answered",
+        "no_answer",
+    ),
+}
+
+
+async def test_each_side_says_why_it_ended(api: Stack, request: pytest.FixtureRequest) -> None:
+    """On a console host each outcome is Asterisk's word, as it happens; an rx host is not
+    listened to, so it tells only what listings show, and `unknown` where they cannot."""
+    listened = request.node.callspec.params["api"] == "console"
+    calls = {
+        extension: await _place(api, extension, scenario, **body)
+        for extension, (scenario, body, *_) in CASES.items()
+    }
+    # Listened to, all end within their few seconds; polled every 5 s, within two polls.
+    within = 8.0 if listened else 3 * SLOW_POLL
+    ended = {extension: await api.ended(call_id, within) for extension, call_id in calls.items()}
+    for extension, (_, _, state, agent, customer) in CASES.items():
+        call = ended[extension]
+        if listened:
+            assert (call["state"], _result(call, "agent"), _result(call, "customer")) == (
+                state,
+                agent,
+                customer,
+            ), (extension, call)
+        else:
+            assert call["state"] in TERMINAL, (extension, call)
+            # Listings alone never guess busy, congestion or a Dial timeout.
+            said = {_result(call, "agent"), _result(call, "customer")}
+            assert not said & {"busy", "congestion", "no_answer"}, (extension, call)
+    if not listened:
+        return
+    answered = ended["150"]
+    moves = [event["state"] for event in answered["timeline"]]
+    assert moves == [
+        "initiated",
+        "ringing_agent",
+        "agent_answered",
+        "ringing_customer",
+        "connected",
+        "completed",
+    ]
+    assert ended["154"]["sides"]["customer"]["ring_s"] == 5.0  # "Nobody picked up in 5000 ms"
+    export = await api.service.client.get("/v1/calls?format=csv", headers=api.auth())
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(export.text))}
+    assert rows[calls["152"]]["customer_result"] == "busy"
+    assert rows[calls["151"]]["agent_result"] == "busy"
