@@ -8,7 +8,8 @@ code where it has one:
 
 - the PBX: ``PbxClient.originate`` over an open console (callgate's console transport, the
   originate and its listing typed together), as issue 5's 1.8 ms measurement on a real
-  Asterisk did, plus the parsing that finds the new channel;
+  Asterisk did, plus the parsing that finds the new channel and the wait for the dialplan to
+  be seen taking the call, heard on a listening console as the service's tracker keeps one;
 - HTTP: ``GET /health`` on the running service over a kept connection (HTTP/1.1, the
   framework's routing and middleware, a constant answer);
 - the database: the service's authorisation read (``per_call_statements(url).tenant``)
@@ -29,6 +30,7 @@ Asterisk) could show here.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -41,6 +43,7 @@ from callgate.db.per_call import PerCallStatements, per_call_statements
 from callgate.pbx import commands
 from callgate.pbx.client import PbxClient
 from callgate.pbx.console import ConsoleTransport
+from callgate.pbx.console_listener import ConsoleListener
 from callgate.pbx.rx import RxTransport
 from callgate.pbx.ssh import PoolLimits, SshPool
 from callgate.pbx.transport import HostTarget
@@ -71,6 +74,8 @@ class Floors:
     def __init__(self, sshd: SshdServer, url: str, service_port: int, secret: str) -> None:
         pool = SshPool(PoolLimits())
         self._transport = ConsoleTransport(pool, RxTransport(pool))
+        self._listener = ConsoleListener(pool)
+        self._listening: asyncio.Task[None] | None = None
         self._pbx = PbxClient(self._transport)
         # The bench's own client of a loopback sshd it started: no host key to check.
         self._target = HostTarget(
@@ -86,7 +91,16 @@ class Floors:
 
     async def __aenter__(self) -> Floors:
         await self._statements.open()
+        self._listening = asyncio.create_task(self._listen())
         return self
+
+    async def _listen(self) -> None:
+        """What the service's tracker does for its client: a listening console's lines."""
+        async with self._listener.listen(self._target) as heard:
+            self._pbx.listening(self._target, True)
+            async for line in heard:
+                if line is not None:
+                    self._pbx.heard(self._target, line)
 
     async def __aexit__(
         self,
@@ -95,6 +109,9 @@ class Floors:
         tb: TracebackType | None,
     ) -> None:
         self._lane.close()
+        if self._listening is not None:
+            self._listening.cancel()
+            await asyncio.gather(self._listening, return_exceptions=True)
         await self._transport.aclose()
         await self._statements.close()
 

@@ -165,8 +165,9 @@ def configure_logging(
     # asyncssh logs every channel at INFO: useful when debugging, noise on every call.
     quiet = max(logging.WARNING, logging.getLevelName(level))
     logging.getLogger("asyncssh").setLevel(quiet)
-    # HTTP clients log whole URLs at INFO; a URL may carry a secret (webhooks, CLI calls).
-    for name in ("httpx", "httpcore"):
+    # HTTP clients log whole URLs at INFO, a URL may carry a secret (webhooks, CLI calls);
+    # aiosqlite logs every statement with its parameters (phone numbers) at DEBUG.
+    for name in ("httpx", "httpcore", "aiosqlite"):
         logging.getLogger(name).setLevel(quiet)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

@@ -303,3 +303,24 @@ async def test_measure_originate_console_vs_rx(real: Pbx) -> None:
         + ", ".join(f"{name} {ms:.2f} ms" for name, ms in medians.items())
     )
     assert all(len(times) == 30 for times in samples.values())
+
+
+async def test_a_notice_in_the_middle_of_a_listing_leaves_the_answer_exact(inproc: Pbx) -> None:
+    """core_local.c's NOTICE landing between the lines of a listing (the simulator's switch):
+    the answer is still what `asterisk -rx` prints, and the notice is handed over apart."""
+    console = inproc.transport()
+    inproc.clock.running = True
+    await PbxClient(console).originate(inproc.target, "199", PHONE)  # a call that stays
+    inproc.simulator.set_logs_mid_listing(True)
+    doomed = commands.originate("150", PHONE, "nosuchcontext")
+    await console.run(inproc.target, [doomed])
+    await asyncio.sleep(0.05)  # the pair is gone: its notice waits for the next listing
+    notices: list[str] = []
+    (listing,) = await console.run(inproc.target, [commands.CHANNELS_CONCISE], notices=notices)
+    inproc.clock.running = False  # the same instant for -rx
+    assert listing == inproc.engine.execute(commands.CHANNELS_CONCISE).output
+    assert listing.count("\n") == 2 and "nosuchcontext" not in listing
+    assert [n.split("]: ", 1)[1] for n in notices] == [
+        "core_local.c:753 local_call: No such extension/context 150@nosuchcontext while "
+        "calling Local channel"
+    ]

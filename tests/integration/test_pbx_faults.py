@@ -150,6 +150,26 @@ async def test_wrong_context_is_a_verified_failure(
     assert await states(stack) == ["failed"] * 6
 
 
+async def test_unknown_extension_is_a_verified_failure(
+    stack: Stack, request: pytest.FixtureRequest
+) -> None:
+    """An extension the context lacks: the same refusal (core_local.c checks the extension and
+    its context together), with Asterisk's words on a console; the next good call still works."""
+    await stack.control.set_missing_extensions("inoffice", ["156"])
+    response = await stack.call(code="156")
+    assert response.status_code == 500, response.text
+    if request.node.callspec.params["stack"] == "console":
+        assert _detail(response) == (
+            "Call initiation failed: PBX did not create the call (No such extension/context "
+            "156@inoffice while calling Local channel)"
+        )
+    else:
+        assert _detail(response).startswith("Call initiation failed: PBX did not create the call")
+    assert (await stack.call(code="157")).status_code == 200
+    assert await stack.originates() == 2
+    assert (await states(stack)).count("failed") == 1
+
+
 async def test_sshd_restart_mid_run(stack: Stack) -> None:
     """The host's sshd restarts between calls: the next call reconnects and succeeds."""
     assert (await stack.call()).status_code == 200

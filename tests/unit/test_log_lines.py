@@ -209,3 +209,15 @@ def test_a_pipe_never_rolls_over(tmp_path: Path) -> None:
     finally:
         os.close(reader)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["log.pipe"]
+
+
+def test_libraries_that_log_request_values_stay_quiet_even_at_debug(tmp_path: Path) -> None:
+    """aiosqlite logs each statement with its parameters (phone numbers), HTTP clients whole
+    URLs, asyncssh each command: at DEBUG the service's own lines show, theirs do not."""
+    configure_logging(tmp_path / "x.log", "text", "DEBUG", console=False)
+    try:
+        for name in ("aiosqlite", "httpx", "httpcore", "asyncssh"):
+            assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert logging.getLogger("callgate.calls").isEnabledFor(logging.DEBUG)
+    finally:
+        configure_logging(None, "text", "INFO", console=False)

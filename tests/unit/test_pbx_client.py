@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from callgate import errors
 from callgate.pbx.client import PbxClient
 from callgate.pbx.transport import HostTarget
+from callgate.pbx.verbose import Heard, Said
 
 FIRST_LEG = (
     "Local/150@inoffice-0000000a;1!inoffice!150!1!Ringing!AppDial2!(Outgoing Line)!!!!3!0!!1.1\n"
@@ -176,3 +178,26 @@ async def test_a_failure_before_anything_ran_is_not_dialled() -> None:
     with pytest.raises(errors.SshConnectionRefused) as caught:
         await client.originate(TARGET, "150", "+375296254070")
     assert not caught.value.maybe_executed
+
+
+async def test_a_listened_host_verifies_on_the_heard_line_without_listing_again() -> None:
+    """On a host with a listening console, the new ;2 heard running the dialplan is the proof:
+    no second listing is asked for."""
+    transport = ScriptedTransport(["", UNSTARTED])
+    client = PbxClient(transport, verify_window=1.0, poll_interval=0.01)
+    client.listening(WRONG, True)
+    started = Heard(Said.STARTED, "Local/150@nosuchcontext-0000005f;2")
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.005, client.heard, WRONG, started)
+    placed = await client.originate(WRONG, "150", "+375296254070")
+    assert placed.checks == 1 and len(transport.runs) == 1
+
+
+async def test_a_line_heard_before_the_originate_proves_nothing() -> None:
+    """A pair of the same name heard running before this originate (Asterisk restarted and its
+    counter began again) is not this call: the listings decide."""
+    transport = ScriptedTransport(["", UNSTARTED], [""])
+    client = PbxClient(transport, verify_window=1.0, poll_interval=0.01)
+    client.heard(WRONG, Heard(Said.STARTED, "Local/150@nosuchcontext-0000005f;2"))
+    with pytest.raises(errors.CallNotCreated):
+        await client.originate(WRONG, "150", "+375296254070")

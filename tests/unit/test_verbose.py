@@ -48,10 +48,22 @@ def test_every_outcome_of_the_recording_is_heard_in_order() -> None:
     ]
 
 
+def test_the_dialplan_starting_is_heard() -> None:
+    """The first step of a new ;2 leg: the evidence an originate's check waits for."""
+    line = (
+        '    -- Executing [150@inoffice:1] NoOp("Local/150@inoffice-00000061;2", "agent leg 150")'
+        " in new stack"
+    )
+    assert heard(line) == Heard(Said.STARTED, "Local/150@inoffice-00000061;2")
+    started = [e.channel for e in recorded() if e.said is Said.STARTED]
+    assert "Local/120@inoffice-00000060;2" in started  # the busy agent's dialplan ran too
+    assert not any("nosuchcontext" in channel for channel in started)  # the refused one: never
+
+
 def test_other_lines_say_nothing() -> None:
     for line in (
         "    -- Called 150@inoffice",
-        '    -- Executing [150@inoffice:1] NoOp("Local/150@inoffice-00000061;2", "x") in new stack',
+        "    -- Executing [150@inoffice:1] NoOp(Local/150@inoffice-00000061;2) in new stack",
         "  == Everyone is busy/congested at this time (1:1/0/0)",
         "Console verbose was OFF and is now 3.",
         "Local/150@inoffice-00000061;1!inoffice!150!1!Down!AppDial2!(Outgoing Line)!!!!3!0!!1.2",

@@ -7,6 +7,12 @@ each call is, and each transition is stored by compare-and-set (``call_tracking.
 then published to subscribers; the transitions of one tick are stored through one session
 (``call_tracking.store_histories``). A failed write is retried at the next tick: a database
 outage delays the history, it never stops the tracking.
+
+Beside the polling, a console host has a listening console at verbose 3 (``_listen``; opened
+when a call is about to be placed there and kept ``LISTEN_LINGER`` after its last call): each
+line Asterisk prints about a followed call moves it at once (``hearing.hear``) and says why a
+side ended; the poller stores those moves as soon as they are heard. The listing stays the
+safety net, and the only source on rx hosts or while no listening console can be had.
 """
 
 from __future__ import annotations
@@ -317,6 +323,7 @@ class CallTracker:
                 try:
                     async with session as heard:
                         log.debug("listening to the host", host=label)
+                        self._pbx.listening(ear.target, True)  # its check may wait to hear
                         async for line in heard:
                             if line is not None:
                                 self._hear_on(key, ear, line)
@@ -324,6 +331,8 @@ class CallTracker:
                                 return
                 except errors.CallgateError as exc:
                     log.info("host not listened to; listings only", host=label, error=exc.message)
+                finally:
+                    self._pbx.listening(ear.target, False)
                 await asyncio.sleep(LISTEN_RETRY)
         finally:
             if self._ears.get(key) is ear:
@@ -340,6 +349,7 @@ class CallTracker:
         """A heard line: applied to the host's calls, or kept a moment for a call yet to be
         tracked."""
         now = _now()
+        self._pbx.heard(ear.target, line)  # an originate's check may be waiting for it
         host = self._hosts.get(key)
         if host is None or not self._hear(host, line):
             while ear.unclaimed and now - ear.unclaimed[0][0] > UNCLAIMED_KEEP:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
@@ -13,12 +14,16 @@ from callgate import errors
 from callgate.pbx import commands, originate_check
 from callgate.pbx.parsing import Channel, Listing, parse_channels, parse_hangup, parse_version
 from callgate.pbx.transport import EventSource, HostTarget, PbxTransport
-from callgate.pbx.verbose import Heard
+from callgate.pbx.verbose import Heard, Said
 
 _USAGE_MARK = "There are two ways to use this command"
 # The first re-check of an unstarted pair: a good call's dialplan starts about 1 ms after the
 # originate on a real Asterisk 22.7 (recordings/asterisk/console-verbose-outcomes.repr.txt).
 _FIRST_PAUSE = 0.001
+# How long the check waits for a listening console to hear the new pair running before it
+# lists again; a good call's line comes about 1 ms after the originate.
+HEARD_WAIT = 0.05
+_HEARD_KEPT = 4096  # pairs remembered as heard running, per client
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +49,15 @@ class PbxClient:
         self._credited: defaultdict[tuple[str, int, str], deque[str]] = defaultdict(
             lambda: deque(maxlen=256)
         )
+        self._heard = HeardProgress()
+
+    def listening(self, target: HostTarget, on: bool) -> None:
+        """Whether a listening console on ``target`` hands its lines to ``heard`` now."""
+        self._heard.listening(target, on)
+
+    def heard(self, target: HostTarget, line: Heard) -> None:
+        """A line a listening console on ``target`` heard (see ``HeardProgress``)."""
+        self._heard.heard(target, line)
 
     async def originate(
         self, target: HostTarget, code: str, phone: str, *, ring_timeout: int | None = None
@@ -96,7 +110,10 @@ class PbxClient:
                 if time.monotonic() - started >= self._verify_window:
                     said = _said(notices, refusal)
                     raise _unconfirmed(prefix, pending, unsure, said, self._verify_window, target)
-                await asyncio.sleep(pause)
+                if await self._heard.progress(target, leg, started, pause):
+                    assert leg is not None
+                    self._credited[key].append(leg.uniqueid)  # its dialplan was heard running
+                    return Originated(leg, checks)
                 pause = min(self._poll_interval, max(_FIRST_PAUSE, 2 * pause))
                 try:
                     (listing,) = await self.transport.run(
@@ -144,6 +161,69 @@ class PbxClient:
     async def version(self, target: HostTarget) -> str:
         (answer,) = await self.transport.run(target, [commands.VERSION])
         return parse_version(answer)
+
+
+class HeardProgress:
+    """Pairs whose dialplan a listening console heard running, for the originate's check.
+
+    On a host with a listening console (``console_listener``, kept by the tracker) Asterisk
+    prints, about a millisecond after a good originate, the new ``;2`` leg running the dialplan
+    (``-- Executing [150@inoffice:1] NoOp("Local/150@inoffice-00000061;2", …)``) or its ``;1``
+    ringing (``recordings/asterisk/console-verbose-outcomes.txt``): the same evidence a later
+    listing would show, without another round trip. A refused pair prints nothing of the kind.
+    Lines heard before the check asked count when they came after its originate was sent.
+    """
+
+    def __init__(self) -> None:
+        self._listened: set[tuple[str, int]] = set()
+        self._seen: dict[tuple[str, int, str], float] = {}  # (host, pair base) -> when heard
+        self._waiters: dict[tuple[str, int, str], asyncio.Future[None]] = {}
+
+    def listening(self, target: HostTarget, on: bool) -> None:
+        host = (target.address, target.port)
+        if on:
+            self._listened.add(host)
+        else:
+            self._listened.discard(host)
+
+    def heard(self, target: HostTarget, line: Heard) -> None:
+        if line.said is Said.REFUSED or not line.channel:
+            return
+        key = (target.address, target.port, line.channel.rsplit(";", 1)[0])
+        now = time.monotonic()
+        if len(self._seen) >= _HEARD_KEPT:  # oldest first: dicts keep insertion order
+            for old in list(self._seen)[: _HEARD_KEPT // 4]:
+                del self._seen[old]
+        self._seen[key] = now
+        waiter = self._waiters.pop(key, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def progress(
+        self, target: HostTarget, leg: Channel | None, since: float, pause: float
+    ) -> bool:
+        """Whether ``leg``'s pair was heard running since ``since``: at once, or within
+        ``HEARD_WAIT`` on a listened host; else False after ``pause`` (the listings' pace),
+        and at once when there is no leg yet to hear of."""
+        if leg is None:
+            await asyncio.sleep(pause)
+            return False
+        key = (target.address, target.port, leg.base_name)
+        if self._seen.get(key, -math.inf) >= since:
+            return True
+        if (target.address, target.port) not in self._listened:
+            await asyncio.sleep(pause)
+            return False
+        waiter = self._waiters.setdefault(key, asyncio.get_running_loop().create_future())
+        try:
+            async with asyncio.timeout(max(pause, HEARD_WAIT)):
+                await asyncio.shield(waiter)
+        except TimeoutError:
+            return False
+        finally:
+            if self._waiters.get(key) is waiter:
+                del self._waiters[key]
+        return self._seen.get(key, -math.inf) >= since
 
 
 def _not_created(why: str, target: HostTarget) -> errors.CallNotCreated:

@@ -4,6 +4,7 @@ A remote console at ``core set verbose 3`` (the console's own level: other conso
 theirs) prints, for every call on the PBX, lines like these (``recordings/asterisk/
 console-verbose-outcomes.repr.txt``; colours and the console's prompt already taken out):
 
+    -- Executing [151@inoffice:1] NoOp("Local/151@inoffice-00000065;2", "…") in new stack
     -- Local/151@inoffice-00000065;1 is ringing
     -- Local/151@inoffice-00000065;1 answered
     -- Local/+375296254070@inoffice-00000066;1 answered Local/151@inoffice-00000065;1
@@ -26,6 +27,7 @@ from enum import StrEnum
 
 _CHANNEL = r"([A-Za-z][\w-]*/[^\s';!]+;[12])"
 _PATTERNS = (
+    ("started", re.compile(rf'-- Executing \[[^\]\s]+\] \w+\("{_CHANNEL}", .*\) in new stack')),
     ("ringing", re.compile(rf"-- {_CHANNEL} is ringing")),
     ("answered", re.compile(rf"-- {_CHANNEL} answered(?: {_CHANNEL})?")),
     ("busy", re.compile(rf"-- {_CHANNEL} is busy")),
@@ -44,6 +46,7 @@ _PATTERNS = (
 
 
 class Said(StrEnum):
+    STARTED = "started"  # the channel runs the dialplan (its first steps: the call was taken)
     RINGING = "ringing"  # the channel rings (an agent's ;1, or the customer's ;1)
     ANSWERED = "answered"  # the channel answered; ``peer``: the caller it answered
     BUSY = "busy"  # the far end said busy
