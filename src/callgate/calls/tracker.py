@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -117,9 +117,10 @@ class _Ear:
 
     target: HostTarget
     quiet_since: float
-    # Lines no followed call claimed yet: a call's first lines may come before the originate's
-    # check is done and the call tracked (an agent busy at once); ``track`` replays them.
-    unclaimed: deque[tuple[float, Heard]] = field(default_factory=lambda: deque(maxlen=256))
+    # Lines about a first leg no followed call claimed yet, by pair base: a call's first lines
+    # may come before the originate's check is done and the call tracked (an agent busy at
+    # once); ``track`` replays that pair's, and nothing else is looked at.
+    unclaimed: dict[str, list[tuple[float, Heard]]] = field(default_factory=dict)
 
 
 class CallTracker:
@@ -351,10 +352,14 @@ class CallTracker:
         now = _now()
         self._pbx.heard(ear.target, line)  # an originate's check may be waiting for it
         host = self._hosts.get(key)
-        if host is None or not self._hear(host, line):
-            while ear.unclaimed and now - ear.unclaimed[0][0] > UNCLAIMED_KEEP:
-                ear.unclaimed.popleft()
-            ear.unclaimed.append((now, line))
+        if (host is None or not self._hear(host, line)) and line.channel:
+            unclaimed = ear.unclaimed
+            while unclaimed:  # oldest first: dicts keep insertion order
+                oldest = next(iter(unclaimed))
+                if now - unclaimed[oldest][0][0] <= UNCLAIMED_KEEP and len(unclaimed) < 256:
+                    break
+                del unclaimed[oldest]
+            unclaimed.setdefault(line.channel.rsplit(";", 1)[0], []).append((now, line))
 
     def _replay(self, call: _Call) -> None:
         """Lines heard before ``call`` was tracked, applied now (those it claims)."""
@@ -363,9 +368,8 @@ class CallTracker:
         ear, host = self._ears.get(key), self._hosts.get(key)
         if ear is None or host is None:
             return
-        kept = [(at, line) for at, line in ear.unclaimed if not self._hear(host, line)]
-        ear.unclaimed.clear()
-        ear.unclaimed.extend(kept)
+        for _at, line in ear.unclaimed.pop(call.first_base, []):
+            self._hear(host, line)
 
     def _hear(self, host: _Host, line: Heard) -> bool:
         """Apply one heard line to the host's live calls (``hearing.hear``); False: it
