@@ -97,8 +97,12 @@ async def test_each_side_says_why_it_ended(api: Stack, request: pytest.FixtureRe
             # Listings alone never guess busy, congestion or a Dial timeout.
             said = {_result(call, "agent"), _result(call, "customer")}
             assert not said & {"busy", "congestion", "no_answer"}, (extension, call)
+    listening = (await api.service.client.get("/api/status")).json()["tracking"]["listening"]
     if not listened:
+        assert listening == {}  # an rx host is never listened to
         return
+    (state,) = listening.values()
+    assert state["state"] == "open"  # lingering after the host's last call
     answered = ended["150"]
     moves = [event["state"] for event in answered["timeline"]]
     assert moves == [

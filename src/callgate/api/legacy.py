@@ -132,5 +132,6 @@ async def status(svc: Services = Depends(services)) -> dict[str, Any]:  # noqa: 
             "transport": settings.transport.value,
         },
         "pbx": svc.pbx.transport.status(),
+        "tracking": svc.tracker.status(),
         "warnings": warnings,
     }

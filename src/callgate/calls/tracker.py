@@ -117,6 +117,7 @@ class _Ear:
 
     target: HostTarget
     quiet_since: float
+    heard_at: float | None = None  # loop time of the last line while the console is open
     # Lines about a first leg no followed call claimed yet, by pair base: a call's first lines
     # may come before the originate's check is done and the call tracked (an agent busy at
     # once); ``track`` replays that pair's, and nothing else is looked at.
@@ -219,6 +220,23 @@ class CallTracker:
     def live_calls(self) -> dict[str, CallState]:
         """The calls followed now and their states (status pages, tests)."""
         return {c.call_id: c.state for h in self._hosts.values() for c in h.calls.values()}
+
+    def status(self) -> dict[str, object]:
+        """For /api/status: calls followed per host, and each host's listening console
+        (``open`` with the seconds since its last line, or ``retrying``; absent: listings only)."""
+        now = _now()
+        listening: dict[str, object] = {}
+        for ear in self._ears.values():
+            since = None if ear.heard_at is None else round(now - ear.heard_at, 1)
+            listening[ear.target.label] = (
+                {"state": "open", "last_line_s": since}
+                if ear.heard_at is not None
+                else {"state": "retrying"}
+            )
+        return {
+            "calls": {h.target.label: len(h.calls) for h in self._hosts.values()},
+            "listening": listening,
+        }
 
     def _watch(self, call: _Call) -> None:
         assert call.target is not None
@@ -325,8 +343,10 @@ class CallTracker:
                     async with session as heard:
                         log.debug("listening to the host", host=label)
                         self._pbx.listening(ear.target, True)  # its check may wait to hear
+                        ear.heard_at = _now()
                         async for line in heard:
                             if line is not None:
+                                ear.heard_at = _now()
                                 self._hear_on(key, ear, line)
                             elif self._lingered(key, ear):
                                 return
@@ -334,6 +354,7 @@ class CallTracker:
                     log.info("host not listened to; listings only", host=label, error=exc.message)
                 finally:
                     self._pbx.listening(ear.target, False)
+                    ear.heard_at = None
                 await asyncio.sleep(LISTEN_RETRY)
         finally:
             if self._ears.get(key) is ear:
