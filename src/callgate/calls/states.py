@@ -224,9 +224,13 @@ class Followed(Protocol):
     customer_prefix: str  # "Local/<phone>@<ctx>-"
     extension: str
     customer_base: str  # "" until matched
-    answered: float  # when the agent was seen answering (inf: not yet)
     started: float  # when the call was originated, same clock as ``now``
     state: CallState
+
+    @property
+    def answered(self) -> float:
+        """When the agent was seen answering (inf: not yet)."""
+        ...
 
 
 def assign_channels(

@@ -62,7 +62,6 @@ LISTEN_RETRY = 5.0  # seconds before a listening console that could not be had i
 LISTEN_LINGER = 300.0  # seconds a host's listening console stays after its last call
 UNCLAIMED_KEEP = 5.0  # seconds a heard line waits for its call to be tracked (_Ear)
 END_GRACE = 0.05  # seconds a heard end waits for another process's `canceled` (_end_heard)
-_AFTER_ANSWER = frozenset({CallState.RINGING_CUSTOMER, CallState.CONNECTED})
 
 
 @dataclass(eq=False)
@@ -78,7 +77,6 @@ class _Call:
     state: CallState = CallState.INITIATED  # as the tracker sees it
     history: History = field(default_factory=History)  # as the database holds it, and pending
     customer_base: str = ""
-    answered: float = math.inf  # when the agent was seen answering: orders the matching
     resumed: bool = False
     seen: bool = False
     cancel_reason: str | None = None
@@ -95,6 +93,11 @@ class _Call:
     connected_at: float | None = None
     extension: str = field(init=False)
     customer_prefix: str = field(init=False)
+
+    @property
+    def answered(self) -> float:
+        """When the agent was seen answering (inf: not yet): orders the matching."""
+        return math.inf if self.agent_answered_at is None else self.agent_answered_at
 
     def __post_init__(self) -> None:
         self.extension = self.first_base.partition("/")[2].partition("@")[0]
@@ -143,9 +146,7 @@ class CallTracker:
         self._statements = statements
         self.interval, self.lost_after = interval, lost_after
         self.listen = listen  # a listening console per console host with live calls
-        self.listen_linger = LISTEN_LINGER
         self._ears: dict[HostKey, _Ear] = {}
-        self.heard: Counter[str] = Counter()  # heard lines that moved a call, by kind
         self.queries: Counter[str] = Counter()  # channel listings sent, per host label
         self._hosts: dict[HostKey, _Host] = {}
         self._last_query: dict[HostKey, float] = {}
@@ -310,8 +311,6 @@ class CallTracker:
         call.seen = True
         if first is not None:
             call.first_uniqueid = call.first_uniqueid or first.uniqueid
-            if first.state == "Up":
-                call.answered = min(call.answered, now)
         if customer is not None:
             call.customer_base = customer.base_name
 
@@ -365,7 +364,7 @@ class CallTracker:
         if key in self._hosts:
             ear.quiet_since = _now()
             return False
-        return _now() - ear.quiet_since > self.listen_linger
+        return _now() - ear.quiet_since > LISTEN_LINGER
 
     def _hear_on(self, key: HostKey, ear: _Ear, line: Heard) -> None:
         """A heard line: applied to the host's calls, or kept a moment for a call yet to be
@@ -401,7 +400,6 @@ class CallTracker:
         if heed is None:
             return False
         call = host.calls[heed.call_id]
-        self.heard[line.said.value] += 1
         if heed.customer_base:
             call.customer_base = heed.customer_base
         if heed.agent_said is not None:
@@ -418,8 +416,6 @@ class CallTracker:
             else:
                 self._spawn(self._end_heard(host, call, heed.state, heed.reason))
             return True
-        if heed.state is CallState.AGENT_ANSWERED or heed.state in _AFTER_ANSWER:
-            call.answered = min(call.answered, now)
         for state in steps(call.state, heed.state):
             self._move(call, state, heed.reason)
         host.heard.set()

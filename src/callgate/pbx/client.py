@@ -96,7 +96,7 @@ class PbxClient:
             while True:
                 listed = parse_channels(listing, name_prefix=prefix)
                 leg = self._find_new(key, prefix, listed, pending)
-                if leg is not None and originate_check.progressed(leg, listing):
+                if leg is not None and originate_check.progressed(leg, listed):
                     self._credited[key].append(leg.uniqueid)
                     return Originated(leg, checks)
                 # The verdict is the pair seen, then gone from a listing that hides nothing;

@@ -262,27 +262,6 @@ def _line_start(text: str, at: int) -> bool:
     return at == 0 or text[at - 1] == "\n"
 
 
-def echoes_seen(buffer: bytes | bytearray, commands: Sequence[str], start: int = 0) -> int:
-    """How many of ``commands`` (typed in this order) the console has echoed after ``start``."""
-    seen, at = 0, start
-    for command in commands:
-        echo = command.encode("ascii") + b"\r\n"
-        found = buffer.find(echo, at)
-        if found < 0:
-            break
-        seen, at = seen + 1, found + len(echo)
-    return seen
-
-
-def echo_seen(buffer: bytes | bytearray, command: str, start: int = 0) -> bool:
-    """Whether the console echoed ``command`` with its newline (after ``start``): read it whole.
-
-    Editline echoes the newline before the console sends the line to Asterisk, so a console
-    that ended without this echo never sent the command: it may be sent again elsewhere.
-    """
-    return echoes_seen(buffer, [command], start) == 1
-
-
 def console_ended(buffer: bytes | bytearray) -> str:
     """A short, printable summary of what a console that ended said (for logs and status)."""
     text = clean(bytes(buffer)).strip()

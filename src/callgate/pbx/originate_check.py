@@ -13,8 +13,9 @@ while every console prints
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
-from callgate.pbx.parsing import Channel, parse_channels
+from callgate.pbx.parsing import Channel
 
 UNSTARTED = "(None)"  # the application of a ;2 leg whose dialplan has not started
 TAKEN_STATES = frozenset({"Ringing", "Up"})
@@ -22,16 +23,17 @@ TAKEN_STATES = frozenset({"Ringing", "Up"})
 _LOG_PREFIX = re.compile(r"^\[[^\]]*\] [A-Z]+\[\d+\](?:\[[^\]]*\])?: \S+:\d+ \S+: ")
 
 
-def progressed(first: Channel, listing: str) -> bool:
-    """Whether a listing shows that the dialplan took the call whose first leg is ``first``.
+def progressed(first: Channel, listed: Iterable[Channel]) -> bool:
+    """Whether a listing (its channels, parsed) shows that the dialplan took the call whose
+    first leg is ``first``.
 
     Evidence: ``;1`` ringing or up, or its ``;2`` running an application. The pair in its
     first states (``;1`` Down, ``;2`` Ring in ``(None)``) is not: a refused call shows it too.
     """
     if first.state in TAKEN_STATES:
         return True
-    second = parse_channels(listing, name_prefix=first.base_name + ";2")
-    return any(leg.half == "2" and leg.application != UNSTARTED for leg in second)
+    second = first.base_name + ";2"
+    return any(leg.name == second and leg.application != UNSTARTED for leg in listed)
 
 
 def refusal_mark(code: str, context: str) -> str:
