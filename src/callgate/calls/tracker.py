@@ -45,7 +45,7 @@ from callgate.db.per_call import PerCallStatements
 from callgate.hosts import build_target
 from callgate.logs import get_logger
 from callgate.pbx.client import PbxClient
-from callgate.pbx.parsing import Channel, Listing
+from callgate.pbx.parsing import Channel
 from callgate.pbx.transport import HostTarget
 from callgate.pbx.verbose import Heard
 from callgate.redaction import mask_phone
@@ -282,10 +282,8 @@ class CallTracker:
                 log.info("host reachable again", host=host.target.label)
             host.failing_since, now = None, _now()
             found = assign_channels(listing, calls, now)
-            # A listing with fragments (parsing.Listing) may hide channels: not an end.
-            conclusive = not isinstance(listing, Listing) or listing.conclusive
-            for call in calls:
-                if conclusive or not found[call.call_id].gone:
+            for call in calls:  # a listing with fragments may hide channels: not an end
+                if listing.conclusive or not found[call.call_id].gone:
                     self._observe(call, found[call.call_id], now)
         await self._settle(host, calls)
 

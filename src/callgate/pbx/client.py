@@ -150,7 +150,7 @@ class PbxClient:
             return self.transport.listen(target)
         return None
 
-    async def channels(self, target: HostTarget) -> list[Channel]:
+    async def channels(self, target: HostTarget) -> Listing:
         (listing,) = await self.transport.run(target, [commands.CHANNELS_CONCISE])
         return parse_channels(listing)
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-12-07
+Create Date: 2026-12-06
 
 `calls` gains, per side (`agent_`, `customer_`), `…_outcome` (answered, busy, congestion,
 no_answer, canceled, failed, unknown; NULL while the call is live and for a side never reached),
