@@ -57,8 +57,8 @@ from tests.support.sshd import SshdServer
 from bench import procs, setup
 from bench.load import HttpLane
 from bench.stats import percentile
-from callgate.calls.states import CallState
 from callgate.calls.tracker import END_GRACE
+from callgate.domain.states import CallState
 from callgate.simulator.daemon import HOST, Pushed, SimulatorControl
 from callgate.simulator.timeline import Scenario
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 import httpx
 import typer
 
-from callgate.calls.states import TERMINAL_STATES
+from callgate.domain.states import TERMINAL
 from callgate.errors import ConfigurationError
 from callgate.settings import load_settings
 
@@ -48,7 +48,6 @@ Direct = Annotated[
 ]
 DEFAULT_SECRET_ENV = "CALLGATE_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
 DIRECT_BASE_URL = "http://callgate.direct"  # never resolved: requests go to the app in-process
-TERMINAL = frozenset(str(state) for state in TERMINAL_STATES)
 _T = TypeVar("_T")
 
 

@@ -17,8 +17,6 @@ from pydantic import SecretStr
 from sqlalchemy import event, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callgate.calls.outcomes import SideOutcome
-from callgate.calls.states import CallState, durations
 from callgate.calls.tracker import NOT_WATCHED, STALE, CallTracker
 from callgate.db.call_tracking import (
     CallTrackingRepo,
@@ -32,6 +30,8 @@ from callgate.db.migrate import upgrade
 from callgate.db.models import CallEventRecord, CallRecord
 from callgate.db.per_call import AsyncpgStatements, PerCallStatements, per_call_statements
 from callgate.db.repositories import CallRepo, HostRepo
+from callgate.domain.outcomes import SideOutcome
+from callgate.domain.states import CallState, durations
 from callgate.errors import DatabaseUnavailable
 from callgate.hosts import build_target
 from callgate.pbx.client import PbxClient

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from callgate.domain.states import TERMINAL
 from callgate.simulator.timeline import Scenario
 from tests.support.sshd import SshdServer
-from tests.support.stack import TERMINAL, Stack, call_stack
+from tests.support.stack import Stack, call_stack
 
 pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 SLOW_POLL = 5.0  # the listing poll: far slower than these calls

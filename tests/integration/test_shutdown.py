@@ -22,12 +22,12 @@ import httpx
 import pytest
 
 from callgate.calls.reconcile import FAILED_REASON, REASON, reconcile_pending
-from callgate.calls.states import CallState
 from callgate.db.call_tracking import CallTrackingRepo
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.migrate import upgrade
 from callgate.db.models import CallRecord, utcnow
 from callgate.db.repositories import CallRepo
+from callgate.domain.states import CallState
 from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
 from callgate.simulator.program import install_program
 from tests.support.service import free_port

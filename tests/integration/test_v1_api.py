@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from callgate.calls.states import TERMINAL_STATES
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.repositories import EnterpriseRepo
+from callgate.domain.states import TERMINAL
 from callgate.simulator.timeline import Scenario
 from tests.support.netfaults import Blackhole, refused_port
 from tests.support.sshd import SshdServer
@@ -23,7 +23,6 @@ from tests.support.stack import Stack, call_stack
 
 pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 PROBLEM = "application/problem+json"
-TERMINAL = {str(state) for state in TERMINAL_STATES}
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from callgate.calls.states import TERMINAL_STATES
 from callgate.db.engine import make_engine, make_sessionmaker
 from callgate.db.migrate import upgrade
 from callgate.db.repositories import EnterpriseRepo, HostRepo
+from callgate.domain.states import TERMINAL
 from callgate.settings import Settings
 from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
 from callgate.simulator.program import install_program
@@ -27,7 +27,6 @@ from tests.support.service import RunningService, free_port, running_service
 from tests.support.sshd import SshdServer
 
 ENTERPRISE = {"number": "0367", "name": "june", "ip": "127.0.0.1"}
-TERMINAL = {str(state) for state in TERMINAL_STATES}
 
 
 @dataclass

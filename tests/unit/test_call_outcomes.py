@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from callgate.calls.outcomes import Seen, SideOutcome, SideResult, Sides, Words, decide
-from callgate.calls.states import LIVE, ORIGINATE_TIMEOUT, CallState
+from callgate.domain.outcomes import Seen, SideOutcome, SideResult, Sides, Words, decide
+from callgate.domain.states import LIVE, ORIGINATE_TIMEOUT, CallState
 
 S, R = CallState, SideOutcome
 REASON = "No such extension/context 150@nosuchcontext while calling Local channel"

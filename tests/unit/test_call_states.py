@@ -8,14 +8,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from callgate.calls.states import (
+from callgate.calls.channels import CallChannels, assign_channels, derive
+from callgate.domain.states import (
     LIVE,
     TERMINAL,
-    CallChannels,
     CallState,
-    assign_channels,
     can_transition,
-    derive,
     durations,
     is_terminal,
     steps,

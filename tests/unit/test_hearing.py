@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 
 from callgate.calls.hearing import Heed, hear
-from callgate.calls.states import CallState
+from callgate.domain.states import CallState
 from callgate.pbx.verbose import Heard, Said
 
 S = CallState

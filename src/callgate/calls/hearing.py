@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from callgate.calls.states import LIVE, RANK, CallChannels, CallState, Followed, derive
+from callgate.calls.channels import CallChannels, Followed, derive
+from callgate.domain.states import LIVE, RANK, CallState
 from callgate.pbx.verbose import Heard, Said
 
-S = CallState
 # How far "Nobody picked up in N ms" may be from the ring time seen here (the listing's and the
 # console's clocks differ by the round trips in between).
 RING_SLACK = 1.5
@@ -57,7 +57,7 @@ def hear(heard: Heard, calls: Sequence[Followed], now: float) -> Heed | None:
             return _ended(call, now)
         if heard.said is Said.ANSWERED and heard.peer == first:
             base = _base(heard.channel)
-            return _move(call, S.CONNECTED, "the customer answered", customer_base=base)
+            return _move(call, CallState.CONNECTED, "the customer answered", customer_base=base)
     owner = _customer_owner(heard.channel, calls)
     if owner is not None:
         return _customer(heard, owner)
@@ -66,9 +66,9 @@ def hear(heard: Heard, calls: Sequence[Followed], now: float) -> Heed | None:
 
 def _agent(heard: Heard, call: Followed, now: float) -> Heed | None:
     if heard.said is Said.RINGING:
-        return _move(call, S.RINGING_AGENT, "the agent's phone is ringing")
+        return _move(call, CallState.RINGING_AGENT, "the agent's phone is ringing")
     if heard.said is Said.ANSWERED:
-        return _move(call, S.AGENT_ANSWERED, "the agent answered; dialling the customer")
+        return _move(call, CallState.AGENT_ANSWERED, "the agent answered; dialling the customer")
     if heard.said in _SIDE_WORDS:
         return Heed(call.call_id, agent_said=_SIDE_WORDS[heard.said])
     return None
@@ -77,17 +77,17 @@ def _agent(heard: Heard, call: Followed, now: float) -> Heed | None:
 def _customer(heard: Heard, call: Followed) -> Heed | None:
     base = _base(heard.channel)
     if heard.said is Said.RINGING:
-        return _move(call, S.RINGING_CUSTOMER, "the customer's phone is ringing", base)
+        return _move(call, CallState.RINGING_CUSTOMER, "the customer's phone is ringing", base)
     if heard.said in _SIDE_WORDS:
         return Heed(call.call_id, customer_base=base, customer_said=_SIDE_WORDS[heard.said])
     if heard.said is Said.JOINED:
-        return _move(call, S.CONNECTED, "the customer answered", customer_base=base)
+        return _move(call, CallState.CONNECTED, "the customer answered", customer_base=base)
     return None
 
 
 def _customer_owner(channel: str, calls: Sequence[Followed]) -> Followed | None:
     """The call a customer leg belongs to: the one it was given, else the earliest-answered
-    call of that phone still waiting for its pair (as ``states.assign_channels`` does)."""
+    call of that phone still waiting for its pair (as ``channels.assign_channels`` does)."""
     if not channel.endswith(";1"):
         return None
     base = _base(channel)
@@ -109,7 +109,7 @@ def _nobody_picked_up(heard: Heard, calls: Sequence[Followed], now: float) -> He
     ringing = [
         call
         for call in calls
-        if call.state in (S.AGENT_ANSWERED, S.RINGING_CUSTOMER)
+        if call.state in (CallState.AGENT_ANSWERED, CallState.RINGING_CUSTOMER)
         and abs((now - call.answered) - heard.ms / 1000) <= RING_SLACK
     ]
     if len(ringing) != 1:

@@ -24,10 +24,10 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
-from callgate.calls.states import LIVE, CallState
 from callgate.db.call_tracking import CallTrackingRepo
 from callgate.db.guard import db_step
 from callgate.db.models import CallOutcome, CallRecord, utcnow
+from callgate.domain.states import LIVE, CallState
 from callgate.logs import get_logger
 
 log = get_logger("callgate.reconcile")

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
 from callgate.calls.dedupe import RecentCalls
-from callgate.calls.states import CallState
 from callgate.db.call_tracking import CallTrackingRepo
 from callgate.db.guard import bounded_retry, db_step
 from callgate.db.models import utcnow
@@ -36,6 +35,7 @@ from callgate.db.repositories import (
     finish_values,
     new_call_values,
 )
+from callgate.domain.states import CallState
 from callgate.hosts import HostSettings, build_target
 from callgate.logs import LinesSoon, get_logger
 from callgate.pbx.client import PbxClient

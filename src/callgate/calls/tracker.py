@@ -2,7 +2,7 @@
 
 One polling task per host that has live calls runs ``core show channels concise`` at most once
 per ``interval``, however many calls the host has, and ends when the host has none left. The
-listing is split between the calls (``states.assign_channels``), ``states.derive`` says where
+listing is split between the calls (``channels.assign_channels``), ``channels.derive`` says where
 each call is, and each transition is stored by compare-and-set (``call_tracking.History``),
 then published to subscribers; the transitions of one tick are stored through one session
 (``call_tracking.store_histories``). A failed write is retried at the next tick: a database
@@ -29,9 +29,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
+from callgate.calls.channels import CallChannels, assign_channels, derive
 from callgate.calls.hearing import hear
-from callgate.calls.outcomes import Seen, SideOutcome, Words, decide
-from callgate.calls.states import RANK, CallChannels, CallState, assign_channels, derive, steps
 from callgate.db.call_tracking import (
     CallTrackingRepo,
     History,
@@ -42,6 +41,8 @@ from callgate.db.call_tracking import (
 from callgate.db.guard import db_step
 from callgate.db.models import CallRecord, PbxHost, utcnow
 from callgate.db.per_call import PerCallStatements
+from callgate.domain.outcomes import Seen, SideOutcome, Words, decide
+from callgate.domain.states import RANK, CallState, steps
 from callgate.hosts import build_target
 from callgate.logs import get_logger
 from callgate.pbx.client import PbxClient

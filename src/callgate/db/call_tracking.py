@@ -40,8 +40,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from callgate.calls.outcomes import Seen, SideOutcome, SideResult, Sides, decide
-from callgate.calls.states import LIVE, RANK, CallState, can_transition
 from callgate.db.guard import db_step
 from callgate.db.models import (
     CALL_EVENTS,
@@ -53,6 +51,8 @@ from callgate.db.models import (
 )
 from callgate.db.per_call import AsyncpgStatements, PerCallStatements
 from callgate.db.repositories import HostRepo, write_connection
+from callgate.domain.outcomes import Seen, SideOutcome, SideResult, Sides, decide
+from callgate.domain.states import LIVE, RANK, CallState, can_transition
 from callgate.errors import InvalidInput
 
 

@@ -32,8 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-from callgate.calls.outcomes import SideOutcome
-from callgate.calls.states import CallState
+from callgate.domain.outcomes import SideOutcome
+from callgate.domain.states import CallState
 
 
 class CallOutcome(StrEnum):

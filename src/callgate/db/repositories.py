@@ -24,7 +24,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from callgate.calls.states import CallState
 from callgate.db.models import (
     CALLS,
     ENTERPRISES,
@@ -35,6 +34,7 @@ from callgate.db.models import (
     PbxHost,
     utcnow,
 )
+from callgate.domain.states import CallState
 from callgate.errors import ConfigurationError, InvalidInput
 from callgate.hosts import HostOverrides, host_address, normalize_public_key, validate_overrides
 

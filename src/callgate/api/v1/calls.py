@@ -19,9 +19,9 @@ from callgate.api.v1.auth import Caller, caller
 from callgate.api.v1.problems import ApiProblem
 from callgate.api.v1.schemas import CallCreate, CallOut, CallPage, ChannelOut, Problem
 from callgate.calls.service import CallRequest
-from callgate.calls.states import CallState
 from callgate.db import call_queries
 from callgate.db.guard import db_step
+from callgate.domain.states import TERMINAL, CallState
 from callgate.validation import normalize_phone, validate_code
 
 router = APIRouter(
@@ -154,7 +154,7 @@ async def list_calls(
 async def hangup_call(call_id: str, svc: Svc, who: Who) -> Any:
     """Hang the call up on the PBX (`channel request hangup` for its channels)."""
     record = await render.tenant_record(svc, who.tenant.number, call_id)
-    if record.state in render.TERMINAL or not record.channel:
+    if record.state in TERMINAL or not record.channel:
         raise ApiProblem(409, "call_not_live", f"the call is {record.state}: nothing to hang up")
     await svc.calls.hangup(who.target, record.id, record.channel, record.state)
     return await render.call_out(svc, who.tenant.number, call_id)

@@ -16,15 +16,13 @@ from callgate import errors
 from callgate.api.deps import Services
 from callgate.api.v1.problems import ApiProblem
 from callgate.api.v1.schemas import CallError, CallEventOut, CallOut, SideOut, SidesOut
-from callgate.calls.outcomes import SideResult, Sides
 from callgate.calls.service import CallRequest, PlacedCall
-from callgate.calls.states import TERMINAL_STATES
 from callgate.db import call_queries
 from callgate.db.call_tracking import call_events, sides_of
 from callgate.db.guard import db_step
 from callgate.db.models import CallRecord
+from callgate.domain.outcomes import SideResult, Sides
 
-TERMINAL = frozenset(str(state) for state in TERMINAL_STATES)
 # How long a replayed request waits for the first one's outcome (verify window + timeouts).
 REPLAY_WAIT = 30.0
 

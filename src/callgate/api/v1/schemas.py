@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from callgate.calls.outcomes import SideOutcome
+from callgate.domain.outcomes import SideOutcome
 
 
 class CallCreate(BaseModel):

@@ -41,9 +41,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from callgate.calls.states import ORIGINATE_TIMEOUT, TERMINAL, CallState
+from callgate.domain.states import ORIGINATE_TIMEOUT, TERMINAL, CallState
 
-S = CallState
 # states._ended's slack: the leg's 30 s began a little before the tracker's start of the call
 # (the originate is verified first).
 TIMEOUT_SLACK = 1.0
@@ -130,14 +129,16 @@ def decide(
     """
     if state not in TERMINAL:
         raise ValueError(f"a call in {state.value} has not ended")
-    if state is S.FAILED:  # the PBX created nothing: nothing rang, nothing was said of it
+    if state is CallState.FAILED:  # the PBX created nothing: nothing rang, nothing was said of it
         return Sides(SideResult(R.FAILED, None, reason), None)
     agent_said = words.agent if words.agent in SAYABLE else None
     customer_said = words.customer if words.customer in SAYABLE else None
     # Dial rings the customer the instant the agent answers, and a bridge needs both: a later
     # phase seen proves the agent's answer by then at the latest.
     agent_up = _first(seen.agent_answered, seen.customer_seen, seen.connected)
-    ended = None if state is S.LOST else seen.ended  # a lost call's end is not when it stopped
+    ended = (
+        None if state is CallState.LOST else seen.ended
+    )  # a lost call's end is not when it stopped
 
     agent = _agent_by_listing(state, seen, agent_up, ended, originate_timeout)
     if agent_said is not None:
@@ -164,13 +165,13 @@ def _agent_by_listing(
     ended: float | None,
     originate_timeout: float,
 ) -> SideResult:
-    if agent_up is not None or state in (S.COMPLETED, S.CUSTOMER_NO_ANSWER):
+    if agent_up is not None or state in (CallState.COMPLETED, CallState.CUSTOMER_NO_ANSWER):
         return SideResult(R.ANSWERED, _span(seen.originated, agent_up))
     rang = _span(seen.originated, ended)
-    if state is S.AGENT_NO_ANSWER:
+    if state is CallState.AGENT_NO_ANSWER:
         timed_out = rang is not None and rang >= originate_timeout - TIMEOUT_SLACK
         return SideResult(R.NO_ANSWER if timed_out else R.UNKNOWN, rang)
-    if state is S.CANCELED:
+    if state is CallState.CANCELED:
         return SideResult(R.CANCELED, rang)
     return SideResult(R.UNKNOWN, rang)  # lost
 
@@ -178,10 +179,10 @@ def _agent_by_listing(
 def _customer_by_listing(
     state: CallState, seen: Seen, agent_up: float | None, ended: float | None
 ) -> SideResult:
-    if seen.connected is not None or state is S.COMPLETED:
+    if seen.connected is not None or state is CallState.COMPLETED:
         return SideResult(R.ANSWERED, _span(agent_up, seen.connected))
     rang = _span(agent_up, ended)
-    if state is S.CANCELED:
+    if state is CallState.CANCELED:
         return SideResult(R.CANCELED, rang)
     return SideResult(R.UNKNOWN, rang)  # customer_no_answer, lost, or an agent's word
 

@@ -1,35 +1,10 @@
-"""The call state machine, and what one ``core show channels concise`` listing says of a call.
+"""What one ``core show channels concise`` listing says of the calls followed on a host.
 
 Pure: no I/O, no clock. Asterisk 22.7 (``recordings/asterisk``): an originate makes the first leg
 ``Local/<ext>@<ctx>-X;1/;2``; the agent answering makes ``;1`` run ``Dial`` and the customer pair
 ``Local/<phone>@<ctx>-Y;1/;2`` appear at once; both ``;1`` then share a bridge id when the
-customer answers; at the end every channel is gone.
-
-==================  =============================================  =======================
-state               seen in a listing                              may become
-==================  =============================================  =======================
-initiated           originate verified: the first leg ``;1``       any later live state,
-                                                                   failed, agent_no_answer
-ringing_agent       first ``;1`` Ringing / ``;2`` Ring             later live states,
-                                                                   agent_no_answer
-agent_answered      first ``;1`` Up in Dial, no customer pair      later live states,
-                                                                   customer_no_answer
-ringing_customer    the customer pair, not bridged                 connected,
-                                                                   customer_no_answer
-connected           both ``;1`` legs share a bridge id             completed
-completed           all gone after ``connected``                   (terminal)
-failed              the PBX created nothing                        (terminal)
-agent_no_answer     all gone before the agent answered             (terminal)
-customer_no_answer  all gone after the agent answered, before      (terminal)
-                    the customer did
-canceled            all gone after a hangup through the API        (terminal)
-lost                undecidable: host unreachable too long, or     (terminal)
-                    the channels gone while nobody watched
-==================  =============================================  =======================
-
-Any live state may also become ``canceled`` or ``lost``. Live states only move forward, and
-may be skipped (a slow poll may see ``connected`` right after ``ringing_agent``). Durations
-come from the stored transition times (``durations``).
+customer answers; at the end every channel is gone. The states and their moves are
+``callgate.domain.states``'.
 """
 
 from __future__ import annotations
@@ -37,61 +12,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
+from callgate.domain.states import LIVE, ORIGINATE_TIMEOUT, RANK, TERMINAL, CallState
 from callgate.pbx.parsing import Channel
 
-ORIGINATE_TIMEOUT = 30.0  # `channel originate` gives the first leg 30 s to answer
 RINGING = frozenset({"Ring", "Ringing"})
 # A resumed call's first leg must be about as old as the call: a much younger channel of the
 # same name is another call (Asterisk restarted and its channel counter began again).
 AGE_SLACK = 10.0
-
-
-class CallState(StrEnum):
-    """Where a call is; the values are stored in ``calls.state`` and ``call_events.state``."""
-
-    INITIATED = "initiated"
-    RINGING_AGENT = "ringing_agent"
-    AGENT_ANSWERED = "agent_answered"
-    RINGING_CUSTOMER = "ringing_customer"
-    CONNECTED = "connected"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    AGENT_NO_ANSWER = "agent_no_answer"
-    CUSTOMER_NO_ANSWER = "customer_no_answer"
-    CANCELED = "canceled"
-    LOST = "lost"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL
-
-
-S = CallState
-LIVE = (S.INITIATED, S.RINGING_AGENT, S.AGENT_ANSWERED, S.RINGING_CUSTOMER, S.CONNECTED)
-RANK = {state: rank for rank, state in enumerate(LIVE)}  # progress of a live call
-TERMINAL = TERMINAL_STATES = frozenset(CallState) - frozenset(LIVE)
-_ANY_END = {S.CANCELED, S.LOST}  # an API hangup or a lost trace can end a call in any state
-TRANSITIONS: dict[CallState, frozenset[CallState]] = {
-    S.INITIATED: frozenset({*LIVE[1:], S.FAILED, S.AGENT_NO_ANSWER, *_ANY_END}),
-    S.RINGING_AGENT: frozenset({*LIVE[2:], S.AGENT_NO_ANSWER, *_ANY_END}),
-    S.AGENT_ANSWERED: frozenset({*LIVE[3:], S.CUSTOMER_NO_ANSWER, *_ANY_END}),
-    S.RINGING_CUSTOMER: frozenset({S.CONNECTED, S.CUSTOMER_NO_ANSWER, *_ANY_END}),
-    S.CONNECTED: frozenset({S.COMPLETED, *_ANY_END}),
-} | {state: frozenset() for state in TERMINAL}
-
-
-def is_terminal(state: CallState | str) -> bool:
-    """True for the states a call never leaves."""
-    return CallState(state) in TERMINAL
-
-
-def can_transition(old: CallState | str, new: CallState | str) -> bool:
-    """Whether a call in ``old`` may move to ``new`` (staying put is not a transition)."""
-    return CallState(new) in TRANSITIONS[CallState(old)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,21 +59,21 @@ def observe(channels: CallChannels) -> CallState | None:
     first, customer = channels.first_leg, channels.customer_leg
     # Bridged: the same id on the first leg, or the first leg already gone mid-hangup.
     if customer and customer.bridge_id and (not first or first.bridge_id == customer.bridge_id):
-        return S.CONNECTED
+        return CallState.CONNECTED
     if channels.customer:
-        return S.RINGING_CUSTOMER
+        return CallState.RINGING_CUSTOMER
     if first is not None and first.state == "Up":
-        return S.AGENT_ANSWERED
+        return CallState.AGENT_ANSWERED
     if any(c.state in RINGING for c in channels.first):
-        return S.RINGING_AGENT
-    return S.INITIATED  # e.g. Down: created, not yet ringing
+        return CallState.RINGING_AGENT
+    return CallState.INITIATED  # e.g. Down: created, not yet ringing
 
 
 _LIVE_REASONS = {  # derive() never moves a call *to* initiated
-    S.RINGING_AGENT: "the agent's phone is ringing",
-    S.AGENT_ANSWERED: "the agent answered; dialling the customer",
-    S.RINGING_CUSTOMER: "the customer's phone is ringing",
-    S.CONNECTED: "the customer answered: agent and customer are bridged",
+    CallState.RINGING_AGENT: "the agent's phone is ringing",
+    CallState.AGENT_ANSWERED: "the agent answered; dialling the customer",
+    CallState.RINGING_CUSTOMER: "the customer's phone is ringing",
+    CallState.CONNECTED: "the customer answered: agent and customer are bridged",
 }
 
 
@@ -165,54 +94,19 @@ def derive(channels: CallChannels, previous: CallState, elapsed: float) -> tuple
 
 def _ended(previous: CallState, elapsed: float) -> tuple[CallState, str]:
     """How a call ended, from the last state seen before all its channels went away."""
-    if previous is S.CONNECTED:
-        return S.COMPLETED, "hung up after the conversation"
-    if previous in (S.AGENT_ANSWERED, S.RINGING_CUSTOMER):
-        return S.CUSTOMER_NO_ANSWER, f"the customer did not answer (ended after {elapsed:.1f} s)"
+    if previous is CallState.CONNECTED:
+        return CallState.COMPLETED, "hung up after the conversation"
+    if previous in (CallState.AGENT_ANSWERED, CallState.RINGING_CUSTOMER):
+        return (
+            CallState.CUSTOMER_NO_ANSWER,
+            f"the customer did not answer (ended after {elapsed:.1f} s)",
+        )
     if elapsed >= ORIGINATE_TIMEOUT - 1:  # the originate gave up on the agent
-        return S.AGENT_NO_ANSWER, "the agent did not answer within the originate's 30 s timeout"
-    return S.AGENT_NO_ANSWER, f"the agent's leg ended unanswered after {elapsed:.1f} s"
-
-
-def steps(previous: CallState, new: CallState) -> tuple[CallState, ...]:
-    """The transitions to record for a move from ``previous`` to ``new``.
-
-    Dial rings the customer the very instant the agent answers (both show up in one listing),
-    so ``ringing_customer`` seen from before ``agent_answered`` proves the agent answered at
-    that same moment: it is recorded too. Other skipped states had an unknown time: not made up.
-    """
-    if new is S.RINGING_CUSTOMER and RANK[previous] < RANK[S.AGENT_ANSWERED]:
-        return (S.AGENT_ANSWERED, S.RINGING_CUSTOMER)
-    return (new,)
-
-
-@dataclass(frozen=True, slots=True)
-class CallDurations:
-    """Seconds spent in each phase; None for a phase the call never reached or left."""
-
-    agent_ringing: float | None  # originate -> agent answered (or -> end when never answered)
-    customer_ringing: float | None  # agent answered -> customer answered (or -> end)
-    talk: float | None  # customer answered -> end
-    total: float | None  # originate -> end
-
-
-def durations(
-    started_at: datetime,
-    agent_answered_at: datetime | None,
-    customer_answered_at: datetime | None,
-    ended_at: datetime | None,
-) -> CallDurations:
-    """The phases of a call from ``calls.created_at`` and the times its transitions stored."""
-
-    def span(start: datetime | None, end: datetime | None) -> float | None:
-        return None if start is None or end is None else (end - start).total_seconds()
-
-    return CallDurations(
-        agent_ringing=span(started_at, agent_answered_at or ended_at),
-        customer_ringing=span(agent_answered_at, customer_answered_at or ended_at),
-        talk=span(customer_answered_at, ended_at),
-        total=span(started_at, ended_at),
-    )
+        return (
+            CallState.AGENT_NO_ANSWER,
+            "the agent did not answer within the originate's 30 s timeout",
+        )
+    return CallState.AGENT_NO_ANSWER, f"the agent's leg ended unanswered after {elapsed:.1f} s"
 
 
 class Followed(Protocol):
