@@ -1,6 +1,6 @@
 """What a verified call would cost without parts of what callgate does: an ablation.
 
-    python -m bench.ablation [--calls N]
+    python -m bench.ablation [--calls N] [--only VARIANT ...]
 
 The single-host set-up of `make bench` (a real sshd whose `asterisk` is the simulator, a
 fresh PostgreSQL database, console transport) with several services side by side on the same
@@ -11,7 +11,18 @@ database and host, each `callgate serve` in its own process, changed at start by
 - ``remembered``: each secret's enterprise and host read once, then remembered (no
   authorisation read per call);
 - ``bare``: remembered, and neither the call row's insert and outcome nor any log line below
-  warnings written.
+  warnings written;
+
+and, each alone, without one of the service's performance choices (each names the command
+that measures it in a comment beside it; ``--only full VARIANT`` runs just the two):
+
+- ``inline-lines``: a call's log lines written where they are logged, not a turn later
+  (`logs.LinesSoon`);
+- ``render-per-handler``: structlog's formatter rendering each record once per handler (and
+  once more for the file's rollover check), not once (`logs._RenderOnce`);
+- ``declared-params``: the legacy endpoint's five query parameters and two dependencies
+  declared to FastAPI, which solves them on every request (`api/legacy.py` reads them);
+- ``asyncio-h11``: uvicorn on asyncio's own loop and h11, not uvloop and httptools.
 
 The calls go to each service in turn (N rounds, the order reversed every other round, so a
 noisy moment hits every variant alike), 5 ms apart, with the seed's way every fifth round.
@@ -30,26 +41,36 @@ import contextlib
 import statistics
 import sys
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Annotated, Any
 
+import structlog
+import uvicorn
 import uvloop
+from fastapi import Depends, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
+import callgate.calls.service as service_module
 from bench import setup, ways
 from bench.load import HttpLane
-from callgate.calls.service import CallService
+from callgate import logs
+from callgate.api import legacy
+from callgate.api.deps import Services, request_id, services
+from callgate.calls.service import CallService, Enterprise
 from callgate.cli import app
-from callgate.pbx.transport import HostTarget
 
-VARIANTS = ("full", "remembered", "bare")
-_Authorise = Callable[[CallService, str | None], Coroutine[Any, Any, tuple[Any, HostTarget]]]
+DEFAULT = ("full", "remembered", "bare")
+TRICKS = ("inline-lines", "render-per-handler", "declared-params", "asyncio-h11")
+VARIANTS = DEFAULT + TRICKS
+_Authorise = Callable[[CallService, str | None], Coroutine[Any, Any, Enterprise]]
 
 
 def remember_authorisation(service_class: type[CallService]) -> None:
     """``authorise`` reads the database once per secret, then answers from memory."""
     original: _Authorise = service_class.authorise
-    remembered: dict[str | None, tuple[Any, HostTarget]] = {}  # one service per process
+    remembered: dict[str | None, Enterprise] = {}  # one service per process
 
-    async def authorise(self: CallService, secret: str | None) -> tuple[Any, HostTarget]:
+    async def authorise(self: CallService, secret: str | None) -> Enterprise:
         if secret not in remembered:
             remembered[secret] = await original(self, secret)
         return remembered[secret]
@@ -67,14 +88,60 @@ def skip_call_rows(service_class: type[CallService]) -> None:
     service_class._finish = nothing  # type: ignore[method-assign]
 
 
+class _AtOnce(logs.LinesSoon):
+    """Each line written when it is added."""
+
+    def add(self, write: Callable[..., object], event: str, **values: object) -> None:
+        write(event, **values)
+
+
+async def _declared(  # the parameters are what is measured
+    request: Request,
+    code: str | None = None,
+    phone: str | None = None,
+    client_id: Annotated[str | None, Query(alias="clientId")] = None,
+    user_id: Annotated[str | None, Query(alias="userId")] = None,
+    external_phone: Annotated[str | None, Query(alias="externalPhone")] = None,
+    svc: Annotated[Services | None, Depends(services)] = None,
+    rid: Annotated[str | None, Depends(request_id)] = None,
+) -> JSONResponse:
+    """FastAPI solves the parameters, then the endpoint answers as it does."""
+    return await legacy.make_call_external(request)
+
+
+def declare_parameters() -> None:
+    """The legacy endpoint's route, with its parameters declared (before the app is built)."""
+    for index, route in enumerate(legacy.router.routes):
+        if isinstance(route, APIRoute) and route.path == "/api/makecallexternal":
+            legacy.router.routes[index] = APIRoute(route.path, _declared, methods=["GET"])
+
+
+def plain_asyncio() -> None:
+    """uvicorn.run with asyncio's loop and h11, whatever the service asks for."""
+    run = uvicorn.run
+
+    def on_asyncio(application: Any, **options: Any) -> None:
+        run(application, **{**options, "loop": "asyncio", "http": "h11"})
+
+    uvicorn.run = on_asyncio  # type: ignore[assignment]
+
+
 def prepare(variant: str) -> None:
-    """Change CallService for ``variant`` (in the process that will serve it)."""
+    """Change the service for ``variant`` (in the process that will serve it)."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)}")
     if variant in ("remembered", "bare"):
         remember_authorisation(CallService)
     if variant == "bare":
         skip_call_rows(CallService)
+    if variant == "inline-lines":
+        service_module.LinesSoon = _AtOnce  # type: ignore[attr-defined]
+    if variant == "render-per-handler":
+        logs._RenderOnce.format = structlog.stdlib.ProcessorFormatter.format  # type: ignore[method-assign]
+    if variant == "declared-params":
+        declare_parameters()
+    if variant == "asyncio-h11":
+        plain_asyncio()
 
 
 def environment(variant: str) -> dict[str, str]:
@@ -83,20 +150,22 @@ def environment(variant: str) -> dict[str, str]:
 
 
 def serve(variant: str) -> None:
-    """`callgate serve`, with CallService changed for ``variant`` first (methods are looked
-    up when called, so the service built by the CLI uses the changed ones)."""
+    """`callgate serve`, with the service changed for ``variant`` first (methods and module
+    names are looked up when called, so the service built by the CLI uses the changed ones)."""
     prepare(variant)
     app(["serve"], prog_name="callgate")
 
 
-async def measure(calls: int, warmup: int = 20) -> dict[str, Any]:
+async def measure(
+    calls: int, variants: tuple[str, ...] = DEFAULT, warmup: int = 20
+) -> dict[str, Any]:
     """The seed's median, and per variant its median and paired difference from ``full``."""
     with setup.stage("callgate-ablation-") as stage:
         sshd, control, workdir = stage.sshd, stage.control, stage.workdir
         async with setup.database() as url, contextlib.AsyncExitStack() as stack:
             secret = await setup.seed_rows(url, sshd, "console")
             lanes: dict[str, HttpLane] = {}
-            for variant in VARIANTS:
+            for variant in variants:
                 own = workdir / variant
                 own.mkdir()
                 command = [sys.executable, "-m", "bench.ablation", "serve", variant]
@@ -105,7 +174,7 @@ async def measure(calls: int, warmup: int = 20) -> dict[str, Any]:
                 )
                 lanes[variant] = HttpLane(service.port)
                 stack.callback(lanes[variant].close)
-            times: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
+            times: dict[str, list[float]] = {variant: [] for variant in variants}
             seed: list[float] = []
             for index in range(-warmup, calls):
                 if index >= 0 and index % 5 == 0:
@@ -114,7 +183,7 @@ async def measure(calls: int, warmup: int = 20) -> dict[str, Any]:
                             ways.seed_way, sshd.host, sshd.port, sshd.username, sshd.password
                         )
                     )
-                order = VARIANTS if index % 2 == 0 else VARIANTS[::-1]
+                order = variants if index % 2 == 0 else variants[::-1]
                 for variant in order:
                     await ways.settle()
                     took = await ways.legacy_way(lanes[variant], secret, 100000 + index)
@@ -150,6 +219,9 @@ def main() -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--calls", type=int, default=300, help="rounds (default 300)")
+    parser.add_argument(
+        "--only", nargs="+", choices=VARIANTS, default=DEFAULT, help="variants (full is added)"
+    )
     commands = parser.add_subparsers(dest="command")
     one = commands.add_parser("serve", help="serve one variant (the measurement starts them)")
     one.add_argument("variant", choices=VARIANTS)
@@ -157,11 +229,12 @@ def main() -> None:
     if args.command == "serve":
         serve(args.variant)
         return
-    result = uvloop.run(measure(args.calls))
+    variants = tuple(dict.fromkeys(("full", *args.only)))
+    result = uvloop.run(measure(args.calls, variants))
     print(f"seed's way: {result['seed_ms']:.1f} ms (median of {result['seed_samples']})")
     for variant, row in result["variants"].items():
         print(
-            f"{variant:>10}: {row['median_ms']:.3f} ms, {row['paired_ms']:+.3f} ms paired "
+            f"{variant:>18}: {row['median_ms']:.3f} ms, {row['paired_ms']:+.3f} ms paired "
             f"against full, {row['ratio']:.1f}x below the seed's way"
         )
 

@@ -12,8 +12,8 @@ code where it has one:
   be seen taking the call, heard on a listening console as the service's tracker keeps one;
 - HTTP: ``GET /health`` on the running service over a kept connection (HTTP/1.1, the
   framework's routing and middleware, a constant answer);
-- the database: the service's authorisation read (``per_call_statements(url).tenant``)
-  through its own asyncpg pool.
+- the database: the service's authorisation read (``db.enterprises.by_secret_with_host``)
+  on the service's own `Database` (asyncpg's pool on PostgreSQL).
 
 Beside them, the same round times what a check that trusted the pair would cost: the
 originate and one listing typed together, nothing more (``unchecked``). A real Asterisk shows
@@ -39,7 +39,8 @@ from pydantic import SecretStr
 from tests.support.sshd import SshdServer
 
 from bench.load import HttpLane
-from callgate.db.per_call import PerCallStatements, per_call_statements
+from callgate.db.enterprises import by_secret_with_host
+from callgate.db.executor import Database, connect
 from callgate.pbx import commands
 from callgate.pbx.client import PbxClient
 from callgate.pbx.console import ConsoleTransport
@@ -86,11 +87,11 @@ class Floors:
             host_key_policy=HostKeyPolicy.OFF,
             transport=Transport.CONSOLE,
         )
-        self._statements: PerCallStatements = per_call_statements(url)
+        self._database: Database = connect(url)
         self._lane, self._secret = HttpLane(service_port), secret  # a kept connection
 
     async def __aenter__(self) -> Floors:
-        await self._statements.open()
+        await self._database.open()
         self._listening = asyncio.create_task(self._listen())
         return self
 
@@ -113,7 +114,7 @@ class Floors:
             self._listening.cancel()
             await asyncio.gather(self._listening, return_exceptions=True)
         await self._transport.aclose()
-        await self._statements.close()
+        await self._database.close()
 
     async def measure(self, phone: str) -> FloorRound:
         """One round: the originate (hang it up afterwards), /health, the read."""
@@ -133,7 +134,7 @@ class Floors:
             raise RuntimeError(f"/health answered {status}")
 
         started = time.perf_counter()
-        found = await self._statements.tenant(self._secret)
+        found = await by_secret_with_host(self._database, self._secret)
         database = time.perf_counter() - started
         if found is None:
             raise RuntimeError("the authorisation read found no enterprise")

@@ -20,9 +20,10 @@ from tests.support.service import free_port
 from tests.support.sshd import SshdServer, sim_user_session
 
 from bench.farm_client import FarmClient, FarmHost
-from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.enterprises import add_enterprise
+from callgate.db.executor import connect
+from callgate.db.hosts import set_host
 from callgate.db.migrate import upgrade
-from callgate.db.repositories import EnterpriseRepo, HostRepo
 from callgate.simulator.daemon import SimulatorControl
 from callgate.simulator.program import install_program
 
@@ -78,22 +79,29 @@ async def database() -> AsyncIterator[str]:
         await admin.close()
 
 
+async def migrate(url: str) -> None:
+    """callgate's tables in the database at ``url``."""
+    await asyncio.to_thread(upgrade, url)
+
+
 async def seed_rows(url: str, sshd: SshdServer, transport: str) -> str:
     """The single-host comparison's enterprise, bound to the real sshd on 127.0.0.1."""
-    await asyncio.to_thread(upgrade, url)
-    engine = make_engine(url)
+    await migrate(url)
+    database = connect(url)
+    await database.open()
     secret = secrets.token_hex(16)
-    async with make_sessionmaker(engine)() as session:
-        await EnterpriseRepo(session).add("0367", "june", "127.0.0.1", secret)
-        await HostRepo(session).set(
-            "127.0.0.1",
-            ssh_port=sshd.port,
-            ssh_user=sshd.username,
-            ssh_password=sshd.password,
-            host_key_policy="accept-new",
-            transport=transport,
-        )
-    await engine.dispose()
+    try:
+        await add_enterprise(database, "0367", "june", "127.0.0.1", secret)
+        changes = {
+            "ssh_port": sshd.port,
+            "ssh_user": sshd.username,
+            "ssh_password": sshd.password,
+            "host_key_policy": "accept-new",
+            "transport": transport,
+        }
+        await set_host(database, "127.0.0.1", changes)
+    finally:
+        await database.close()
     return secret
 
 
@@ -165,21 +173,21 @@ class HostSwitch:
     its transport between samples, or its SSH port (a healthy host, then the blackhole)."""
 
     def __init__(self, url: str) -> None:
-        self._engine = make_engine(url)
+        self._database = connect(url)  # its pool opens on first use
 
     async def use(self, transport: str) -> None:
         """Set the host's transport."""
-        async with make_sessionmaker(self._engine)() as session:
-            await HostRepo(session).set("127.0.0.1", transport=transport)
+        await self._database.open()
+        await set_host(self._database, "127.0.0.1", {"transport": transport})
 
     async def point(self, port: int) -> None:
         """Point the host's row at ``port`` on 127.0.0.1."""
-        async with make_sessionmaker(self._engine)() as session:
-            await HostRepo(session).set("127.0.0.1", ssh_port=port)
+        await self._database.open()
+        await set_host(self._database, "127.0.0.1", {"ssh_port": port})
 
     async def close(self) -> None:
         """Release the database connections."""
-        await self._engine.dispose()
+        await self._database.close()
 
 
 def install(sshd: SshdServer, daemon_port: int) -> SimulatorControl:
@@ -215,27 +223,27 @@ async def seed_farm_rows(
 ) -> list[str]:
     """One enterprise per farm host (number ``<prefix><i>``), each bound to its host's row
     (its port, the farm's login, its pinned key); returns their secrets, in host order."""
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
+    database = connect(url)
+    await database.open()
     gate = asyncio.Semaphore(8)
 
     async def one(index: int, host: FarmHost) -> str:
         secret = secrets.token_hex(16)
-        async with gate, sessions() as session:
+        async with gate:
             number = f"{prefix}{index:04d}"
-            await EnterpriseRepo(session).add(number, f"bench {number}", host.address, secret)
-            await HostRepo(session).set(
-                host.address,
-                ssh_port=host.port,
-                ssh_user=farm.username,
-                ssh_password=farm.password,
-                host_key_policy="accept-new",
-                host_key=host.host_key,
-                transport=transport,
-            )
+            await add_enterprise(database, number, f"bench {number}", host.address, secret)
+            changes = {
+                "ssh_port": host.port,
+                "ssh_user": farm.username,
+                "ssh_password": farm.password,
+                "host_key_policy": "accept-new",
+                "host_key": host.host_key,
+                "transport": transport,
+            }
+            await set_host(database, host.address, changes)
         return secret
 
     try:
         return list(await asyncio.gather(*(one(i, h) for i, h in enumerate(hosts))))
     finally:
-        await engine.dispose()
+        await database.close()

@@ -19,13 +19,14 @@ from dataclasses import dataclass
 
 from bench import setup
 from bench.farm_client import FarmClient
+from callgate.calls.targets import build_target
 from callgate.calls.tracker import CallTracker
-from callgate.db.engine import make_engine, make_sessionmaker
-from callgate.db.repositories import CallRepo, HostRepo
-from callgate.hosts import build_target
-from callgate.pbx.factory import build_client, build_transport
+from callgate.db.calls import finish_call, finish_values, insert_call, new_call_values
+from callgate.db.executor import connect
+from callgate.db.hosts import get_host
 from callgate.pbx.transport import HostTarget
 from callgate.settings import Settings
+from callgate.wiring import build_client, build_transport
 
 GROUP = 4
 # Calls that stay up through the whole window: answered at once, then a long conversation.
@@ -63,28 +64,27 @@ async def measure(url: str, farm: FarmClient, window: float, many: int = 50) -> 
     """Place 1 call on one host and ``many`` on another, then count over ``window`` seconds."""
     hosts = await farm.start(GROUP, 2, LONG)
     await setup.seed_farm_rows(url, hosts, farm, prefix="t", transport="console")
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
+    database = connect(url)
+    await database.open()
     settings = Settings(database_url=url, log_file=None, log_level="ERROR")
-    async with sessions() as session:
-        rows = [await HostRepo(session).get(host.address) for host in hosts]
+    rows = [await get_host(database, host.address) for host in hosts]
     targets = [build_target(settings, h.address, row) for h, row in zip(hosts, rows, strict=True)]
-    transport = build_transport(settings, sessions)
+    transport = build_transport(settings, database)
     pbx = build_client(settings, transport)
-    tracker = CallTracker(pbx, sessions, settings, interval=settings.track_interval)
+    tracker = CallTracker(pbx, database, settings, interval=settings.track_interval)
     placed: defaultdict[str, list[str]] = defaultdict(list)
 
     async def place(index: int, extension: int) -> None:
         target: HostTarget = targets[index]
         call_id, phone = str(uuid.uuid4()), f"+3759{extension:08d}"
-        async with sessions() as session:
-            await CallRepo(session).create(
-                id=call_id, enterprise_number=f"t{index:04d}",  # seed_farm_rows' numbering
-                extension=str(extension), phone=phone, host=target.address,
-            )  # fmt: skip
+        row = new_call_values(
+            id=call_id, enterprise_number=f"t{index:04d}",  # seed_farm_rows' numbering
+            extension=str(extension), phone=phone, host=target.address,
+        )  # fmt: skip
+        await insert_call(database, row)
         originated = await pbx.originate(target, str(extension), phone)
-        async with sessions() as session:
-            await CallRepo(session).finish(call_id, "success", channel=originated.channel.name)
+        outcome = finish_values(call_id, "success", channel=originated.channel.name)
+        await finish_call(database, outcome)
         tracker.track(call_id, target, originated.channel, phone)
         placed[target.address].append(call_id)
 
@@ -109,7 +109,7 @@ async def measure(url: str, farm: FarmClient, window: float, many: int = 50) -> 
     finally:
         await tracker.stop()
         await transport.aclose()
-        await engine.dispose()
+        await database.close()
     times = await farm.listings([t.address for t in targets], since, until)
     loads = []
     for target in targets:

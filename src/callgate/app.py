@@ -19,17 +19,20 @@ from callgate.api.deps import Services
 from callgate.api.v1 import calls as v1_calls
 from callgate.api.v1 import events as v1_events
 from callgate.api.v1 import problems
+from callgate.calls.placing import Placing
+from callgate.calls.reading import CallReads
 from callgate.calls.reconcile import reconcile_pending, reconcile_until_done
 from callgate.calls.service import CallService
+from callgate.calls.status import ServiceStatus
 from callgate.calls.tracker import CallTracker
-from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.calls.watching import Watching
+from callgate.db.executor import connect
 from callgate.db.models import utcnow
-from callgate.db.per_call import per_call_statements
 from callgate.errors import DatabaseUnavailable
 from callgate.logs import configure_logging, get_logger
-from callgate.pbx.factory import build_client, build_transport
 from callgate.pbx.transport import PbxTransport
 from callgate.settings import HostKeyPolicy, Settings
+from callgate.wiring import build_client, build_transport, check_settings
 
 log = get_logger("callgate.app")
 
@@ -43,47 +46,47 @@ def create_app(
     it neither settles the rows another process may be writing nor follows that process's
     calls, only the ones it places itself.
     """
+    if transport is None:
+        check_settings(settings)  # a bad CALLGATE_TRANSPORT fails here, not in the lifespan
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         started = utcnow()  # no call of this run exists yet: older pending rows are orphans
-        engine = make_engine(settings.database_url)
-        sessions = make_sessionmaker(engine)
-        statements = per_call_statements(settings.database_url)
-        await statements.open()
+        database = connect(settings.database_url)  # one pool, for every statement
+        await database.open()
         demo = None
         if settings.demo:
             from callgate.demo import start_demo
 
-            demo = await start_demo(settings, sessions)
-        pbx_transport = transport or build_transport(settings, sessions)
+            demo = await start_demo(settings, database)
+        pbx_transport = transport or build_transport(settings, database)
         pbx = build_client(settings, pbx_transport)
         tracker = CallTracker(
             pbx,
-            sessions,
+            database,
             settings,
             interval=settings.track_interval,
             lost_after=settings.track_lost_after,
-            statements=statements,
             listen=settings.track_listen,
         )
-        calls = CallService(settings, sessions, pbx, tracker, statements=statements)
+        reads = CallReads(database)
+        calls = CallService(settings, database, pbx, tracker, reads=reads)
         app.state.services = Services(
             settings=settings,
-            engine=engine,
-            sessions=sessions,
-            pbx=pbx,
             calls=calls,
-            tracker=tracker,
+            placing=Placing(calls, reads),
+            reads=reads,
+            watching=Watching(tracker, reads),
+            status=ServiceStatus(database, pbx, tracker),
         )
         # Before the tracker resumes: a call a killed run left pending gets its outcome (and
         # its state `lost`), so the tracker does not adopt it. Never re-dialled.
         settling: asyncio.Task[None] | None = None
         if resume_calls:
             try:
-                await reconcile_pending(sessions, before=started)
+                await reconcile_pending(database, before=started)
             except DatabaseUnavailable:  # the service still starts; the rows are settled later
-                settling = asyncio.create_task(reconcile_until_done(sessions, before=started))
+                settling = asyncio.create_task(reconcile_until_done(database, before=started))
         await tracker.start(resume=resume_calls)  # resumes the calls a previous run left live
         if settings.ssh_host_key_policy is HostKeyPolicy.OFF:
             log.warning("SSH host key checking is off: any server answering is trusted")
@@ -100,8 +103,7 @@ def create_app(
             await pbx_transport.aclose()
             if demo is not None:
                 await demo.close()
-            await engine.dispose()
-            await statements.close()
+            await database.close()
 
     # uvicorn logs whole request lines (with `clientId=<secret>`) to "uvicorn.access" whenever
     # that logger has a handler, whatever `access_log` says; ours redacts (api/middleware).
@@ -111,10 +113,6 @@ def create_app(
         version=__version__,
         description="Start and follow phone calls on remote Asterisk PBXs over SSH.",
         lifespan=lifespan,
-        # FastAPI's native OpenTelemetry hooks are off: callgate exports Prometheus metrics and
-        # configures no OpenTelemetry provider, and the hooks looked the providers up on every
-        # request (about 0.05 ms of CPU each).
-        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     middleware.install(app)
     problems.install(app)
@@ -152,7 +150,8 @@ def calm_garbage_collector() -> None:
     the event loop for tens of milliseconds, the whole p99. What exists now lives as long as
     the process, so it is frozen out of collection; young collections run less often, and the
     older generations are promoted to less often. Memory still returns by reference counting;
-    only cycles wait a little longer.
+    only cycles wait a little longer. What it does to the tail: the p99 of the concurrent
+    clients in `make bench`, with and without this call.
     """
     gc.collect()
     gc.freeze()
@@ -173,8 +172,8 @@ def serve(settings: Settings) -> None:
         app,
         host=settings.host,
         port=settings.port,
-        # libuv's event loop and a C HTTP parser: the per-request work of the loop, asyncssh and
-        # asyncpg halves, and the wire format costs microseconds instead of a share of a call.
+        # libuv's event loop and a C HTTP parser ("auto" picks them too, when installed; named
+        # here because they pay: `python -m bench.ablation --only full asyncio-h11`).
         loop="uvloop",
         http="httptools",
         access_log=False,  # ours redacts secrets: see callgate.api.middleware

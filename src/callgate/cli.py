@@ -17,27 +17,21 @@ from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
 import typer
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from callgate.calls import admin
 from callgate.cli_calls import call_app, calls_app
-from callgate.db.engine import (
-    async_url,
-    describe_db_error,
-    make_engine,
-    make_sessionmaker,
-    safe_url,
+from callgate.domain.hosts import HostRow, host_address, key_fingerprint, validate_ssh_user
+from callgate.errors import (
+    AlreadyExists,
+    CallgateError,
+    ConfigurationError,
+    DatabaseUnavailable,
+    InvalidInput,
 )
-from callgate.db.models import PbxHost
-from callgate.db.repositories import AlreadyExists, EnterpriseRepo, HostRepo
-from callgate.errors import CallgateError, ConfigurationError, InvalidInput
-from callgate.hosts import HostOverrides, host_address, key_fingerprint, validate_ssh_user
-from callgate.settings import HostKeyPolicy, Settings, Transport, load_settings
+from callgate.settings import HostKeyPolicy, Settings, load_settings
 from callgate.validation import validate_context
 
 _T = TypeVar("_T")
-_R = TypeVar("_R")
-Sessions = async_sessionmaker[AsyncSession]
 
 # pretty_exceptions off: rich's tracebacks print local variables, which may hold secrets.
 app = typer.Typer(
@@ -87,44 +81,23 @@ def _settings() -> Settings:
         _fail(exc.message, 2)
 
 
-def _with_db(settings: Settings, work: Callable[[Sessions], Awaitable[_T]]) -> _T:
-    """Run ``work`` with a sessionmaker on the configured database, reporting failures."""
+def _with_db(work: Callable[[], Awaitable[_T]]) -> _T:
+    """Run ``work`` (on the configured database), reporting failures."""
     try:
-        engine = make_engine(settings.database_url)
-    except ConfigurationError as exc:
-        _fail(exc.message, 2)
-
-    async def run() -> _T:
-        try:
-            return await work(make_sessionmaker(engine))
-        finally:
-            await engine.dispose()
-
-    try:
-        return asyncio.run(run())
+        return asyncio.run(_awaited(work))
     except InvalidInput as exc:
         option = _OPTION_OF.get(exc.field, "--" + exc.field.replace("_", "-"))
         _fail(f"{option}: {exc.message.removeprefix(f'{exc.field}: ')}", 2)
     except ConfigurationError as exc:
         _fail(exc.message, 2)
-    except AlreadyExists as exc:
-        _fail(str(exc))
+    except (AlreadyExists, DatabaseUnavailable) as exc:
+        _fail(exc.message)
     except CallgateError as exc:  # a PBX error of `host check`: its message is client-safe
         _fail(f"{exc.code}: {exc.message}")
-    except (DBAPIError, OSError, TimeoutError) as exc:
-        _fail(f"database {safe_url(settings.database_url)}: {describe_db_error(exc)}")
 
 
-def _repo(
-    settings: Settings, repo: Callable[[AsyncSession], _R], call: Callable[[_R], Awaitable[_T]]
-) -> _T:
-    """``call(repo(session))`` in one session on the configured database."""
-
-    async def work(sessions: Sessions) -> _T:
-        async with sessions() as session:
-            return await call(repo(session))
-
-    return _with_db(settings, work)
+async def _awaited(work: Callable[[], Awaitable[_T]]) -> _T:
+    return await work()
 
 
 def _check(option: str, check: Callable[[str], str], value: str) -> str:
@@ -165,19 +138,16 @@ def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] =
     """Create or upgrade callgate's tables (an existing enterprises table is left as it is)."""
     from alembic.util import CommandError
 
-    from callgate.db.migrate import upgrade
-
     settings = _settings()
     try:
-        async_url(settings.database_url)
-        upgrade(settings.database_url, revision)
+        shown = admin.upgrade_schema(settings.database_url, revision)
     except ConfigurationError as exc:
         _fail(exc.message, 2)
     except CommandError as exc:
         _fail(str(exc))
-    except (DBAPIError, OSError, TimeoutError) as exc:
-        _fail(f"database {safe_url(settings.database_url)}: {describe_db_error(exc)}")
-    typer.echo(f"database {safe_url(settings.database_url)} is at revision {revision}")
+    except DatabaseUnavailable as exc:
+        _fail(exc.message)
+    typer.echo(f"database {shown} is at revision {revision}")
 
 
 @enterprise_app.command("add")
@@ -194,17 +164,19 @@ def enterprise_add(
         secret = secrets.token_urlsafe(GENERATED_SECRET_BYTES)
     elif len(secret) < MIN_SECRET_LENGTH:
         typer.echo(f"warning: a secret under {MIN_SECRET_LENGTH} characters is guessable", err=True)
-    added = _repo(settings, EnterpriseRepo, lambda repo: repo.add(number, name, address, secret))
+    url = settings.database_url
+    added = _with_db(lambda: admin.add_enterprise(url, number, name, address, secret))
     typer.echo(f"enterprise {added.number} ({added.name}) added, PBX host {added.ip}")
-    typer.echo(f"secret: {added.secret}")
+    typer.echo(f"secret: {secret}")
 
 
 @enterprise_app.command("list")
 def enterprise_list() -> None:
     """List enterprises; secrets are shown as their first 8 characters only."""
+    url = _settings().database_url
     rows = [
-        [e.number, e.name, e.ip, "yes" if e.active else "no", mask_secret(e.secret)]
-        for e in _repo(_settings(), EnterpriseRepo, EnterpriseRepo.list_all)
+        [e.number, e.name, e.ip, "yes" if e.active else "no", mask_secret(secret)]
+        for e, secret in _with_db(lambda: admin.list_enterprises(url))
     ]
     if rows:
         _table(["NUMBER", "NAME", "IP", "ACTIVE", "SECRET"], rows)
@@ -213,7 +185,8 @@ def enterprise_list() -> None:
 
 
 def _set_active(number: str, active: bool) -> None:
-    if not _repo(_settings(), EnterpriseRepo, lambda repo: repo.set_active(number, active)):
+    url = _settings().database_url
+    if not _with_db(lambda: admin.set_active(url, number, active)):
         _fail(f"no enterprise with number {number!r}")
     typer.echo(f"enterprise {number} {'enabled' if active else 'disabled'}")
 
@@ -241,14 +214,16 @@ def host_set(
     key_file: Annotated[Path | None, typer.Option(metavar="FILE", help="Private key.")] = None,
     host_key_policy: Annotated[HostKeyPolicy | None, typer.Option()] = None,
     context: Annotated[str | None, typer.Option(metavar="C", help="Dialplan context.")] = None,
-    transport: Annotated[Transport | None, typer.Option()] = None,
+    transport: Annotated[
+        str | None, typer.Option(metavar="NAME", help="A registered transport: rx, console, ...")
+    ] = None,
 ) -> None:
     """Set per-host overrides of the CALLGATE_SSH_* defaults; only the given ones change."""
     settings = _settings()
     address = _check("IP", host_address, ip)
     if password_env is not None and key_file is not None:
         _fail("--password-env and --key-file: give one of them", 2)
-    overrides: HostOverrides = {}
+    overrides: dict[str, object] = {}
     if ssh_port is not None:
         overrides["ssh_port"] = ssh_port
     if ssh_user is not None:
@@ -266,8 +241,10 @@ def host_set(
     if context is not None:
         overrides["dial_context"] = _check("--context", validate_context, context)
     if transport is not None:
-        overrides["transport"] = transport
-    row = _repo(settings, HostRepo, lambda repo: repo.set(address, **overrides))
+        from callgate.wiring import registered_transport  # lazily: asyncssh loads only here
+
+        overrides["transport"] = _check("--transport", registered_transport, transport)
+    row = _with_db(lambda: admin.set_host(settings.database_url, address, overrides))
     _table(_HOST_HEADER, [_host_cells(row)])
 
 
@@ -283,7 +260,7 @@ def _checked_key_file(path: Path) -> Path:
     return resolved
 
 
-def _host_cells(row: PbxHost) -> list[str]:
+def _host_cells(row: HostRow) -> list[str]:
     """One host as table cells; ``-`` means "the default applies". Never the password."""
     try:
         pinned = key_fingerprint(row.host_key) if row.host_key else "-"
@@ -298,8 +275,8 @@ def _host_cells(row: PbxHost) -> list[str]:
 def host_list() -> None:
     """List the defaults and each host's overrides (passwords shown only as set or -)."""
     settings = _settings()
-    rows = [_host_cells(row) for row in _repo(settings, HostRepo, HostRepo.list_all)]
-    defaults = PbxHost(
+    rows = [_host_cells(row) for row in _with_db(lambda: admin.list_hosts(settings.database_url))]
+    defaults = HostRow(
         address="(defaults)",
         ssh_port=settings.ssh_port,
         ssh_user=settings.ssh_user,
@@ -307,7 +284,7 @@ def host_list() -> None:
         ssh_key_file=str(settings.ssh_key_file) if settings.ssh_key_file else None,
         host_key_policy=settings.ssh_host_key_policy.value,
         dial_context=settings.dial_context,
-        transport=settings.transport.value,
+        transport=settings.transport,
     )
     _table(_HOST_HEADER, [_host_cells(defaults), *rows])
 
@@ -317,7 +294,7 @@ def host_forget_key(ip: Annotated[str, typer.Argument(metavar="IP")]) -> None:
     """Forget the pinned host key after an intended key change; the next contact pins anew."""
     settings = _settings()
     address = _check("IP", host_address, ip)
-    if _repo(settings, HostRepo, lambda repo: repo.forget_host_key(address)):
+    if _with_db(lambda: admin.forget_host_key(settings.database_url, address)):
         typer.echo(f"pinned host key of {address} forgotten")
     else:
         typer.echo(f"no host key was pinned for {address}")
@@ -328,9 +305,10 @@ def host_check(ip: Annotated[str, typer.Argument(metavar="IP")]) -> None:
     """Log in to the host as the service would and print its Asterisk version."""
     settings = _settings()
     address = _check("IP", host_address, ip)
-    from callgate.pbx.factory import check_host  # lazily: asyncssh loads only here
+    from callgate.wiring import check_host  # lazily: asyncssh loads only here
 
-    async def work(sessions: Sessions) -> str:
-        return await check_host(settings, sessions, address)
+    async def work() -> str:
+        async with admin.opened(settings.database_url) as database:
+            return await check_host(settings, database, address)
 
-    typer.echo(_with_db(settings, work))
+    typer.echo(_with_db(work))

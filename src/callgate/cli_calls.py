@@ -1,12 +1,12 @@
 """`callgate call place|show|list|hangup` and `callgate calls watch`: the v1 API from a shell.
 
 By default they go through the running service, so calls are verified, tracked and recorded
-exactly as an integrator's. With ``--direct`` the service's own application runs inside the
-command instead (same validation, authorisation, PBX transport and database, no HTTP server),
-for an operator on a machine with the service's settings while the service is down or
-unreachable; ``call place --direct`` then follows its call to the end itself, since no running
-tracker knows of it. Either way the enterprise secret is read from an environment variable: a
-secret on the command line would show in the process list and the shell history.
+exactly as an integrator's. With ``--direct`` the command runs the service's use cases itself
+(same validation, authorisation, PBX transport and database, no HTTP server), for an operator
+on a machine with the service's settings while the service is down or unreachable; ``call
+place --direct`` then follows its call to the end itself, since no running tracker knows of
+it. Either way the enterprise secret is read from an environment variable: a secret on the
+command line would show in the process list and the shell history.
 """
 
 from __future__ import annotations
@@ -14,21 +14,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Protocol, TypeVar
 
 import httpx
 import typer
 
 from callgate.domain.states import TERMINAL
-from callgate.errors import ConfigurationError
-from callgate.settings import load_settings
+from callgate.errors import CallgateError, ConfigurationError
+from callgate.settings import Settings, load_settings
 
-if TYPE_CHECKING:  # loaded only by --direct: the API and its dependencies are heavy imports
-    from callgate.api.deps import Services
-    from callgate.db.call_tracking import Subscription
+if TYPE_CHECKING:  # loaded only by --direct: the use cases and their drivers are heavy imports
+    from callgate.calls.placing import Placing
+    from callgate.calls.reading import CallReads, CallView
+    from callgate.calls.service import CallService, Enterprise
+    from callgate.calls.watching import EnterpriseFeed, Watching
+    from callgate.domain.outcomes import Sides
 
 call_app = typer.Typer(
     help="Place and follow calls through the running service (or --direct).",
@@ -47,7 +50,7 @@ Direct = Annotated[
     ),
 ]
 DEFAULT_SECRET_ENV = "CALLGATE_CLIENT_SECRET"  # noqa: S105 - a variable name, not a secret
-DIRECT_BASE_URL = "http://callgate.direct"  # never resolved: requests go to the app in-process
+FOLLOW_QUIET = 60.0  # seconds a followed call may go without a transition before a re-check
 _T = TypeVar("_T")
 
 
@@ -61,37 +64,52 @@ def _run(work: Coroutine[Any, Any, _T]) -> _T:
         return asyncio.run(work)
     except ConfigurationError as exc:
         _fail(exc.message, 2)
+    except CallgateError as exc:  # --direct: a use case's refusal, with the API's code
+        _fail(f"{exc.code}: {exc.message}")
 
 
-@dataclass
-class _Api:
-    client: httpx.AsyncClient
-    direct: Services | None  # with --direct: the in-process service's parts
-
-
-@asynccontextmanager
-async def _api(
-    url: str | None, secret_env: str, direct: bool, *, stream: bool = False
-) -> AsyncIterator[_Api]:
-    """A client of the v1 API: the running service's, or (``direct``) this process's own.
-
-    ``stream``: no read timeout (an event stream is quiet while nothing happens).
-    """
-    timeout = None if stream else 60.0
+def _secret(secret_env: str) -> str:
     secret = os.environ.get(secret_env)
     if not secret:
         _fail(f"set {secret_env} to the enterprise's secret", 2)
+    return secret
+
+
+@asynccontextmanager
+async def _client(
+    url: str | None, secret_env: str, *, stream: bool = False
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the running service's v1 API.
+
+    ``stream``: no read timeout (an event stream is quiet while nothing happens).
+    """
+    secret = _secret(secret_env)
+    if url is None:
+        settings = load_settings()
+        host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
+        url = f"http://{host}:{settings.port}"
     headers = {"Authorization": f"Bearer {secret}"}
-    if not direct:
-        if url is None:
-            settings = load_settings()
-            host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host
-            url = f"http://{host}:{settings.port}"
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout) as client:
-            yield _Api(client, None)
-        return
+    timeout = None if stream else 60.0
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout) as client:
+        yield client
+
+
+class _UseCases(Protocol):
+    """What ``--direct`` uses of the service's wiring."""
+
+    settings: Settings
+    calls: CallService
+    placing: Placing
+    reads: CallReads
+    watching: Watching
+
+
+@asynccontextmanager
+async def _direct(url: str | None, secret_env: str) -> AsyncIterator[tuple[_UseCases, Enterprise]]:
+    """The service's use cases, wired in this process, and the enterprise of the secret."""
     if url is not None:
         _fail("--url and --direct exclude each other", 2)
+    secret = _secret(secret_env)
     from callgate.app import create_app
     from callgate.logs import configure_logging
 
@@ -102,16 +120,9 @@ async def _api(
         settings.log_file, settings.log_format.value, settings.log_level, console=False
     )
     app = create_app(settings, resume_calls=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url=DIRECT_BASE_URL,
-            headers=headers,
-            timeout=timeout,
-        ) as client,
-    ):
-        yield _Api(client, app.state.services)
+    async with app.router.lifespan_context(app):
+        cases: _UseCases = app.state.services
+        yield cases, await cases.calls.authorise(secret)
 
 
 def _answer(response: httpx.Response) -> Any:
@@ -122,6 +133,36 @@ def _answer(response: httpx.Response) -> Any:
         except ValueError:
             _fail(f"{response.status_code}: {response.text[:200]}")
     return response.json()
+
+
+def _call(view: CallView) -> dict[str, Any]:
+    """A call read directly, in the keys of its v1 body that the lines below print."""
+    return {
+        "id": view.id,
+        "state": view.state,
+        "from": view.extension,
+        "to": view.phone,
+        "host": view.host,
+        "created_at": view.created_at.isoformat(),
+        "timeline": [
+            {"state": e.state, "at": e.at.isoformat(), "detail": e.detail} for e in view.timeline
+        ],
+        "durations": view.durations,
+        "sides": _sides_of(view.sides),
+    }
+
+
+def _sides_of(sides: Sides | None) -> dict[str, Any] | None:
+    from callgate.calls.export import side_ring_s
+
+    if sides is None:
+        return None
+    return {
+        name: None
+        if side is None
+        else {"result": side.outcome.value, "ring_s": side_ring_s(side), "reason": side.reason}
+        for name, side in (("agent", sides.agent), ("customer", sides.customer))
+    }
 
 
 def _show(call: dict[str, Any]) -> None:
@@ -155,29 +196,31 @@ def _transition(
     typer.echo(f"{at}  {call_id}  {state:<18} {reason or ''}" + (f"  [{ends}]" if ends else ""))
 
 
-async def _follow(services: Services, subscription: Subscription, call: dict[str, Any]) -> None:
+async def _follow(cases: _UseCases, feed: EnterpriseFeed, call: CallView) -> None:
     """Print the call's transitions until it ends (``place --direct``: nobody else follows it)."""
-    if call["state"] in TERMINAL:
+    if call.state in TERMINAL:
         return
-    if call["id"] not in services.tracker.live_calls():
+    if not cases.watching.follows(call.id):
         typer.echo("  (placed earlier by another process, which follows it)")
         return
-    from callgate.api.v1.render import sides_out  # loaded already: --direct runs the app
-
-    async for transition in subscription:
-        if transition.call_id == call["id"]:
-            state, sides = str(transition.state), sides_out(transition.sides)
-            ends = None if sides is None else sides.model_dump(mode="json")
-            _transition(
-                transition.at.isoformat(), transition.call_id, state, transition.reason, ends
-            )
-            if state in TERMINAL:
-                return
+    async for transition in feed:
+        if transition is None or transition.call_id != call.id:
+            continue
+        state = str(transition.state)
+        _transition(
+            transition.at.isoformat(),
+            call.id,
+            state,
+            transition.reason,
+            _sides_of(transition.sides),
+        )
+        if state in TERMINAL:
+            return
 
 
 @call_app.command("place")
 def place(
-    from_: Annotated[str, typer.Option("--from", help="Extension that rings first.")],
+    extension: Annotated[str, typer.Option("--from", help="Extension that rings first.")],
     to: Annotated[str, typer.Option("--to", help="Number dialled once it answers.")],
     ring_timeout: Annotated[int | None, typer.Option(help="Seconds the customer rings.")] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Makes a retry safe.")] = None,
@@ -186,37 +229,40 @@ def place(
     direct: Direct = False,
 ) -> None:
     """Place a call (POST /v1/calls) and print it; with --direct, follow it to its end."""
-    body: dict[str, Any] = {"from": from_, "to": to}
-    if ring_timeout is not None:
-        body["ring_timeout"] = ring_timeout
-    headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
 
-    async def work() -> None:
-        async with _api(url, secret_env, direct) as api:
+    async def remote() -> None:
+        body: dict[str, Any] = {"from": extension, "to": to}
+        if ring_timeout is not None:
+            body["ring_timeout"] = ring_timeout
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        async with _client(url, secret_env) as client:
+            _show(_answer(await client.post("/v1/calls", json=body, headers=headers)))
+
+    async def here() -> None:
+        from callgate.validation import normalize_phone, validate_code
+
+        async with _direct(url, secret_env) as (cases, enterprise):
+            max_length = cases.settings.code_max_length
+            valid = (
+                validate_code(extension, max_length, field="from"),
+                normalize_phone(to, field="to"),
+            )
             # Subscribed before the call exists: none of its transitions can be missed.
-            subscription = api.direct.tracker.subscribe() if api.direct else None
+            feed = cases.watching.feed(enterprise.number, quiet=FOLLOW_QUIET)
             try:
-                call = _answer(await api.client.post("/v1/calls", json=body, headers=headers))
-                _show(call)
-                if api.direct is not None and subscription is not None:
-                    await _follow(api.direct, subscription, call)
+                placement = await cases.placing.place(
+                    enterprise,
+                    *valid,
+                    request_id=uuid.uuid4().hex[:16],
+                    ring_timeout=ring_timeout,
+                    idempotency_key=idempotency_key,
+                )
+                _show(_call(placement.call))
+                await _follow(cases, feed, placement.call)
             finally:
-                if subscription is not None:
-                    subscription.close()
+                feed.close()
 
-    _run(work())
-
-
-def _request(
-    url: str | None, secret_env: str, direct: bool, method: str, path: str, **kwargs: Any
-) -> httpx.Response:
-    """One request to the v1 API (see `_api`), its body read."""
-
-    async def work() -> httpx.Response:
-        async with _api(url, secret_env, direct) as api:
-            return await api.client.request(method, path, **kwargs)
-
-    return _run(work())
+    _run(here() if direct else remote())
 
 
 @call_app.command("show")
@@ -227,7 +273,16 @@ def show(
     direct: Direct = False,
 ) -> None:
     """A call with its timeline, durations and, once it ended, why each side ended."""
-    call = _answer(_request(url, secret_env, direct, "GET", f"/v1/calls/{call_id}"))
+
+    async def remote() -> dict[str, Any]:
+        async with _client(url, secret_env) as client:
+            return dict(_answer(await client.get(f"/v1/calls/{call_id}")))
+
+    async def here() -> dict[str, Any]:
+        async with _direct(url, secret_env) as (cases, enterprise):
+            return _call(await cases.reads.call(enterprise.number, call_id))
+
+    call = _run(here() if direct else remote())
     _show(call)
     for event in call["timeline"]:
         typer.echo(f"  {event['at']}  {event['state']:<18} {event.get('detail') or ''}")
@@ -248,17 +303,34 @@ def list_calls(
     direct: Direct = False,
 ) -> None:
     """Call history, newest first."""
-    params: dict[str, Any] = {"state": state, "extension": extension, "phone": phone}
-    params = {k: v for k, v in params.items() if v is not None} | {"limit": limit}
-    if csv:
-        params["format"] = "csv"
-    response = _request(url, secret_env, direct, "GET", "/v1/calls", params=params)
-    if csv:
+
+    async def remote() -> str | list[dict[str, Any]]:
+        params: dict[str, Any] = {"state": state, "extension": extension, "phone": phone}
+        params = {k: v for k, v in params.items() if v is not None} | {"limit": limit}
+        if csv:
+            params["format"] = "csv"
+        async with _client(url, secret_env) as client:
+            response = await client.get("/v1/calls", params=params)
+        if not csv:
+            return list(_answer(response)["items"])
         if response.status_code >= 400:
             _answer(response)
-        typer.echo(response.text, nl=False)
+        return response.text
+
+    async def here() -> str | list[dict[str, Any]]:
+        from callgate.calls.export import csv_text
+
+        async with _direct(url, secret_env) as (cases, enterprise):
+            page = await cases.reads.page(
+                enterprise.number, state=state, extension=extension, phone=phone, limit=limit
+            )
+        return csv_text(page.calls) if csv else [_call(call) for call in page.calls]
+
+    found = _run(here() if direct else remote())
+    if isinstance(found, str):
+        typer.echo(found, nl=False)
         return
-    for call in _answer(response)["items"]:
+    for call in found:
         _show(call)
 
 
@@ -270,7 +342,17 @@ def hangup(
     direct: Direct = False,
 ) -> None:
     """Hang a live call up; it ends as `canceled`."""
-    _show(_answer(_request(url, secret_env, direct, "POST", f"/v1/calls/{call_id}/hangup")))
+
+    async def remote() -> dict[str, Any]:
+        async with _client(url, secret_env) as client:
+            return dict(_answer(await client.post(f"/v1/calls/{call_id}/hangup")))
+
+    async def here() -> dict[str, Any]:
+        async with _direct(url, secret_env) as (cases, enterprise):
+            await cases.calls.hangup(enterprise, call_id)
+            return _call(await cases.reads.call(enterprise.number, call_id))
+
+    _show(_run(here() if direct else remote()))
 
 
 @calls_app.command("watch")
@@ -287,8 +369,8 @@ def watch(
     async def work() -> None:
         seen = 0
         async with (
-            _api(url, secret_env, direct=False, stream=True) as api,
-            api.client.stream("GET", "/v1/events") as stream,
+            _client(url, secret_env, stream=True) as client,
+            client.stream("GET", "/v1/events") as stream,
         ):
             if stream.status_code >= 400:
                 await stream.aread()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from callgate.db.repositories import EnterpriseRepo, HostRepo
+from callgate.db.enterprises import add_enterprise, list_enterprises
+from callgate.db.executor import Database
+from callgate.db.hosts import set_host
 from callgate.logs import get_logger
 from callgate.settings import Settings
 from callgate.simulator.engine import SimulatedAsterisk
@@ -34,29 +34,29 @@ class Demo:
         await self.simulator.close()
 
 
-async def start_demo(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Demo:
+async def start_demo(settings: Settings, database: Database) -> Demo:
     password = secrets.token_urlsafe(18)
     simulator = await start_ssh_simulator(
         SimulatedAsterisk(), host=DEMO_HOST, port=0, username=DEMO_USER, password=password
     )
-    async with sessions() as session:
-        enterprises = EnterpriseRepo(session)
-        existing = [e for e in await enterprises.list_all() if e.number == DEMO_NUMBER]
-        if existing:
-            secret = existing[0].secret
-        else:
-            secret = secrets.token_hex(16)
-            await enterprises.add(DEMO_NUMBER, DEMO_NAME, DEMO_HOST, secret)
-        # The simulator's key is known here, so it is pinned outright: no first-contact trust.
-        await HostRepo(session).set(
-            DEMO_HOST,
-            ssh_port=simulator.port,
-            ssh_user=DEMO_USER,
-            ssh_password=password,
-            host_key_policy="strict",
-            host_key=simulator.host_key,
-            dial_context=settings.dial_context,
-        )
+    existing = [
+        secret for row, secret in await list_enterprises(database) if row.number == DEMO_NUMBER
+    ]
+    if existing:
+        secret = existing[0]
+    else:
+        secret = secrets.token_hex(16)
+        await add_enterprise(database, DEMO_NUMBER, DEMO_NAME, DEMO_HOST, secret)
+    # The simulator's key is known here, so it is pinned outright: no first-contact trust.
+    changes = {
+        "ssh_port": simulator.port,
+        "ssh_user": DEMO_USER,
+        "ssh_password": password,
+        "host_key_policy": "strict",
+        "host_key": simulator.host_key,
+        "dial_context": settings.dial_context,
+    }
+    await set_host(database, DEMO_HOST, changes)
     base = f"http://{_display_host(settings.host)}:{settings.port}"
     print(
         "\nDemo PBX ready (simulated Asterisk 22.7: the agent answers after 1 s, the customer"

@@ -6,6 +6,7 @@ starts, so a misconfiguration fails there with a message that names the setting.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 
@@ -29,10 +30,24 @@ class LogFormat(StrEnum):
 
 
 class Transport(StrEnum):
-    """How CLI commands reach Asterisk on a host."""
+    """The built-in ways CLI commands reach Asterisk on a host; others may be registered
+    (``pbx/registry.py``): a host's transport is any registered name (``transport_name``)."""
 
     RX = "rx"  # one `asterisk -rx "..."` process per command
     CONSOLE = "console"  # a persistent `asterisk -r` console per host
+
+
+# At most 16 characters: the width of pbx_hosts.transport.
+_TRANSPORT_NAME = re.compile(r"[a-z][a-z0-9_-]{0,15}", re.ASCII)
+
+
+def transport_name(value: str) -> str:
+    """A transport's name as settings and ``pbx_hosts.transport`` hold it (ValueError if it
+    cannot be one); whether such a transport is registered is checked where they are built
+    (``callgate.wiring``) and per host (``pbx/routing.py``)."""
+    if not _TRANSPORT_NAME.fullmatch(value):
+        raise ValueError("must be a transport's name: 1 to 16 of a-z 0-9 _ -, starting a-z")
+    return value
 
 
 class Settings(BaseSettings):
@@ -70,7 +85,8 @@ class Settings(BaseSettings):
 
     dial_context: str = "inoffice"
     asterisk_bin: str = "asterisk"
-    transport: Transport = Transport.CONSOLE  # per host: `callgate host set --transport`
+    # A registered transport's name (pbx/registry.py); per host: `callgate host set --transport`.
+    transport: str = Transport.CONSOLE.value
 
     code_max_length: int = Field(6, ge=2, le=32)
     verify_window: float = Field(1.5, gt=0, le=30)
@@ -106,6 +122,11 @@ class Settings(BaseSettings):
         from callgate.validation import validate_program_path
 
         return validate_program_path(value)
+
+    @field_validator("transport")
+    @classmethod
+    def _transport_is_a_name(cls, value: str) -> str:
+        return transport_name(value)
 
     @field_validator("log_level")
     @classmethod

@@ -14,31 +14,34 @@ from typing import Any, cast
 import pytest
 import structlog.testing
 from pydantic import SecretStr
-from sqlalchemy import event, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import update
 
+from callgate.calls.history import History, Transition, end_call, store_histories
+from callgate.calls.targets import build_target
 from callgate.calls.tracker import NOT_WATCHED, STALE, CallTracker
-from callgate.db.call_tracking import (
-    CallTrackingRepo,
-    History,
-    Transition,
-    _DriverMoves,
-    store_histories,
+from callgate.db import call_tracking
+from callgate.db.call_tracking import CallEvent, call_events, move
+from callgate.db.calls import (
+    CallRecord,
+    finish_call,
+    finish_values,
+    get_call,
+    insert_call,
+    new_call_values,
 )
-from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.executor import Database
+from callgate.db.hosts import set_host
 from callgate.db.migrate import upgrade
-from callgate.db.models import CallEventRecord, CallRecord
-from callgate.db.per_call import AsyncpgStatements, PerCallStatements, per_call_statements
-from callgate.db.repositories import CallRepo, HostRepo
+from callgate.db.models import CALLS
 from callgate.domain.outcomes import SideOutcome
 from callgate.domain.states import CallState, durations
 from callgate.errors import DatabaseUnavailable
-from callgate.hosts import build_target
 from callgate.pbx.client import PbxClient
-from callgate.pbx.factory import build_client, build_transport
 from callgate.pbx.transport import HostTarget, PbxTransport
 from callgate.settings import Settings
 from callgate.simulator import Scenario, SimulatedAsterisk, SshSimulator, start_ssh_simulator
+from callgate.wiring import build_client, build_transport
+from tests.support.database import opened
 from tests.support.stack import Stack
 
 S = CallState
@@ -46,7 +49,6 @@ USER, PASSWORD, PHONE = "pbx", "sim-password", "+375296254070"
 FAST = Scenario(agent_answer_after=0.3, customer_answer_after=0.3, talk=1.0)
 LONG = Scenario(agent_answer_after=0.3, customer_answer_after=0.3, talk=60.0)
 ANSWERED = ["initiated", "ringing_agent", "agent_answered", "ringing_customer", "connected"]
-Sessions = async_sessionmaker[AsyncSession]
 DAYS = timedelta(days=2)
 
 
@@ -59,12 +61,33 @@ async def until(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> N
         await asyncio.sleep(0.05)
 
 
-async def read(sessions: Sessions, call_id: str) -> tuple[CallRecord, list[CallEventRecord]]:
-    async with sessions() as session:
-        repo = CallTrackingRepo(session)
-        record = await repo.get(call_id)
-        assert record is not None
-        return record, list(await repo.events(call_id))
+async def read(database: Database, call_id: str) -> tuple[CallRecord, list[CallEvent]]:
+    record = await get_call(database, call_id)
+    assert record is not None
+    return record, await call_events(database, call_id)
+
+
+async def new_call(database: Database, call_id: str | None = None, **fields: Any) -> str:
+    """Insert a call row as the service does; its id."""
+    values = new_call_values(
+        **({"enterprise_number": "0367", "extension": "150", "phone": PHONE, "host": "h"} | fields),
+        id=call_id,
+    )
+    await insert_call(database, values)
+    return str(values["id"])
+
+
+class Watched:
+    """A `Database` that fails while ``down`` and counts the transactions begun on it."""
+
+    def __init__(self, database: Database) -> None:
+        self.database, self.down, self.transactions = database, False, 0
+
+    def __getattr__(self, name: str) -> Any:
+        if self.down:
+            raise OSError("database down")
+        self.transactions += name == "transaction"
+        return getattr(self.database, name)
 
 
 @dataclass
@@ -74,37 +97,32 @@ class Rig:
     engine: SimulatedAsterisk
     sim: SshSimulator
     settings: Settings
-    sessions: Sessions
+    database: Database  # as the service's: asyncpg's own pool on PostgreSQL
     transport: PbxTransport
     pbx: PbxClient
     target: HostTarget
-    statements: PerCallStatements  # as the service's: asyncpg's own path on PostgreSQL
     trackers: list[CallTracker] = field(default_factory=list)
 
     async def tracker(self, **options: Any) -> CallTracker:
         """A started tracker on this PBX and database (interval 0.1 s unless told), writing
         as the service's does."""
-        defaults: dict[str, Any] = {"interval": 0.1, "statements": self.statements}
-        tracker = CallTracker(self.pbx, self.sessions, self.settings, **(defaults | options))
+        defaults: dict[str, Any] = {"interval": 0.1}
+        tracker = CallTracker(self.pbx, self.database, self.settings, **(defaults | options))
         self.trackers.append(tracker)
         await tracker.start()
         return tracker
 
     async def place(self, tracker: CallTracker, ext: str = "150", phone: str = PHONE) -> str:
         """Place a call as the service does (row, verified originate, outcome) and track it."""
-        call_id = str(uuid.uuid4())
-        async with self.sessions() as session:
-            await CallRepo(session).create(
-                id=call_id, enterprise_number="0367", extension=ext, phone=phone, host="127.0.0.1"
-            )
+        call_id = await new_call(self.database, extension=ext, phone=phone, host="127.0.0.1")
         originated = await self.pbx.originate(self.target, ext, phone)
-        async with self.sessions() as session:
-            await CallRepo(session).finish(call_id, "success", channel=originated.channel.name)
+        outcome = finish_values(call_id, "success", channel=originated.channel.name)
+        await finish_call(self.database, outcome)
         tracker.track(call_id, self.target, originated.channel, phone)
         return call_id
 
     async def state(self, call_id: str) -> str:
-        return (await read(self.sessions, call_id))[0].state
+        return (await read(self.database, call_id))[0].state
 
     async def reaches(self, call_id: str, state: str, within: float = 15.0) -> None:
         async def check() -> bool:
@@ -122,33 +140,27 @@ async def make_rig(db_url: str) -> AsyncIterator[Rig]:
     await asyncio.to_thread(upgrade, db_url)
     engine = SimulatedAsterisk()
     sim = await start_ssh_simulator(engine, username=USER, password=PASSWORD)
-    database = make_engine(db_url)
-    sessions = make_sessionmaker(database)
-    settings = Settings(database_url=db_url, log_file=None, ssh_user=USER)
-    async with sessions() as session:
-        row = await HostRepo(session).set(
-            "127.0.0.1",
-            ssh_port=sim.port,
-            ssh_password=PASSWORD,
-            host_key=sim.host_key,
-            transport="rx",
-        )
-    transport = build_transport(settings, sessions)
-    target = build_target(settings, "127.0.0.1", row)
-    assert target.password == SecretStr(PASSWORD)
-    statements = per_call_statements(db_url)
-    await statements.open()
-    client = build_client(settings, transport)
-    rig = Rig(engine, sim, settings, sessions, transport, client, target, statements)
-    try:
-        yield rig
-    finally:
-        for tracker in rig.trackers:
-            await tracker.stop()
-        await statements.close()
-        await transport.aclose()
-        await sim.close()
-        await database.dispose()
+    async with opened(db_url) as database:
+        settings = Settings(database_url=db_url, log_file=None, ssh_user=USER)
+        host = {
+            "ssh_port": sim.port,
+            "ssh_password": PASSWORD,
+            "host_key": sim.host_key,
+            "transport": "rx",
+        }
+        row = await set_host(database, "127.0.0.1", host)
+        transport = build_transport(settings, database)
+        target = build_target(settings, "127.0.0.1", row)
+        assert target.password == SecretStr(PASSWORD)
+        client = build_client(settings, transport)
+        rig = Rig(engine, sim, settings, database, transport, client, target)
+        try:
+            yield rig
+        finally:
+            for tracker in rig.trackers:
+                await tracker.stop()
+            await transport.aclose()
+            await sim.close()
 
 
 @pytest.fixture
@@ -201,7 +213,7 @@ async def test_answered_call_is_followed_to_its_end(any_rig: Rig) -> None:
     subscription = tracker.subscribe()
     call_id = await any_rig.place(tracker)
     await any_rig.reaches(call_id, "completed")
-    record, events = await read(any_rig.sessions, call_id)
+    record, events = await read(any_rig.database, call_id)
     assert [event.state for event in events] == [*ANSWERED, "completed"]
     assert [event.at for event in events] == sorted(event.at for event in events)
     spans = phases(record)
@@ -232,17 +244,13 @@ async def test_answered_call_through_the_service_and_real_sshd(stack: Stack) -> 
     await stack.control.set_scenario("150", FAST)
     response = await stack.call()
     assert response.status_code == 200, response.text
-    database = make_engine(stack.db_url)
-    sessions = make_sessionmaker(database)
-    try:
+    async with opened(stack.db_url) as database:
 
         async def completed() -> bool:
-            return (await read(sessions, response.json()["call_id"]))[0].state == "completed"
+            return (await read(database, response.json()["call_id"]))[0].state == "completed"
 
         await until(completed)
-        record, events = await read(sessions, response.json()["call_id"])
-    finally:
-        await database.dispose()
+        record, events = await read(database, response.json()["call_id"])
     assert [event.state for event in events] == [*ANSWERED, "completed"]
     assert 1.0 <= phases(record)["talk"] <= 2.0
     assert record.channel is not None and record.channel.startswith("Local/150@inoffice-")
@@ -254,7 +262,7 @@ async def test_agent_no_answer(rig: Rig) -> None:
     rig.engine.set_scenario("150", Scenario(agent_answer_after=None, originate_timeout=1.0))
     call_id = await rig.place(await rig.tracker())
     await rig.reaches(call_id, "agent_no_answer")
-    record, events = await read(rig.sessions, call_id)
+    record, events = await read(rig.database, call_id)
     assert [event.state for event in events] == ["initiated", "ringing_agent", "agent_no_answer"]
     assert record.agent_answered_at is None
     assert 0.9 <= phases(record)["total"] <= 2.5
@@ -279,9 +287,9 @@ async def test_what_asterisk_said_of_a_side_is_stored(rig: Rig) -> None:
     heard.customer_said, heard.customer_ring_ms = SideOutcome.NO_ANSWER, 5000
     await rig.reaches(busy, "agent_no_answer")
     await rig.reaches(unanswered, "customer_no_answer")
-    record = (await read(rig.sessions, busy))[0]
+    record = (await read(rig.database, busy))[0]
     assert sides(record)["agent"][0] == "busy" and sides(record)["customer"] == (None, None, None)
-    record = (await read(rig.sessions, unanswered))[0]
+    record = (await read(rig.database, unanswered))[0]
     assert sides(record)["agent"][0] == "answered"
     assert sides(record)["customer"] == ("no_answer", 5.0, None)
 
@@ -293,7 +301,7 @@ async def test_customer_no_answer(rig: Rig) -> None:
     rig.engine.set_scenario("150", scenario)
     call_id = await rig.place(await rig.tracker())
     await rig.reaches(call_id, "customer_no_answer")
-    record, events = await read(rig.sessions, call_id)
+    record, events = await read(rig.database, call_id)
     assert [event.state for event in events] == [*ANSWERED[:4], "customer_no_answer"]
     assert record.customer_answered_at is None and 0.8 <= phases(record)["customer_ringing"] <= 2
     assert record.agent_outcome == "answered"
@@ -307,11 +315,11 @@ async def test_hangup_mid_call(rig: Rig) -> None:
     rig.engine.set_scenario("150", LONG)
     call_id = await rig.place(await rig.tracker())
     await rig.reaches(call_id, "connected")
-    record, _ = await read(rig.sessions, call_id)
+    record, _ = await read(rig.database, call_id)
     assert record.channel is not None
     assert await rig.pbx.hangup(rig.target, record.channel) == [record.channel]
     await rig.reaches(call_id, "completed", within=3)
-    assert phases((await read(rig.sessions, call_id))[0])["talk"] < 5
+    assert phases((await read(rig.database, call_id))[0])["talk"] < 5
 
 
 @pytest.mark.postgres
@@ -323,7 +331,7 @@ async def test_cancel_through_the_tracker(rig: Rig) -> None:
     await rig.reaches(call_id, "ringing_customer")
     assert await tracker.cancel(call_id, "hung up through the API")
     await rig.reaches(call_id, "canceled", within=3)
-    record = (await read(rig.sessions, call_id))[0]
+    record = (await read(rig.database, call_id))[0]
     assert record.end_reason == "hung up through the API"
     assert (record.agent_outcome, record.customer_outcome) == ("answered", "canceled")
     assert record.agent_ring_s is not None and 0.2 <= record.agent_ring_s <= 0.8
@@ -340,13 +348,17 @@ async def test_a_call_ended_by_another_process_keeps_that_end(rig: Rig) -> None:
     call_id = await rig.place(tracker)
     await rig.reaches(call_id, "ringing_customer")
     expected = CallState(await rig.state(call_id))
-    async with rig.sessions() as session:
-        moved = await CallTrackingRepo(session).record_transition(
-            call_id, S.CANCELED, expected=expected, at=datetime.now(UTC), reason="elsewhere"
-        )
+    moved = await end_call(
+        rig.database,
+        call_id,
+        S.CANCELED,
+        expected=expected,
+        at=datetime.now(UTC),
+        reason="elsewhere",
+    )
     assert moved.applied
     with structlog.testing.capture_logs() as logged:
-        record, _ = await read(rig.sessions, call_id)
+        record, _ = await read(rig.database, call_id)
         assert record.channel is not None
         await rig.pbx.hangup(rig.target, record.channel)
 
@@ -354,7 +366,7 @@ async def test_a_call_ended_by_another_process_keeps_that_end(rig: Rig) -> None:
             return call_id not in tracker.live_calls()
 
         await until(unfollowed, 5)
-    record, events = await read(rig.sessions, call_id)
+    record, events = await read(rig.database, call_id)
     assert (record.state, record.end_reason) == ("canceled", "elsewhere")
     assert events[-1].state == "canceled"
     ended = [e for e in logged if e["event"] == "call ended elsewhere"]
@@ -372,7 +384,7 @@ async def test_unreachable_host_loses_its_calls(rig: Rig) -> None:
     gone = time.monotonic()
     await rig.reaches(call_id, "lost", within=10)
     assert time.monotonic() - gone >= 0.9
-    reason = (await read(rig.sessions, call_id))[0].end_reason
+    reason = (await read(rig.database, call_id))[0].end_reason
     assert reason is not None and "127.0.0.1" in reason and "unreachable for" in reason
     assert tracker.live_calls() == {}
     sent = sum(tracker.queries.values())
@@ -401,13 +413,13 @@ async def test_restart_loses_vanished_calls_and_resumes_live_ones(rig: Rig) -> N
     second = await rig.tracker()
     await rig.reaches(gone, "lost", within=3)
     await rig.reaches(live, "completed", within=10)
-    record, events = await read(rig.sessions, gone)
+    record, events = await read(rig.database, gone)
     assert record.end_reason == NOT_WATCHED
     assert [event.state for event in events] == [*ANSWERED, "lost"]
     # Both had answered (the row's times say so): that much is known of a lost call.
     assert (record.agent_outcome, record.customer_outcome) == ("answered", "answered")
     assert record.customer_ring_s is not None and 0.2 <= record.customer_ring_s <= 0.8
-    assert [event.state for event in (await read(rig.sessions, live))[1]] == [
+    assert [event.state for event in (await read(rig.database, live))[1]] == [
         *ANSWERED,
         "completed",
     ]
@@ -458,7 +470,7 @@ async def test_calls_to_one_phone_keep_their_own_customer_legs(rig: Rig) -> None
     }
     stored = {}
     for call_id in ids:
-        record, _ = await read(rig.sessions, call_id)
+        record, _ = await read(rig.database, call_id)
         assert record.channel is not None and record.customer_channel is not None
         stored[record.channel.rsplit(";", 1)[0]] = {record.customer_channel.rsplit(";", 1)[0]}
     assert stored == truth and len(truth) == 3
@@ -468,16 +480,9 @@ async def test_calls_to_one_phone_keep_their_own_customer_legs(rig: Rig) -> None
 async def test_database_outage_delays_the_history_but_loses_nothing(rig: Rig) -> None:
     """Writes fail for a while: tracking goes on, and every event is stored in order later."""
 
-    class Flaky:
-        down = True
-
-        def __call__(self) -> AsyncSession:
-            if self.down:
-                raise OSError("database down")
-            return rig.sessions()
-
-    flaky = Flaky()
-    tracker = CallTracker(rig.pbx, cast(Sessions, flaky), rig.settings, interval=0.1)
+    flaky = Watched(rig.database)
+    flaky.down = True
+    tracker = CallTracker(rig.pbx, cast(Database, flaky), rig.settings, interval=0.1)
     rig.trackers.append(tracker)
     await tracker.start()  # the resume fails too, and is retried in the background
     rig.engine.set_scenario("150", LONG)
@@ -490,7 +495,7 @@ async def test_database_outage_delays_the_history_but_loses_nothing(rig: Rig) ->
     assert await rig.state(call_id) == "initiated"  # nothing could be stored yet
     flaky.down = False
     await rig.reaches(call_id, "connected")
-    assert [event.state for event in (await read(rig.sessions, call_id))[1]] == ANSWERED
+    assert [event.state for event in (await read(rig.database, call_id))[1]] == ANSWERED
 
 
 @pytest.mark.postgres
@@ -500,12 +505,9 @@ async def test_failure_is_stored_once_the_row_exists(rig: Rig) -> None:
     call_id = str(uuid.uuid4())
     tracker.record_failure(call_id, "PBX did not create the call", maybe_created=False)
     await asyncio.sleep(0.3)
-    async with rig.sessions() as session:
-        await CallRepo(session).create(
-            id=call_id, enterprise_number="0367", extension="150", phone=PHONE, host="127.0.0.1"
-        )
+    await new_call(rig.database, call_id, host="127.0.0.1")
     await rig.reaches(call_id, "failed", within=3)
-    record, events = await read(rig.sessions, call_id)
+    record, events = await read(rig.database, call_id)
     assert record.end_reason == "PBX did not create the call" and record.ended_at is not None
     assert [event.state for event in events] == ["failed"]
     assert sides(record) == {
@@ -516,51 +518,41 @@ async def test_failure_is_stored_once_the_row_exists(rig: Rig) -> None:
 
 async def test_compare_and_set_lets_one_writer_move_a_call(any_rig: Rig) -> None:
     """Two writers that both saw ringing_agent: exactly one moves the call, one event each."""
-    async with any_rig.sessions() as session:
-        record = await CallRepo(session).create(
-            enterprise_number="0367", extension="150", phone=PHONE, host="127.0.0.1"
-        )
+    call_id = await new_call(any_rig.database, host="127.0.0.1")
 
-    async def move(state: CallState, expected: CallState) -> Any:
-        async with any_rig.sessions() as session:
-            repo = CallTrackingRepo(session)
-            return await repo.record_transition(
-                record.id, state, expected=expected, at=datetime.now(UTC), reason=state.value
-            )
+    async def moved(state: CallState, expected: CallState) -> Any:
+        return await move(any_rig.database, call_id, state, expected=expected, at=datetime.now(UTC))
 
-    assert (await move(S.RINGING_AGENT, S.INITIATED)).applied
+    assert (await moved(S.RINGING_AGENT, S.INITIATED)).applied
     results = await asyncio.gather(
-        move(S.CONNECTED, S.RINGING_AGENT), move(S.CANCELED, S.RINGING_AGENT)
+        moved(S.CONNECTED, S.RINGING_AGENT), moved(S.CANCELED, S.RINGING_AGENT)
     )
     assert sorted(result.applied for result in results) == [False, True]
     winner = next(result.current for result in results if result.applied)
     assert all(result.current is winner for result in results)
-    stored, events = await read(any_rig.sessions, record.id)
+    stored, events = await read(any_rig.database, call_id)
     assert stored.state == winner and [e.state for e in events] == ["ringing_agent", winner]
-    with pytest.raises(ValueError, match="cannot go from"):
-        await move(S.RINGING_AGENT, S.COMPLETED)
+    with pytest.raises(ValueError, match="cannot go from"):  # the use case's rule
+        await end_call(
+            any_rig.database, call_id, S.LOST, expected=S.COMPLETED, at=datetime.now(UTC), reason=""
+        )
 
 
 async def test_start_ends_rows_older_than_any_call_in_bulk(any_rig: Rig) -> None:
     """Rows still live but days old (from before tracking existed): lost at start, not polled."""
-    async with any_rig.sessions() as session:
-        repo = CallRepo(session)
-        old = [
-            (await repo.create(enterprise_number="1", extension="150", phone=PHONE, host="h")).id
-            for _ in range(3)
-        ]
-        long_ago = datetime.now(UTC) - DAYS
-        await session.execute(update(CallRecord).values(created_at=long_ago))
-        # The second call's agent had answered, the third call's customer too.
-        answered = {"agent_answered_at": long_ago + timedelta(seconds=2)}
-        await session.execute(update(CallRecord).where(CallRecord.id != old[0]).values(answered))
-        connected = {"customer_answered_at": long_ago + timedelta(seconds=5)}
-        await session.execute(update(CallRecord).where(CallRecord.id == old[2]).values(connected))
-        await session.commit()
+    database = any_rig.database
+    old = [await new_call(database, enterprise_number="1") for _ in range(3)]
+    long_ago = datetime.now(UTC) - DAYS
+    await database.rowcount(update(CALLS).values(created_at=long_ago))
+    # The second call's agent had answered, the third call's customer too.
+    answered = {"agent_answered_at": long_ago + timedelta(seconds=2)}
+    await database.rowcount(update(CALLS).where(CALLS.c.id != old[0]).values(answered))
+    connected = {"customer_answered_at": long_ago + timedelta(seconds=5)}
+    await database.rowcount(update(CALLS).where(CALLS.c.id == old[2]).values(connected))
     tracker = await any_rig.tracker()
     ended = []
     for call_id in old:
-        record, events = await read(any_rig.sessions, call_id)
+        record, events = await read(any_rig.database, call_id)
         assert (record.state, record.end_reason) == ("lost", STALE)
         assert [event.state for event in events] == ["lost"]
         assert record.agent_ring_s is None and record.customer_ring_s is None
@@ -569,13 +561,8 @@ async def test_start_ends_rows_older_than_any_call_in_bulk(any_rig: Rig) -> None
     assert tracker.live_calls() == {} and not tracker.queries
 
 
-async def new_calls(sessions: Sessions, count: int) -> list[str]:
-    async with sessions() as session:
-        repo = CallRepo(session)
-        return [
-            (await repo.create(enterprise_number="0367", extension="150", phone=PHONE, host="h")).id
-            for _ in range(count)
-        ]
+async def new_calls(database: Database, count: int) -> list[str]:
+    return [await new_call(database) for _ in range(count)]
 
 
 def pending(history: History, call_id: str, *states: CallState) -> History:
@@ -584,53 +571,28 @@ def pending(history: History, call_id: str, *states: CallState) -> History:
     return history
 
 
-@pytest.mark.parametrize("through", ["sessions", "statements"])
-async def test_one_session_stores_a_ticks_transitions(
-    any_rig: Rig, through: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A tick's transitions of several calls: one connection, each one compare-and-set.
+async def test_one_transaction_stores_a_ticks_transitions(any_rig: Rig) -> None:
+    """A tick's transitions of several calls: one transaction, each one compare-and-set.
 
     Another writer's move stands (a cancel ends the call for good; a later state drops the
-    steps no longer possible); a call whose row is not there yet stays pending alone. Through
-    the sessions, or the service's per-call statements (asyncpg's own pool on PostgreSQL).
+    steps no longer possible); a call whose row is not there yet stays pending alone.
     """
-    statements = any_rig.statements if through == "statements" else None
-    driver = isinstance(statements, AsyncpgStatements)
-    opened: list[dict[str, Any]] = []
-    if driver:
-        connection = AsyncpgStatements.connection
-
-        def counted(self: AsyncpgStatements, **options: Any) -> Any:
-            opened.append(options)
-            return connection(self, **options)
-
-        monkeypatch.setattr(AsyncpgStatements, "connection", counted)
-    ids = await new_calls(any_rig.sessions, 3)
+    ids = await new_calls(any_rig.database, 3)
     absent = str(uuid.uuid4())  # the service's insert has not landed yet
-    async with any_rig.sessions() as session:
-        repo = CallTrackingRepo(session)
-        now = datetime.now(UTC)
-        await repo.record_transition(ids[1], S.CANCELED, expected=S.INITIATED, at=now, reason="x")
-        await repo.record_transition(ids[2], S.AGENT_ANSWERED, expected=S.INITIATED, at=now)
+    now = datetime.now(UTC)
+    await move(any_rig.database, ids[1], S.CANCELED, expected=S.INITIATED, at=now, reason="x")
+    await move(any_rig.database, ids[2], S.AGENT_ANSWERED, expected=S.INITIATED, at=now)
     histories = [
         pending(History(), ids[0], S.INITIATED, S.RINGING_AGENT, S.AGENT_ANSWERED),
         pending(History(), ids[1], S.INITIATED, S.RINGING_AGENT),
         pending(History(), ids[2], S.RINGING_AGENT, S.CONNECTED),
         pending(History(), absent, S.RINGING_AGENT),
     ]
-    engine = any_rig.sessions.kw["bind"].sync_engine
-    checkouts: list[object] = []
-
-    def checkout(*args: object) -> None:
-        checkouts.append(args)
-
-    event.listen(engine, "checkout", checkout)
+    watched = Watched(any_rig.database)
     published: list[Transition] = []
-    try:
-        done = await store_histories(any_rig.sessions, histories, published.append, statements)
-    finally:
-        event.remove(engine, "checkout", checkout)
+    done = await store_histories(cast(Database, watched), histories, published.append)
     assert done == [True, True, True, False]
+    assert watched.transactions == 1
     assert [(t.call_id, t.state) for t in published] == [
         (ids[0], S.INITIATED),
         (ids[0], S.RINGING_AGENT),
@@ -646,47 +608,55 @@ async def test_one_session_stores_a_ticks_transitions(
     assert [len(h.pending) for h in histories] == [0, 0, 0, 1]
     states = {}
     for call_id in ids:
-        record, events = await read(any_rig.sessions, call_id)
+        record, events = await read(any_rig.database, call_id)
         states[call_id] = (record.state, [e.state for e in events])
     assert states == {
         ids[0]: ("agent_answered", ["initiated", "ringing_agent", "agent_answered"]),
         ids[1]: ("canceled", ["canceled"]),
         ids[2]: ("connected", ["agent_answered", "connected"]),
     }
-    if driver:  # one pooled connection, one transaction for the tick, no session at all
-        assert (len(checkouts), opened) == (0, [{"transaction": True}])
-    else:
-        assert len(checkouts) == 1  # one connection, one pre-ping, one transaction for the tick
+
+
+async def test_a_single_transition_needs_no_transaction(any_rig: Rig) -> None:
+    """One transition is one statement, atomic by itself: stored without BEGIN and COMMIT."""
+    call_id = await new_call(any_rig.database)
+    watched = Watched(any_rig.database)
+    published: list[Transition] = []
+    histories = [pending(History(), call_id, S.INITIATED)]
+    assert await store_histories(cast(Database, watched), histories, published.append) == [True]
+    assert watched.transactions == 0
+    assert [t.state for t in published] == [S.INITIATED]
+    assert [e.state for e in (await read(any_rig.database, call_id))[1]] == ["initiated"]
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("through", ["sessions", "statements"])
-async def test_a_tick_racing_a_cancel_lets_one_writer_move_each_call(
-    rig: Rig, through: str
-) -> None:
+async def test_a_tick_racing_a_cancel_lets_one_writer_move_each_call(rig: Rig) -> None:
     """The API cancels calls while a tick stores their next step: one of the two wins, alone."""
-    statements = rig.statements if through == "statements" else None
-    ids = await new_calls(rig.sessions, 12)
+    ids = await new_calls(rig.database, 12)
     histories = [pending(History(), call_id, S.INITIATED) for call_id in ids]
-    assert all(await store_histories(rig.sessions, histories, lambda t: None))
+    assert all(await store_histories(rig.database, histories, lambda t: None))
     for history, call_id in zip(histories, ids, strict=True):
         pending(history, call_id, S.RINGING_AGENT, S.AGENT_ANSWERED)
 
     async def cancel(call_id: str) -> bool:
-        async with rig.sessions() as session:
-            result = await CallTrackingRepo(session).record_transition(
-                call_id, S.CANCELED, expected=S.INITIATED, at=datetime.now(UTC), reason="API"
-            )
-            return result.applied
+        result = await end_call(
+            rig.database,
+            call_id,
+            S.CANCELED,
+            expected=S.INITIATED,
+            at=datetime.now(UTC),
+            reason="API",
+        )
+        return result.applied
 
     published: list[Transition] = []
     done, canceled = await asyncio.gather(
-        store_histories(rig.sessions, histories, published.append, statements),
+        store_histories(rig.database, histories, published.append),
         asyncio.gather(*(cancel(call_id) for call_id in ids)),
     )
     assert all(done)
     for history, call_id, was_canceled in zip(histories, ids, canceled, strict=True):
-        record, events = await read(rig.sessions, call_id)
+        record, events = await read(rig.database, call_id)
         moves = [t.state for t in published if t.call_id == call_id]
         if was_canceled:
             assert record.state == "canceled" and history.persisted is S.CANCELED
@@ -699,69 +669,60 @@ async def test_a_tick_racing_a_cancel_lets_one_writer_move_each_call(
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("through", ["sessions", "statements"])
 async def test_a_fault_mid_tick_stores_nothing_and_loses_nothing(
-    rig: Rig, through: str, monkeypatch: pytest.MonkeyPatch
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The database fails in the middle of a tick: the tick's transaction stores nothing and
     publishes nothing, every transition stays pending, and the next try stores them in order."""
-    ids = await new_calls(rig.sessions, 3)
+    ids = await new_calls(rig.database, 3)
     histories = [
         pending(History(), call_id, S.INITIATED, S.RINGING_AGENT, S.AGENT_ANSWERED)
         for call_id in ids
     ]
-    statements = rig.statements if through == "statements" else None
-    writer: Any = _DriverMoves if statements is not None else CallTrackingRepo
-    record = writer.record
+    stored_move = call_tracking.move
     calls = 0
 
-    async def failing(self: Any, *args: Any, **kwargs: Any) -> Any:
+    async def failing(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 5:  # the second call's second step
             raise OSError("database down")
-        return await record(self, *args, **kwargs)
+        return await stored_move(*args, **kwargs)
 
-    monkeypatch.setattr(writer, "record", failing)
+    monkeypatch.setattr(call_tracking, "move", failing)
     published: list[Transition] = []
     with pytest.raises(DatabaseUnavailable):
-        await store_histories(rig.sessions, histories, published.append, statements)
+        await store_histories(rig.database, histories, published.append)
     assert published == []
     assert [len(h.pending) for h in histories] == [3, 3, 3]
     assert all(h.persisted is S.INITIATED for h in histories)
     for call_id in ids:
-        assert (await read(rig.sessions, call_id))[1] == []  # rolled back
-    again = await store_histories(rig.sessions, histories, published.append, statements)
+        assert (await read(rig.database, call_id))[1] == []  # rolled back
+    again = await store_histories(rig.database, histories, published.append)
     assert again == [True] * 3
     assert [(t.call_id, t.state) for t in published] == [
         (call_id, state) for call_id in ids for state in ANSWERED[:3]
     ]
     for call_id in ids:
-        stored, events = await read(rig.sessions, call_id)
+        stored, events = await read(rig.database, call_id)
         assert stored.state == "agent_answered"
         assert [e.state for e in events] == ANSWERED[:3]
     assert not any(h.pending for h in histories)
 
 
 @pytest.mark.postgres
-async def test_a_tick_of_many_calls_opens_one_session(rig: Rig) -> None:
+async def test_a_tick_of_many_calls_is_one_transaction(rig: Rig) -> None:
     """Five calls on one host: their transitions are stored per tick, not per call and tick."""
-    opened = 0
-
-    def counting() -> AsyncSession:
-        nonlocal opened
-        opened += 1
-        return rig.sessions()
-
-    tracker = CallTracker(rig.pbx, cast(Sessions, counting), rig.settings, interval=0.1)
+    watched = Watched(rig.database)
+    tracker = CallTracker(rig.pbx, cast(Database, watched), rig.settings, interval=0.1)
     rig.trackers.append(tracker)
     await tracker.start()
     rig.engine.set_scenario("150", FAST)
-    started = opened  # the resume's
+    started = watched.transactions  # the resume's
     ids = list(await asyncio.gather(*(rig.place(tracker) for _ in range(5))))
     for call_id in ids:
         await rig.reaches(call_id, "completed")
-        record, events = await read(rig.sessions, call_id)
+        record, events = await read(rig.database, call_id)
         assert [e.state for e in events] == [*ANSWERED, "completed"]
         assert (record.agent_outcome, record.customer_outcome) == ("answered", "answered")
-    assert opened - started <= sum(tracker.queries.values())
+    assert watched.transactions - started <= sum(tracker.queries.values())

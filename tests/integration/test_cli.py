@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from typer.testing import CliRunner, Result
 
 from callgate.cli import app, mask_secret
-from callgate.db.engine import make_engine, make_sessionmaker
-from callgate.db.models import Enterprise, PbxHost
-from callgate.db.repositories import EnterpriseRepo, HostRepo
+from callgate.db.enterprises import EnterpriseRow, by_secret_with_host
+from callgate.db.executor import Database
+from callgate.db.hosts import get_host, pin_host_key
+from callgate.domain.hosts import HostRow
 from callgate.errors import SshConnectTimeout
 from callgate.settings import Settings
+from tests.support.database import opened
 
 _T = TypeVar("_T")
 PASSWORD = "pbx-Password-7f3a9c"
@@ -32,33 +33,28 @@ def run_cli(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
 
-def query(url: str, work: Callable[[async_sessionmaker[AsyncSession]], Awaitable[_T]]) -> _T:
+def query(url: str, work: Callable[[Database], Awaitable[_T]]) -> _T:
     """Look at the database directly, as the service would."""
 
     async def main() -> _T:
-        engine = make_engine(url)
-        try:
-            return await work(make_sessionmaker(engine))
-        finally:
-            await engine.dispose()
+        async with opened(url) as database:
+            return await work(database)
 
     return asyncio.run(main())
 
 
-def enterprise(url: str, secret: str) -> Enterprise | None:
-    async def work(sessions: async_sessionmaker[AsyncSession]) -> Enterprise | None:
-        async with sessions() as session:
-            return await EnterpriseRepo(session).by_secret(secret)
+def enterprise(url: str, secret: str) -> EnterpriseRow | None:
+    """The active enterprise of ``secret``, as the per-call read finds it."""
+
+    async def work(database: Database) -> EnterpriseRow | None:
+        found = await by_secret_with_host(database, secret)
+        return None if found is None else found[0]
 
     return query(url, work)
 
 
-def host(url: str, address: str) -> PbxHost | None:
-    async def work(sessions: async_sessionmaker[AsyncSession]) -> PbxHost | None:
-        async with sessions() as session:
-            return await HostRepo(session).get(address)
-
-    return query(url, work)
+def host(url: str, address: str) -> HostRow | None:
+    return query(url, lambda database: get_host(database, address))
 
 
 @pytest.fixture(autouse=True)
@@ -209,6 +205,7 @@ def test_host_set_changes_only_what_is_given(cli_db: str, monkeypatch: pytest.Mo
         (["10.0.0.5", "--ssh-user", "root;id"], "--ssh-user"),
         (["10.0.0.5", "--ssh-port", "70000"], "--ssh-port"),
         (["10.0.0.5", "--host-key-policy", "sometimes"], "--host-key-policy"),
+        (["10.0.0.5", "--transport", "carrier-pigeon"], "--transport: no transport named"),
     ],
 )
 def test_host_set_bad_values_name_the_field(cli_db: str, args: list[str], named: str) -> None:
@@ -233,11 +230,7 @@ def test_host_set_key_file(cli_db: str, tmp_path: Path) -> None:
 def test_forget_key(cli_db: str) -> None:
     """forget-key clears a pinned key so that the next contact can pin the new one."""
 
-    async def pin(sessions: async_sessionmaker[AsyncSession]) -> str:
-        async with sessions() as session:
-            return await HostRepo(session).pin_host_key("10.0.0.5", KEY)
-
-    assert query(cli_db, pin) == KEY
+    assert query(cli_db, lambda database: pin_host_key(database, "10.0.0.5", KEY)) == KEY
     listed = run_cli("host", "list")
     assert "SHA256:" in listed.stdout
     result = run_cli("host", "forget-key", "10.0.0.5")
@@ -249,16 +242,16 @@ def test_forget_key(cli_db: str) -> None:
 
 
 def test_host_check_prints_the_version(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """`host check` hands settings, sessions and the address to pbx.factory.check_host."""
+    """`host check` hands settings, the database and the address to wiring.check_host."""
     seen: dict[str, Any] = {}
 
-    async def check_host(settings: Settings, sessions: Any, address: str) -> str:
+    async def check_host(settings: Settings, database: Any, address: str) -> str:
         seen.update(settings=settings, address=address)
         return "Asterisk 22.7.0 built by test"
 
-    fake = types.ModuleType("callgate.pbx.factory")
+    fake = types.ModuleType("callgate.wiring")
     fake.check_host = check_host  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "callgate.pbx.factory", fake)
+    monkeypatch.setitem(sys.modules, "callgate.wiring", fake)
     result = run_cli("host", "check", "PBX.example.com")
     assert result.exit_code == 0, result.output
     assert "Asterisk 22.7.0" in result.stdout
@@ -269,12 +262,12 @@ def test_host_check_prints_the_version(cli_db: str, monkeypatch: pytest.MonkeyPa
 def test_host_check_reports_a_pbx_error(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A failed login is one line with the error code, exit 1."""
 
-    async def check_host(settings: Settings, sessions: Any, address: str) -> str:
+    async def check_host(settings: Settings, database: Any, address: str) -> str:
         raise SshConnectTimeout("SSH connect timeout", host=address)
 
-    fake = types.ModuleType("callgate.pbx.factory")
+    fake = types.ModuleType("callgate.wiring")
     fake.check_host = check_host  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "callgate.pbx.factory", fake)
+    monkeypatch.setitem(sys.modules, "callgate.wiring", fake)
     result = run_cli("host", "check", "10.0.0.5")
     assert result.exit_code == 1
     assert "pbx_connect_timeout" in result.stderr

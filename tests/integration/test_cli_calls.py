@@ -171,7 +171,7 @@ async def test_direct_hangup_of_a_call_the_service_follows(api: Stack, tmp_path:
     assert shown is not None, out
     assert 0.05 <= float(shown.group(1)) <= 1.0
     code, out = await _direct(api, tmp_path, "call", "hangup", call_id)
-    assert code == 1 and "409 call_not_live" in out
+    assert code == 1 and "call_not_live: the call is canceled" in out
 
 
 async def test_direct_and_url_exclude_each_other(api: Stack) -> None:

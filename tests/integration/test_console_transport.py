@@ -17,12 +17,13 @@ import pytest
 from callgate import errors
 from callgate.pbx import commands
 from callgate.pbx.client import PbxClient
-from callgate.pbx.factory import RoutingTransport, build_transport
+from callgate.pbx.routing import RoutingTransport
 from callgate.pbx.rx import RxTransport
 from callgate.pbx.ssh import PoolLimits, SshPool
 from callgate.settings import Settings, Transport
 from callgate.simulator import install_program
 from callgate.simulator.console import ConsoleScreen
+from callgate.wiring import build_transport
 from tests.support.consoles import (
     CTX,
     NO_CALLS,
@@ -199,8 +200,8 @@ async def test_garbage_closes_the_console_then_falls_back(
 
 async def test_routing_picks_the_transport_per_host(inproc: Pbx) -> None:
     """build_transport: one pool; a `console` host gets a console, an `rx` host does not."""
-    assert Settings.model_fields["transport"].default is Transport.CONSOLE
-    routing = build_transport(Settings(_env_file=None), sessions=cast(Any, None))
+    assert Settings.model_fields["transport"].default == Transport.CONSOLE
+    routing = build_transport(Settings(_env_file=None), database=cast(Any, None))
     assert isinstance(routing, RoutingTransport)
     try:
         rx_host = replace(inproc.target, transport=Transport.RX)

@@ -1,4 +1,4 @@
-"""The data layer on both databases: migrations from empty, repositories, the host-key race."""
+"""The data layer on both databases: migrations from empty, the statements, the host-key race."""
 
 from __future__ import annotations
 
@@ -17,28 +17,37 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import String, column, insert, inspect, select, table, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from callgate.db.engine import database_state, make_engine, make_sessionmaker, safe_url
-from callgate.db.host_keys import DbHostKeyStore
-from callgate.db.migrate import VERSION_TABLE, alembic_config, upgrade
-from callgate.db.models import Base, CallOutcome, CallRecord, PbxHost, UtcDateTime
-from callgate.db.per_call import AsyncpgStatements, EngineStatements, per_call_statements
-from callgate.db.repositories import (
-    AlreadyExists,
-    CallRepo,
-    EnterpriseRepo,
-    HostRepo,
-    HostRow,
-    TenantRow,
+from callgate.db.calls import (
+    CallFilter,
+    CallRecord,
+    finish_call,
     finish_values,
+    get_call,
+    insert_call,
+    list_calls,
     new_call_values,
-    tenant_with_host,
 )
-from callgate.errors import ConfigurationError, InvalidInput, SshHostKeyRejected
+from callgate.db.engine import database_state, make_engine, safe_url
+from callgate.db.enterprises import (
+    EnterpriseRow,
+    add_enterprise,
+    by_secret_with_host,
+    list_enterprises,
+    set_active,
+)
+from callgate.db.executor import Database, connect
+from callgate.db.host_keys import DbHostKeyStore
+from callgate.db.hosts import forget_host_key, get_host, list_hosts, pin_host_key, set_host
+from callgate.db.migrate import VERSION_TABLE, alembic_config, upgrade
+from callgate.db.models import CALLS, METADATA, CallOutcome, UtcDateTime
+from callgate.db.postgres import PostgresDatabase
+from callgate.db.sqlite import SqliteDatabase
+from callgate.domain.hosts import HostRow
+from callgate.errors import AlreadyExists, ConfigurationError, InvalidInput, SshHostKeyRejected
+from tests.support.database import opened
 from tests.support.services import POSTGRES_ADMIN_URL
 
-Sessions = async_sessionmaker[AsyncSession]
 VERSION_ROWS = table(VERSION_TABLE, column("version_num"))
 
 # The newest migration: an upgrade from empty must end there.
@@ -59,13 +68,10 @@ def migrated(db_url: str) -> str:
 
 
 @pytest.fixture
-async def sessions(migrated: str) -> AsyncIterator[Sessions]:
-    """A sessionmaker on the migrated database; the engine is disposed afterwards."""
-    engine = make_engine(migrated)
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+async def database(migrated: str) -> AsyncIterator[Database]:
+    """The service's `Database` on the migrated database, closed afterwards."""
+    async with opened(migrated) as found:
+        yield found
 
 
 async def _sync(url: str, work: Any) -> Any:
@@ -121,7 +127,7 @@ async def test_migrations_match_the_models(migrated: str) -> None:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return [
             change
-            for change in compare_metadata(context, Base.metadata)
+            for change in compare_metadata(context, METADATA)
             if VERSION_TABLE not in repr(change)
         ]
 
@@ -196,17 +202,16 @@ async def test_0003_gives_calls_that_had_ended_their_sides(db_url: str) -> None:
     finally:
         await engine.dispose()
     await asyncio.to_thread(upgrade, db_url)
-    engine = make_engine(db_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            stored = {row.id: row for row in await session.scalars(select(CallRecord))}
-    finally:
-        await engine.dispose()
+    async with opened(db_url) as database:
+        stored = {row["id"]: row for row in await database.rows(select(CALLS))}
 
     def sides(name: str) -> tuple[Any, ...]:
         row = stored[name]
-        ring = [None if s is None else round(s, 2) for s in (row.agent_ring_s, row.customer_ring_s)]
-        return row.agent_outcome, ring[0], row.customer_outcome, ring[1]
+        ring = [
+            None if s is None else round(s, 2)
+            for s in (row["agent_ring_s"], row["customer_ring_s"])
+        ]
+        return row["agent_outcome"], ring[0], row["customer_outcome"], ring[1]
 
     assert {name: sides(name) for name in rows} == {
         "completed": ("answered", 1.0, "answered", 2.0),
@@ -219,8 +224,8 @@ async def test_0003_gives_calls_that_had_ended_their_sides(db_url: str) -> None:
         "lost": ("answered", 1.0, "unknown", None),
         "live": (None, None, None, None),
     }
-    assert stored["failed"].agent_reason == "PBX did not create the call"
-    assert all(row.customer_reason is None for row in stored.values())
+    assert stored["failed"]["agent_reason"] == "PBX did not create the call"
+    assert all(row["customer_reason"] is None for row in stored.values())
 
 
 def test_upgrade_works_from_any_directory(
@@ -264,11 +269,29 @@ async def test_make_engine_uses_the_async_drivers(url: str, driver: str) -> None
         await engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("url", "backend"),
+    [
+        ("postgresql://u@h/db", PostgresDatabase),
+        ("postgres://u@h/db", PostgresDatabase),
+        ("sqlite:///x.db", SqliteDatabase),
+        ("sqlite+aiosqlite:///x.db", SqliteDatabase),
+    ],
+)
+async def test_connect_picks_one_backend_per_family(url: str, backend: type[Any]) -> None:
+    """PostgreSQL's statements run on asyncpg's own pool, SQLite's on SQLAlchemy's engine."""
+    database = connect(url)
+    try:
+        assert isinstance(database, backend)
+    finally:
+        await database.close()
+
+
 @pytest.mark.parametrize("url", ["mysql://u:p@h/db", "postgresql+psycopg2://u@h/db", "::nope::"])
 def test_unsupported_urls_name_the_setting(url: str) -> None:
     """A URL the service cannot use is a ConfigurationError naming CALLGATE_DATABASE_URL."""
     with pytest.raises(ConfigurationError, match="CALLGATE_DATABASE_URL") as info:
-        make_engine(url)
+        connect(url)
     assert ":p@" not in info.value.message
 
 
@@ -280,24 +303,17 @@ def test_safe_url_masks_passwords() -> None:
     assert "hunter2" not in safe_url("::bad//app:hunter2@db")
 
 
-async def test_database_state_reports_connected(migrated: str) -> None:
+async def test_database_state_reports_connected(database: Database) -> None:
     """A reachable database reads "connected"."""
-    engine = make_engine(migrated)
-    try:
-        assert await database_state(engine) == "connected"
-    finally:
-        await engine.dispose()
+    assert await database_state(database) == "connected"
 
 
 async def test_database_state_of_a_dead_server_is_a_class_name() -> None:
     """An unreachable server gives just an error class name, fast, and never the password."""
-    engine = make_engine("postgresql://app:hunter2@127.0.0.1:9/callgate")
-    try:
+    async with opened("postgresql://app:hunter2@127.0.0.1:9/callgate") as database:
         started = asyncio.get_running_loop().time()
-        state = await database_state(engine)
+        state = await database_state(database)
         assert asyncio.get_running_loop().time() - started < 5
-    finally:
-        await engine.dispose()
     assert state != "connected"
     assert state.isidentifier()
     assert "hunter2" not in state
@@ -305,93 +321,78 @@ async def test_database_state_of_a_dead_server_is_a_class_name() -> None:
 
 async def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
     """SQLite connections use WAL and wait for a busy writer instead of failing at once."""
-    engine = make_engine(sqlite_url)
-    try:
-        async with engine.connect() as connection:
-            mode = (await connection.execute(text("PRAGMA journal_mode"))).scalar()
-            busy = (await connection.execute(text("PRAGMA busy_timeout"))).scalar()
-    finally:
-        await engine.dispose()
+    async with opened(sqlite_url) as database:
+        mode = await database.value(text("PRAGMA journal_mode"))
+        busy = await database.value(text("PRAGMA busy_timeout"))
     assert mode == "wal"
     assert busy == 5000
+
+
+async def test_a_transaction_commits_together_or_not_at_all(database: Database) -> None:
+    """The statements of a transaction are stored when it ends, and none of them when it
+    fails: here the second insert of the same id, after a first that worked."""
+    first = new_call_values(enterprise_number="0367", extension="150", phone="1", host="h")
+    second = new_call_values(enterprise_number="0367", extension="151", phone="2", host="h")
+    with pytest.raises(IntegrityError):
+        async with database.transaction() as writing:
+            await insert_call(writing, first)
+            await insert_call(writing, first)
+    assert await get_call(database, first["id"]) is None
+    async with database.transaction() as writing:
+        await insert_call(writing, first)
+        await insert_call(writing, second)
+    assert await get_call(database, first["id"]) is not None
+    assert await get_call(database, second["id"]) is not None
 
 
 # --- enterprises -----------------------------------------------------------------------------
 
 
-async def test_enterprise_repo_round_trip(sessions: Sessions) -> None:
-    """add, by_secret (active only), set_active and list_all work together."""
-    async with sessions() as session:
-        repo = EnterpriseRepo(session)
-        added = await repo.add("0367", "june", "10.0.0.5", "s" * 32)
-        await repo.add("0100", "may", "pbx.example.com", "t" * 32)
-        assert added.active is True
-    async with sessions() as session:
-        repo = EnterpriseRepo(session)
-        found = await repo.by_secret("s" * 32)
-        assert found is not None and (found.number, found.name, found.ip) == (
-            "0367",
-            "june",
-            "10.0.0.5",
-        )
-        assert await repo.by_secret("nope") is None
-        assert await repo.by_secret("") is None
-        assert [e.number for e in await repo.list_all()] == ["0100", "0367"]
-        assert await repo.set_active("0367", False) is True
-        assert await repo.by_secret("s" * 32) is None
-        assert await repo.set_active("9999", False) is False
-        assert await repo.set_active("0367", True) is True
-        assert await repo.by_secret("s" * 32) is not None
+async def test_enterprises_round_trip(database: Database) -> None:
+    """add, the per-call read (active only), set_active and the list work together."""
+    added = await add_enterprise(database, "0367", "june", "10.0.0.5", "s" * 32)
+    await add_enterprise(database, "0100", "may", "pbx.example.com", "t" * 32)
+    assert added == EnterpriseRow("0367", "june", "10.0.0.5", True)
+    found = await by_secret_with_host(database, "s" * 32)
+    assert found == (added, None)
+    assert await by_secret_with_host(database, "nope") is None
+    listed = await list_enterprises(database)
+    assert [(e.number, secret) for e, secret in listed] == [("0100", "t" * 32), ("0367", "s" * 32)]
+    assert await set_active(database, "0367", False) is True
+    assert await by_secret_with_host(database, "s" * 32) is None
+    assert await set_active(database, "9999", False) is False
+    assert await set_active(database, "0367", True) is True
+    assert await by_secret_with_host(database, "s" * 32) is not None
 
 
-async def test_tenant_with_host_reads_fresh_rows(sessions: Sessions) -> None:
-    """The per-call read: the active tenant and its host row (or None), changes seen at once."""
-    async with sessions() as session:
-        repo = EnterpriseRepo(session)
-        await repo.add("0367", "june", "10.0.0.5", "s" * 32)
-        await repo.add("0100", "may", "10.0.0.6", "t" * 32)
-        await HostRepo(session).set("10.0.0.5", ssh_port=2222, ssh_user="callgate")
-    async with sessions() as session:
-        repo = EnterpriseRepo(session)
-        found = await repo.by_secret_with_host("s" * 32)
-        assert found is not None
-        enterprise, host = found
-        assert (enterprise.number, enterprise.name, enterprise.ip, enterprise.active) == (
-            "0367",
-            "june",
-            "10.0.0.5",
-            True,
-        )
-        assert host is not None and (host.address, host.ssh_port, host.ssh_user) == (
-            "10.0.0.5",
-            2222,
-            "callgate",
-        )
-        assert isinstance(enterprise, TenantRow) and isinstance(host, HostRow)  # plain rows
-        found = await repo.by_secret_with_host("t" * 32)
-        assert found is not None and found[0].number == "0100" and found[1] is None
-        assert await repo.by_secret_with_host("nope") is None
-        assert await repo.by_secret_with_host("") is None
-        await repo.set_active("0367", False)
-        assert await repo.by_secret_with_host("s" * 32) is None
-        await HostRepo(session).set("10.0.0.6", ssh_port=2200)
-    engine = sessions.kw["bind"]
-    assert isinstance(engine, AsyncEngine)
-    async with engine.connect() as connection:  # the service's way: no session
-        found = await tenant_with_host(connection, "t" * 32)
-        assert found is not None and found[1] is not None and found[1].ssh_port == 2200
+async def test_the_per_call_read_sees_fresh_rows(database: Database) -> None:
+    """The per-call read: the active enterprise and its host row (or None), changes seen at
+    once, as plain values."""
+    await add_enterprise(database, "0367", "june", "10.0.0.5", "s" * 32)
+    await add_enterprise(database, "0100", "may", "10.0.0.6", "t" * 32)
+    await set_host(database, "10.0.0.5", {"ssh_port": 2222, "ssh_user": "callgate"})
+    found = await by_secret_with_host(database, "s" * 32)
+    assert found == (
+        EnterpriseRow("0367", "june", "10.0.0.5", True),
+        HostRow("10.0.0.5", ssh_port=2222, ssh_user="callgate"),
+    )
+    found = await by_secret_with_host(database, "t" * 32)
+    assert found is not None and found[0].number == "0100" and found[1] is None
+    await set_active(database, "0367", False)
+    assert await by_secret_with_host(database, "s" * 32) is None
+    await set_host(database, "10.0.0.6", {"ssh_port": 2200})
+    found = await by_secret_with_host(database, "t" * 32)
+    assert found is not None and found[1] is not None and found[1].ssh_port == 2200
 
 
-async def test_enterprise_add_refuses_clashes(sessions: Sessions) -> None:
+async def test_enterprise_add_refuses_clashes(database: Database) -> None:
     """A second enterprise with the same number or the same secret is refused."""
-    async with sessions() as session:
-        repo = EnterpriseRepo(session)
-        await repo.add("0367", "june", "10.0.0.5", "s" * 32)
-        with pytest.raises(AlreadyExists):
-            await repo.add("0367", "other", "10.0.0.6", "u" * 32)
-        with pytest.raises(AlreadyExists):
-            await repo.add("0368", "other", "10.0.0.6", "s" * 32)
-        assert len(await repo.list_all()) == 1
+    await add_enterprise(database, "0367", "june", "10.0.0.5", "s" * 32)
+    with pytest.raises(AlreadyExists):
+        await add_enterprise(database, "0367", "other", "10.0.0.6", "u" * 32)
+    with pytest.raises(AlreadyExists):
+        await add_enterprise(database, "0368", "other", "10.0.0.6", "s" * 32)
+    assert len(await list_enterprises(database)) == 1
 
 
 @pytest.mark.parametrize(
@@ -401,50 +402,54 @@ async def test_enterprise_add_refuses_clashes(sessions: Sessions) -> None:
         ("name", ("0367", "", "10.0.0.5", "s" * 32)),
         ("ip", ("0367", "june", "10.0.0.5;id", "s" * 32)),
         ("secret", ("0367", "june", "10.0.0.5", "with space")),
+        ("secret", ("0367", "june", "10.0.0.5", "x" * 256)),
     ],
 )
 async def test_enterprise_add_validates(
-    sessions: Sessions, field: str, args: tuple[str, str, str, str]
+    database: Database, field: str, args: tuple[str, str, str, str]
 ) -> None:
     """Each bad field is refused with InvalidInput naming it; nothing is stored."""
-    async with sessions() as session:
-        repo = EnterpriseRepo(session)
-        with pytest.raises(InvalidInput) as info:
-            await repo.add(*args)
-        assert info.value.field == field
-        assert await repo.list_all() == []
+    with pytest.raises(InvalidInput) as info:
+        await add_enterprise(database, *args)
+    assert info.value.field == field
+    assert await list_enterprises(database) == []
 
 
 # --- hosts -----------------------------------------------------------------------------------
 
 
-async def test_host_set_changes_only_the_given_fields(sessions: Sessions) -> None:
-    """set() upserts: the first call creates the row, later calls leave other fields alone."""
-    async with sessions() as session:
-        repo = HostRepo(session)
-        assert await repo.get("10.0.0.5") is None
-        first = await repo.set("10.0.0.5", ssh_port=22, ssh_password="pw", host_key_policy="strict")
-        assert (first.ssh_port, first.ssh_password, first.host_key_policy) == (22, "pw", "strict")
-        first_update = first.updated_at
-        second = await repo.set("10.0.0.5", dial_context="office", transport="console")
+async def test_host_set_changes_only_the_given_fields(database: Database) -> None:
+    """set_host upserts: the first call creates the row, later calls leave other fields be."""
+    assert await get_host(database, "10.0.0.5") is None
+    first = await set_host(
+        database, "10.0.0.5", {"ssh_port": 22, "ssh_password": "pw", "host_key_policy": "strict"}
+    )
+    assert (first.ssh_port, first.ssh_password, first.host_key_policy) == (22, "pw", "strict")
+    second = await set_host(database, "10.0.0.5", {"dial_context": "office", "transport": "rx"})
     assert (second.ssh_port, second.ssh_password, second.host_key_policy) == (22, "pw", "strict")
-    assert (second.dial_context, second.transport) == ("office", "console")
-    assert second.updated_at >= first_update
-    assert second.updated_at.tzinfo is not None
-    async with sessions() as session:
-        cleared = await HostRepo(session).set("10.0.0.5", ssh_password=None)
-        assert cleared.ssh_password is None and cleared.ssh_port == 22
-        assert [h.address for h in await HostRepo(session).list_all()] == ["10.0.0.5"]
+    assert (second.dial_context, second.transport) == ("office", "rx")
+    assert await get_host(database, "10.0.0.5") == second
+    cleared = await set_host(database, "10.0.0.5", {"ssh_password": None})
+    assert cleared.ssh_password is None and cleared.ssh_port == 22
+    assert [h.address for h in await list_hosts(database)] == ["10.0.0.5"]
 
 
-async def test_host_addresses_are_canonical(sessions: Sessions) -> None:
+async def test_host_set_stamps_the_change(database: Database) -> None:
+    """Every change stamps ``updated_at``, timezone-aware."""
+    await set_host(database, "10.0.0.5", {"ssh_port": 22})
+    stamp = text("SELECT updated_at FROM pbx_hosts")
+    first = await database.value(stamp)
+    await asyncio.sleep(0.01)
+    await set_host(database, "10.0.0.5", {"ssh_port": 23})
+    assert await database.value(stamp) != first
+
+
+async def test_host_addresses_are_canonical(database: Database) -> None:
     """A host set as "PBX.Example.com" is found as "pbx.example.com" (and IPv6 likewise)."""
-    async with sessions() as session:
-        await HostRepo(session).set("PBX.Example.com", ssh_port=2222)
-        await HostRepo(session).set("2001:DB8::1", ssh_port=2223)
-    async with sessions() as session:
-        by_name = await HostRepo(session).get("pbx.example.com")
-        by_ip = await HostRepo(session).get("2001:db8:0::1")
+    await set_host(database, "PBX.Example.com", {"ssh_port": 2222})
+    await set_host(database, "2001:DB8::1", {"ssh_port": 2223})
+    by_name = await get_host(database, "pbx.example.com")
+    by_ip = await get_host(database, "2001:db8:0::1")
     assert by_name is not None and by_name.ssh_port == 2222
     assert by_ip is not None and by_ip.ssh_port == 2223
 
@@ -456,63 +461,56 @@ async def test_host_addresses_are_canonical(sessions: Sessions) -> None:
         ("ssh_user", "root;id"),
         ("host_key_policy", "sometimes"),
         ("dial_context", "in office"),
-        ("transport", "ami"),
+        ("transport", "Not A Name"),
         ("ssh_password", ""),
     ],
 )
-async def test_host_set_validates(sessions: Sessions, field: str, value: object) -> None:
-    """A bad override raises InvalidInput naming the field and stores nothing."""
-    async with sessions() as session:
-        repo = HostRepo(session)
-        with pytest.raises(InvalidInput) as info:
-            overrides: dict[str, Any] = {field: value}
-            await repo.set("10.0.0.5", **overrides)
-        assert info.value.field == field
-        assert await repo.get("10.0.0.5") is None
+async def test_host_set_validates(database: Database, field: str, value: object) -> None:
+    """A bad setting raises InvalidInput naming the field and stores nothing."""
+    with pytest.raises(InvalidInput) as info:
+        await set_host(database, "10.0.0.5", {field: value})
+    assert info.value.field == field
+    assert await get_host(database, "10.0.0.5") is None
 
 
-async def test_pin_host_key_keeps_the_first_key(sessions: Sessions) -> None:
+async def test_host_set_refuses_unknown_fields(database: Database) -> None:
+    with pytest.raises(TypeError, match="address"):
+        await set_host(database, "10.0.0.5", {"address": "10.0.0.6"})
+
+
+async def test_pin_host_key_keeps_the_first_key(database: Database) -> None:
     """The first pinned key stays; a later one is not stored; forget clears it."""
-    async with sessions() as session:
-        repo = HostRepo(session)
-        assert await repo.pin_host_key("10.0.0.5", key(1) + " comment") == key(1)
-        assert await repo.pin_host_key("10.0.0.5", key(2)) == key(1)
-        row = await repo.get("10.0.0.5")
-        assert row is not None and row.host_key == key(1)
-        assert await repo.forget_host_key("10.0.0.5") is True
-        assert await repo.forget_host_key("10.0.0.5") is False
-        assert await repo.pin_host_key("10.0.0.5", key(2)) == key(2)
+    assert await pin_host_key(database, "10.0.0.5", key(1) + " comment") == key(1)
+    assert await pin_host_key(database, "10.0.0.5", key(2)) == key(1)
+    row = await get_host(database, "10.0.0.5")
+    assert row is not None and row.host_key == key(1)
+    assert await forget_host_key(database, "10.0.0.5") is True
+    assert await forget_host_key(database, "10.0.0.5") is False
+    assert await pin_host_key(database, "10.0.0.5", key(2)) == key(2)
 
 
-async def test_pin_host_key_keeps_other_settings(sessions: Sessions) -> None:
+async def test_pin_host_key_keeps_other_settings(database: Database) -> None:
     """Pinning a key on an existing row leaves its SSH settings alone."""
-    async with sessions() as session:
-        await HostRepo(session).set("10.0.0.5", ssh_port=5060, ssh_user="pbx")
-        await HostRepo(session).pin_host_key("10.0.0.5", key(7))
-        row = await HostRepo(session).get("10.0.0.5")
+    await set_host(database, "10.0.0.5", {"ssh_port": 5060, "ssh_user": "pbx"})
+    await pin_host_key(database, "10.0.0.5", key(7))
+    row = await get_host(database, "10.0.0.5")
     assert row is not None
     assert (row.ssh_port, row.ssh_user, row.host_key) == (5060, "pbx", key(7))
 
 
-async def test_pin_host_key_race_leaves_exactly_one(sessions: Sessions) -> None:
+async def test_pin_host_key_race_leaves_exactly_one(database: Database) -> None:
     """20 concurrent first contacts offering 20 different keys: one wins, all agree on it."""
-
-    async def pin(n: int) -> str:
-        async with sessions() as session:
-            return await HostRepo(session).pin_host_key("10.0.0.9", key(n))
-
-    results = await asyncio.gather(*(pin(n) for n in range(20)))
+    results = await asyncio.gather(*(pin_host_key(database, "10.0.0.9", key(n)) for n in range(20)))
     assert len(set(results)) == 1
     assert results[0] in {key(n) for n in range(20)}
-    async with sessions() as session:
-        rows = [h for h in await HostRepo(session).list_all() if h.address == "10.0.0.9"]
+    rows = [h for h in await list_hosts(database) if h.address == "10.0.0.9"]
     assert len(rows) == 1
     assert rows[0].host_key == results[0]
 
 
-async def test_db_host_key_store(sessions: Sessions) -> None:
+async def test_db_host_key_store(database: Database) -> None:
     """The HostKeyStore pins on first contact and returns the already pinned key afterwards."""
-    store = DbHostKeyStore(sessions)
+    store = DbHostKeyStore(database)
     assert await store.pin_host_key("10.0.0.5", 5059, key(1) + " root@pbx\n") == key(1)
     assert await store.pin_host_key("10.0.0.5", 22, key(2)) == key(1)
     assert await store.pinned_key("10.0.0.5") == key(1)
@@ -521,30 +519,34 @@ async def test_db_host_key_store(sessions: Sessions) -> None:
     assert await store.pinned_key("10.0.0.6") is None
 
 
+def test_host_row_repr_hides_the_password() -> None:
+    """A host row's repr (logs, tracebacks) never carries its password."""
+    assert "hunter2" not in repr(HostRow("10.0.0.5", ssh_password="hunter2"))
+
+
 # --- calls -----------------------------------------------------------------------------------
 
 
-async def test_call_lifecycle(sessions: Sessions) -> None:
-    """create() records a pending call; finish() stores the outcome with aware UTC times."""
-    async with sessions() as session:
-        record = await CallRepo(session).create(
-            enterprise_number="0367",
-            extension="150",
-            phone="+375296254070",
-            host="10.0.0.5",
-            request_id="req-1",
-        )
-    assert record.outcome == "pending"
-    assert len(record.id) == 36
-    async with sessions() as session:
-        repo = CallRepo(session)
-        assert await repo.finish(
-            record.id,
-            CallOutcome.SUCCESS,
-            channel="Local/150@inoffice-00000001;1",
-            response_time_ms=1399.39,
-        )
-        done = await repo.get(record.id)
+async def test_call_lifecycle(database: Database) -> None:
+    """A call row is inserted pending and finished with its outcome, with aware UTC times."""
+    values = new_call_values(
+        enterprise_number="0367",
+        extension="150",
+        phone="+375296254070",
+        host="10.0.0.5",
+        request_id="req-1",
+    )
+    await insert_call(database, values)
+    pending = await get_call(database, values["id"])
+    assert pending is not None and pending.outcome == "pending" and len(pending.id) == 36
+    outcome = finish_values(
+        values["id"],
+        CallOutcome.SUCCESS,
+        channel="Local/150@inoffice-00000001;1",
+        response_time_ms=1399.39,
+    )
+    assert await finish_call(database, outcome)
+    done = await get_call(database, values["id"])
     assert done is not None
     assert done.outcome == "success"
     assert done.channel == "Local/150@inoffice-00000001;1"
@@ -555,203 +557,110 @@ async def test_call_lifecycle(sessions: Sessions) -> None:
     assert done.finished_at >= done.created_at
 
 
-async def test_call_finish_rules(sessions: Sessions) -> None:
-    """finish() refuses 'pending', reports an unknown id, and records failures' errors."""
-    async with sessions() as session:
-        repo = CallRepo(session)
-        record = await repo.create(
-            enterprise_number="0367", extension="150", phone="375296254070", host="10.0.0.5"
-        )
-        with pytest.raises(ValueError):
-            await repo.finish(record.id, "pending")
-        with pytest.raises(ValueError):
-            await repo.finish(record.id, "exploded")
-        assert await repo.finish("no-such-id", "failed") is False
-        assert await repo.finish(
-            record.id, "failed", error_code="pbx_connect_timeout", error="Connection timeout"
-        )
-        failed = await repo.get(record.id)
-    assert failed is not None
-    assert (failed.outcome, failed.error_code, failed.error) == (
+async def test_call_finish_rules(database: Database) -> None:
+    """An outcome must be final and known; an unknown id is reported; errors are stored."""
+    values = new_call_values(
+        enterprise_number="0367", extension="150", phone="375296254070", host="10.0.0.5"
+    )
+    await insert_call(database, values)
+    with pytest.raises(ValueError):
+        finish_values(values["id"], "pending")
+    with pytest.raises(ValueError):
+        finish_values(values["id"], "exploded")
+    assert await finish_call(database, finish_values("no-such-id", "failed")) is False
+    failed = finish_values(
+        values["id"], "failed", error_code="pbx_connect_timeout", error="Connection timeout"
+    )
+    assert await finish_call(database, failed)
+    stored = await get_call(database, values["id"])
+    assert stored is not None
+    assert (stored.outcome, stored.error_code, stored.error) == (
         "failed",
         "pbx_connect_timeout",
         "Connection timeout",
     )
 
 
-async def test_call_create_returns_what_it_stored(sessions: Sessions) -> None:
-    """create() returns the row it inserted; a second idempotency key is an IntegrityError."""
-    async with sessions() as session:
-        repo = CallRepo(session)
-        made = await repo.create(
-            id="5c7d0e52-0000-4000-8000-000000000001",
-            enterprise_number="0367",
-            extension="150",
-            phone="+375296254070",
-            host="10.0.0.5",
-            request_id="req-1",
-            ring_timeout=25,
-            metadata={"deal": 42},
-            idempotency_key="crm-4711",
-            request_hash="h" * 64,
-        )
-        assert made not in session  # built from the inserted values, not loaded
-        with pytest.raises(IntegrityError):
-            await repo.create(
-                enterprise_number="0367",
-                extension="151",
-                phone="+375296254070",
-                host="10.0.0.5",
-                idempotency_key="crm-4711",
-            )
-        # The session is usable after the refusal; another tenant may reuse the key.
-        other = await repo.create(
-            enterprise_number="0100",
-            extension="150",
-            phone="+375296254070",
-            host="10.0.0.5",
-            idempotency_key="crm-4711",
-        )
-        stored = await repo.get(made.id)
-    assert stored is not None and other.call_metadata is None
-    for name in (
-        "id",
-        "enterprise_number",
-        "extension",
-        "phone",
-        "host",
-        "outcome",
-        "request_id",
-        "created_at",
-        "state",
-        "state_changed_at",
-        "ring_timeout",
-        "call_metadata",
-        "idempotency_key",
-        "request_hash",
-    ):
-        assert getattr(stored, name) == getattr(made, name), name
-    assert (stored.outcome, stored.state, stored.call_metadata) == (
-        "pending",
-        "initiated",
-        {"deal": 42},
+async def test_call_insert_stores_every_value(database: Database) -> None:
+    """The row holds what was inserted; an (enterprise, idempotency key) taken twice is an
+    IntegrityError, another enterprise may use the same key."""
+    values = new_call_values(
+        id="5c7d0e52-0000-4000-8000-000000000001",
+        enterprise_number="0367",
+        extension="150",
+        phone="+375296254070",
+        host="10.0.0.5",
+        request_id="req-1",
+        ring_timeout=25,
+        metadata={"crm": {"deal": 42}},
+        idempotency_key="crm-4711",
+        request_hash="h" * 64,
     )
+    await insert_call(database, values)
+    again = new_call_values(
+        enterprise_number="0367",
+        extension="151",
+        phone="+375296254070",
+        host="10.0.0.5",
+        idempotency_key="crm-4711",
+    )
+    with pytest.raises(IntegrityError):
+        await insert_call(database, again)
+    with pytest.raises(IntegrityError):
+        await insert_call(database, values)  # the same id again
+    await insert_call(database, {**again, "enterprise_number": "0100"})
+    stored = await get_call(database, values["id"])
+    assert isinstance(stored, CallRecord)
+    assert {
+        name: getattr(stored, "call_metadata" if name == "metadata" else name) for name in values
+    } == values
+    assert (stored.outcome, stored.state) == ("pending", "initiated")
     assert stored.created_at == stored.state_changed_at
 
 
-async def test_call_writes_join_a_transaction_the_caller_began(sessions: Sessions) -> None:
-    """Inside a transaction the session holds, create() and finish() join it and commit it."""
-    async with sessions() as session:
-        repo = CallRepo(session)
-        await session.execute(text("SELECT 1"))  # the caller's transaction begins
-        assert session.in_transaction()
-        made = await repo.create(
-            enterprise_number="0367", extension="150", phone="+375296254070", host="10.0.0.5"
+async def test_list_calls_newest_first_by_cursor(database: Database) -> None:
+    """A page lists the newest calls first, of one enterprise; its cursor gives the next."""
+    ids = []
+    for n in range(5):
+        values = new_call_values(
+            enterprise_number="0367" if n % 2 else "0100",
+            extension=f"1{n}0",
+            phone="375296254070",
+            host="10.0.0.5",
         )
-        assert not session.in_transaction()  # committed
-        await session.execute(text("SELECT 1"))
-        assert await repo.finish(made.id, "success", channel="Local/150@inoffice-00000001;1")
-        assert not session.in_transaction()
-    async with sessions() as session:
-        stored = await CallRepo(session).get(made.id)
-    assert stored is not None and stored.outcome == "success"
+        await insert_call(database, values)
+        ids.append(values["id"])
+        await asyncio.sleep(0.002)  # distinct created_at values
+    page, cursor = await list_calls(database, CallFilter("0100"), limit=2)
+    assert [c.id for c in page] == [ids[4], ids[2]] and cursor is not None
+    page, cursor = await list_calls(database, CallFilter("0100"), limit=2, cursor=cursor)
+    assert [c.id for c in page] == [ids[0]] and cursor is None
+    page, _ = await list_calls(database, CallFilter("0367", extension="130"), limit=10)
+    assert [c.id for c in page] == [ids[3]]
 
 
-async def test_recent_calls_newest_first(sessions: Sessions) -> None:
-    """recent() lists the newest calls first, honours the limit, and filters by enterprise."""
-    async with sessions() as session:
-        repo = CallRepo(session)
-        ids = []
-        for n in range(5):
-            record = await repo.create(
-                enterprise_number="0367" if n % 2 else "0100",
-                extension=f"1{n}0",
-                phone="375296254070",
-                host="10.0.0.5",
-            )
-            ids.append(record.id)
-            await asyncio.sleep(0.002)  # distinct created_at values
-        newest = await repo.recent(3)
-        only = await repo.recent(10, enterprise_number="0367")
-    assert [c.id for c in newest] == ids[::-1][:3]
-    assert [c.id for c in only] == [ids[3], ids[1]]
-
-
-async def test_naive_datetimes_are_refused(sessions: Sessions) -> None:
-    """A naive datetime cannot be stored: its zone would be a guess."""
-    async with sessions() as session:
-        repo = CallRepo(session)
-        record = await repo.create(
+async def test_naive_datetimes_are_refused(sqlite_url: str) -> None:
+    """A naive datetime cannot be stored: its zone would be a guess (`models.UtcDateTime`, run
+    by SQLAlchemy's engine; PostgreSQL's statements get their times from `models.utcnow`)."""
+    await asyncio.to_thread(upgrade, sqlite_url)
+    async with opened(sqlite_url) as database:
+        values = new_call_values(
             enterprise_number="0367", extension="150", phone="375296254070", host="10.0.0.5"
         )
+        await insert_call(database, values)
         with pytest.raises(Exception, match="naive"):
-            await repo.finish(record.id, "success", finished_at=datetime(2025, 1, 1))
-
-
-def test_repr_hides_secrets() -> None:
-    """Model reprs (logs, tracebacks) carry neither secrets nor passwords."""
-    assert "hunter2" not in repr(PbxHost(address="10.0.0.5", ssh_password="hunter2"))
-
-
-async def test_per_call_statements_on_either_database(migrated: str, sessions: Sessions) -> None:
-    """The per-call read, insert and finish: asyncpg's own path on PostgreSQL, the engine on
-    SQLite, with the same results and the same exceptions (IntegrityError on a taken id)."""
-    async with sessions() as session:
-        await EnterpriseRepo(session).add("0367", "june", "10.0.0.5", "s" * 32)
-        await HostRepo(session).set("10.0.0.5", ssh_port=2222, transport="console")
-    statements = per_call_statements(migrated)
-    expected = AsyncpgStatements if migrated.startswith("postgresql") else EngineStatements
-    assert isinstance(statements, expected)
-    await statements.open()
-    try:
-        found = await statements.tenant("s" * 32)
-        assert found is not None
-        tenant, host = found
-        assert (tenant.number, tenant.name, tenant.ip, tenant.active) == (
-            "0367",
-            "june",
-            "10.0.0.5",
-            True,
-        )
-        assert host is not None and (host.ssh_port, host.transport) == (2222, "console")
-        assert await statements.tenant("nope") is None
-        assert await statements.tenant("x" * 256) is None  # cannot be stored: not even read
-
-        values = new_call_values(
-            enterprise_number="0367",
-            extension="150",
-            phone="+375296254070",
-            host="10.0.0.5",
-            metadata={"crm": {"deal": 7}},
-        )
-        await statements.insert_call(values)
-        with pytest.raises(IntegrityError):
-            await statements.insert_call(values)  # the same id again
-        finished = finish_values(values["id"], "success", channel="Local/150@inoffice-1;1")
-        assert await statements.finish_call(finished) == 1
-        assert await statements.finish_call({**finished, "call_id": "no-such-call"}) == 0
-    finally:
-        await statements.close()
-    async with sessions() as session:
-        record = await CallRepo(session).get(values["id"])
-    assert record is not None
-    assert (record.outcome, record.channel, record.call_metadata) == (
-        "success",
-        "Local/150@inoffice-1;1",
-        {"crm": {"deal": 7}},
-    )
-    assert record.created_at.tzinfo is not None and record.finished_at is not None
+            await finish_call(
+                database, finish_values(values["id"], "success", finished_at=datetime(2025, 1, 1))
+            )
 
 
 @pytest.mark.postgres
-async def test_asyncpg_statements_replace_connections_the_server_closed(pg_url: str) -> None:
+async def test_postgres_pool_replaces_connections_the_server_closed(pg_url: str) -> None:
     """After a server restart (here: every callgate session terminated) the next statement
     runs on a new connection, without an error: asyncpg's pool drops the closed ones."""
     await asyncio.to_thread(upgrade, pg_url)
-    statements = per_call_statements(pg_url)
-    await statements.open()
-    try:
-        assert await statements.tenant("s" * 32) is None  # a connection is now pooled
+    async with opened(pg_url) as database:
+        assert await by_secret_with_host(database, "s" * 32) is None  # a connection is pooled
         admin = await asyncpg.connect(POSTGRES_ADMIN_URL)
         try:
             terminated = await admin.fetchval(
@@ -763,6 +672,17 @@ async def test_asyncpg_statements_replace_connections_the_server_closed(pg_url: 
             await admin.close()
         assert terminated >= 1
         await asyncio.sleep(0.05)  # the server's goodbye reaches the pooled connection
-        assert await statements.tenant("s" * 32) is None
-    finally:
-        await statements.close()
+        assert await by_secret_with_host(database, "s" * 32) is None
+
+
+async def test_statements_built_per_use_do_not_crowd_out_the_others(database: Database) -> None:
+    """More statements built one by one (a history filter each) than PostgreSQL's backend
+    keeps compiled: each still runs as itself, and so do the statements built once."""
+    await add_enterprise(database, "0367", "june", "10.0.0.5", "s" * 32)
+    values = new_call_values(enterprise_number="0367", extension="150", phone="1", host="h")
+    await insert_call(database, values)
+    for n in range(600):
+        extension = "150" if n % 100 == 0 else f"{n}"
+        page, _ = await list_calls(database, CallFilter("0367", extension=extension), limit=5)
+        assert [c.id for c in page] == ([values["id"]] if extension == "150" else [])
+    assert await by_secret_with_host(database, "s" * 32) is not None

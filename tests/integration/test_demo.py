@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.enterprises import list_enterprises
 from callgate.db.migrate import upgrade
-from callgate.db.repositories import EnterpriseRepo
 from callgate.demo import DEMO_NUMBER
 from callgate.settings import Settings
+from tests.support.database import opened
 from tests.support.service import free_port, running_service
 
 
@@ -26,19 +26,18 @@ async def test_demo_call_succeeds_and_moves_through_states(
     )
     async with running_service(settings) as service:
         printed = capsys.readouterr().out
-        engine = make_engine(url)
-        async with make_sessionmaker(engine)() as session:
-            demo = await EnterpriseRepo(session).get(DEMO_NUMBER)
-        await engine.dispose()
-        assert demo is not None
-        assert f"clientId={demo.secret}" in printed
+        async with opened(url) as database:
+            secrets = [s for e, s in await list_enterprises(database) if e.number == DEMO_NUMBER]
+        assert len(secrets) == 1
+        secret = secrets[0]
+        assert f"clientId={secret}" in printed
         response = await service.client.get(
             "/api/makecallexternal",
-            params={"code": "150", "phone": "+375296254070", "clientId": demo.secret},
+            params={"code": "150", "phone": "+375296254070", "clientId": secret},
         )
         assert response.status_code == 200, response.text
         call_id = response.json()["call_id"]
-        headers = {"Authorization": f"Bearer {demo.secret}"}
+        headers = {"Authorization": f"Bearer {secret}"}
         seen: list[str] = []
         for _ in range(40):
             state = (await service.client.get(f"/v1/calls/{call_id}", headers=headers)).json()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from callgate.db.engine import make_engine, make_sessionmaker
-from callgate.db.repositories import CallRepo, EnterpriseRepo
+from callgate.db.calls import get_call
+from callgate.db.enterprises import set_active
+from tests.support.database import opened
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
@@ -37,10 +38,8 @@ async def test_call_succeeds_with_the_seed_body(stack: Stack) -> None:
         "127.0.0.1",
     )
     assert await stack.originates() == 1
-    engine = make_engine(stack.db_url)
-    async with make_sessionmaker(engine)() as session:
-        record = await CallRepo(session).get(body["call_id"])
-    await engine.dispose()
+    async with opened(stack.db_url) as database:
+        record = await get_call(database, body["call_id"])
     assert record is not None
     assert record.outcome in ("success", "pending")  # the outcome is written after the answer
     calls = await stack.control.calls()
@@ -68,10 +67,8 @@ async def test_unknown_or_inactive_secret_is_401(stack: Stack) -> None:
     response = await stack.call(clientId="not-a-secret")
     assert response.status_code == 401
     assert response.json() == {"detail": "Invalid clientId"}
-    engine = make_engine(stack.db_url)
-    async with make_sessionmaker(engine)() as session:
-        await EnterpriseRepo(session).set_active("0367", False)
-    await engine.dispose()
+    async with opened(stack.db_url) as database:
+        await set_active(database, "0367", False)
     inactive = await stack.call()
     assert inactive.status_code == 401
     assert inactive.json() == {"detail": "Invalid clientId"}

@@ -13,11 +13,19 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.engine import make_engine
+from callgate.db.enterprises import (
+    add_enterprise,
+    by_secret_with_host,
+    list_enterprises,
+    set_active,
+)
+from callgate.db.executor import Database
 from callgate.db.migrate import upgrade
-from callgate.db.repositories import AlreadyExists, EnterpriseRepo
+from callgate.errors import AlreadyExists
+from tests.support.database import opened
 
 pytestmark = pytest.mark.postgres
 
@@ -87,14 +95,11 @@ async def legacy_url(pg_url: str) -> str:
 
 
 @pytest.fixture
-async def sessions(legacy_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    """Sessions on the legacy database after ``upgrade``."""
+async def database(legacy_url: str) -> AsyncIterator[Database]:
+    """The service's `Database` on the legacy database after ``upgrade``."""
     await asyncio.to_thread(upgrade, legacy_url)  # upgrade() is sync-only
-    engine = make_engine(legacy_url)
-    try:
-        yield make_sessionmaker(engine)
-    finally:
-        await engine.dispose()
+    async with opened(legacy_url) as found:
+        yield found
 
 
 async def test_upgrade_leaves_the_legacy_table_unchanged(legacy_url: str) -> None:
@@ -127,36 +132,24 @@ async def test_upgrade_leaves_the_legacy_table_unchanged(legacy_url: str) -> Non
     assert {"pbx_hosts", "calls"} <= tables
 
 
-async def test_by_secret_finds_active_legacy_rows_only(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
+async def test_the_per_call_read_finds_active_legacy_rows_only(database: Database) -> None:
     """The active row is found by its secret; the inactive one is not."""
-    async with sessions() as session:
-        repo = EnterpriseRepo(session)
-        found = await repo.by_secret(ACTIVE_SECRET)
-        assert found is not None
-        assert (found.number, found.name, found.ip) == ("0367", "june", "10.0.0.19")
-        assert await repo.by_secret(INACTIVE_SECRET) is None
-        assert await repo.by_secret("' OR '1'='1") is None
+    found = await by_secret_with_host(database, ACTIVE_SECRET)
+    assert found is not None and found[1] is None
+    assert (found[0].number, found[0].name, found[0].ip) == ("0367", "june", "10.0.0.19")
+    assert await by_secret_with_host(database, INACTIVE_SECRET) is None
+    assert await by_secret_with_host(database, "' OR '1'='1") is None
 
 
-async def test_legacy_table_without_constraints_still_refuses_clashes(
-    sessions: async_sessionmaker[AsyncSession],
-) -> None:
-    """No unique constraint in production: add() itself refuses a reused number or secret."""
-    async with sessions() as session:
-        repo = EnterpriseRepo(session)
-        with pytest.raises(AlreadyExists):
-            await repo.add("0999", "copy", "10.0.0.1", ACTIVE_SECRET)
-        with pytest.raises(AlreadyExists):
-            await repo.add("0367", "copy", "10.0.0.1", "another-secret-abcdefgh")
-        added = await repo.add("0400", "may", "10.0.0.1", "a-fresh-secret-abcdefghij")
-        assert added.number == "0400"
-        assert await repo.set_active("0280", True) is True
-    async with sessions() as session:
-        assert [e.number for e in await EnterpriseRepo(session).list_all()] == [
-            "0280",
-            "0367",
-            "0400",
-        ]
-        assert await EnterpriseRepo(session).by_secret(INACTIVE_SECRET) is not None
+async def test_legacy_table_without_constraints_still_refuses_clashes(database: Database) -> None:
+    """No unique constraint in production: the add itself refuses a reused number or secret."""
+    with pytest.raises(AlreadyExists):
+        await add_enterprise(database, "0999", "copy", "10.0.0.1", ACTIVE_SECRET)
+    with pytest.raises(AlreadyExists):
+        await add_enterprise(database, "0367", "copy", "10.0.0.1", "another-secret-abcdefgh")
+    added = await add_enterprise(database, "0400", "may", "10.0.0.1", "a-fresh-secret-abcdefghij")
+    assert added.number == "0400"
+    assert await set_active(database, "0280", True) is True
+    listed = await list_enterprises(database)
+    assert [e.number for e, _ in listed] == ["0280", "0367", "0400"]
+    assert await by_secret_with_host(database, INACTIVE_SECRET) is not None

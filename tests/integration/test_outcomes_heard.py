@@ -31,10 +31,20 @@ async def api(
         yield stack
 
 
-async def _place(stack: Stack, extension: str, scenario: Scenario, **body: Any) -> str:
+async def _place(
+    stack: Stack, extension: str, scenario: Scenario, *, listened: bool, **body: Any
+) -> str | None:
+    """The call's id; None for a call an rx host ended before any listing saw it."""
     await stack.control.set_scenario(extension, scenario)
     payload = {"from": extension, "to": "+375296254070", **body}
     created = await stack.service.client.post("/v1/calls", json=payload, headers=stack.auth())
+    if created.status_code == 502 and not listened and scenario.agent_outcome == "busy":
+        # A busy agent's pair lives about a millisecond (console-verbose-outcomes.repr.txt,
+        # lines 47-52): a listing typed after the originate may miss it, and then nothing tells
+        # it from a refused call. The honest answer is the refusal's, never a success.
+        problem = created.json()
+        assert (problem["code"], problem["outcome"]) == ("pbx_call_not_created", "failed")
+        return None
     assert created.status_code == 201, created.text
     call_id: str = created.json()["id"]
     return call_id
@@ -78,14 +88,18 @@ async def test_each_side_says_why_it_ended(api: Stack, request: pytest.FixtureRe
     """On a console host each outcome is Asterisk's word, as it happens; an rx host is not
     listened to, so it tells only what listings show, and `unknown` where they cannot."""
     listened = request.node.callspec.params["api"] == "console"
-    calls = {
-        extension: await _place(api, extension, scenario, **body)
+    placed = {
+        extension: await _place(api, extension, scenario, listened=listened, **body)
         for extension, (scenario, body, *_) in CASES.items()
     }
+    calls = {extension: call_id for extension, call_id in placed.items() if call_id is not None}
+    assert listened or set(placed) - set(calls) <= {"151"}, placed
     # Listened to, all end within their few seconds; polled every 5 s, within two polls.
     within = 8.0 if listened else 3 * SLOW_POLL
     ended = {extension: await api.ended(call_id, within) for extension, call_id in calls.items()}
     for extension, (_, _, state, agent, customer) in CASES.items():
+        if extension not in ended:
+            continue  # an rx host's busy agent, refused before any listing (see _place)
         call = ended[extension]
         if listened:
             assert (call["state"], _result(call, "agent"), _result(call, "customer")) == (

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
-from callgate.db.engine import make_engine, make_sessionmaker
-from callgate.db.repositories import CallRepo
+from callgate.db.models import CALLS
+from tests.support.database import opened
 from tests.support.netfaults import Blackhole, refused_port
 from tests.support.sshd import SshdServer
 from tests.support.stack import Stack, call_stack
@@ -20,18 +21,14 @@ pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 
 async def states(stack: Stack) -> list[str]:
     """Every call row's state, once the rows are written (they are written after answers)."""
-    engine = make_engine(stack.db_url)
-    try:
+    async with opened(stack.db_url) as database:
         for _ in range(100):
-            async with make_sessionmaker(engine)() as session:
-                rows = await CallRepo(session).recent(1000)
-            found = sorted(row.state for row in rows)
-            if "initiated" not in found and all(row.outcome != "pending" for row in rows):
+            rows = await database.rows(select(CALLS))
+            found = sorted(row["state"] for row in rows)
+            if "initiated" not in found and all(row["outcome"] != "pending" for row in rows):
                 break
             await asyncio.sleep(0.05)
         return found
-    finally:
-        await engine.dispose()
 
 
 def _detail(response: object) -> str:

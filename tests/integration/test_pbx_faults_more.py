@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from callgate.db.engine import make_engine, make_sessionmaker
-from callgate.db.repositories import CallRepo, EnterpriseRepo, HostRepo
+from callgate.db.enterprises import add_enterprise
+from callgate.db.hosts import get_host, set_host
+from callgate.db.models import CALLS
 from callgate.simulator.program import install_program
+from tests.support.database import opened
 from tests.support.netfaults import Blackhole
 from tests.support.sshd import SshdServer
 from tests.support.stack import Stack, call_stack
@@ -77,17 +80,13 @@ async def breaker_of(stack: Stack, label: str) -> dict[str, Any]:
 
 async def outcomes(stack: Stack) -> list[str]:
     """Every call row's outcome, once none is pending (outcomes are written after answers)."""
-    engine = make_engine(stack.db_url)
-    try:
+    async with opened(stack.db_url) as database:
         for _ in range(200):
-            async with make_sessionmaker(engine)() as session:
-                found = sorted(r.outcome for r in await CallRepo(session).recent(1000))
+            found = sorted(row["outcome"] for row in await database.rows(select(CALLS)))
             if "pending" not in found:
                 return found
             await asyncio.sleep(0.05)
         return found
-    finally:
-        await engine.dispose()
 
 
 async def test_breaker_opens_fails_fast_probes_and_recovers(make_stack: MakeStack) -> None:
@@ -150,17 +149,15 @@ async def dead_tenant(make_stack: MakeStack) -> AsyncIterator[tuple[Stack, str, 
     async with make_stack(ssh_connect_timeout=3) as stack:
         hole = await blackhole("127.0.0.2")
         secret = "dead-tenant-" + os.urandom(8).hex()
-        engine = make_engine(stack.db_url)
-        async with make_sessionmaker(engine)() as session:
-            await EnterpriseRepo(session).add("0368", "dead", "127.0.0.2", secret)
-            healthy = await HostRepo(session).get("127.0.0.1")  # same transport as it
+        async with opened(stack.db_url) as database:
+            await add_enterprise(database, "0368", "dead", "127.0.0.2", secret)
+            healthy = await get_host(database, "127.0.0.1")  # same transport as it
             assert healthy is not None and healthy.transport is not None
             user, password = stack.sshd.username, stack.sshd.password
-            await HostRepo(session).set(
-                "127.0.0.2", ssh_port=hole.port, ssh_user=user, ssh_password=password,
-                transport=healthy.transport,
-            )  # fmt: skip
-        await engine.dispose()
+            await set_host(database, "127.0.0.2", {
+                "ssh_port": hole.port, "ssh_user": user, "ssh_password": password,
+                "transport": healthy.transport,
+            })  # fmt: skip
         try:
             yield stack, secret, hole
         finally:

@@ -20,16 +20,24 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from callgate.calls.reconcile import FAILED_REASON, REASON, reconcile_pending
-from callgate.db.call_tracking import CallTrackingRepo
-from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.call_tracking import move
+from callgate.db.calls import (
+    CallRecord,
+    call_record,
+    finish_call,
+    finish_values,
+    insert_call,
+    new_call_values,
+)
 from callgate.db.migrate import upgrade
-from callgate.db.models import CallRecord, utcnow
-from callgate.db.repositories import CallRepo
+from callgate.db.models import CALLS, utcnow
 from callgate.domain.states import CallState
 from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
 from callgate.simulator.program import install_program
+from tests.support.database import opened
 from tests.support.service import free_port
 from tests.support.sshd import SshdServer
 from tests.support.stack import prepare_database, sshd_host_row
@@ -131,12 +139,9 @@ async def call(base_url: str, secret: str, code: str) -> httpx.Response:
 
 
 async def rows(db_url: str) -> dict[str, CallRecord]:
-    engine = make_engine(db_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            return {r.id: r for r in await CallRepo(session).recent(1000)}
-    finally:
-        await engine.dispose()
+    async with opened(db_url) as database:
+        found = [call_record(row) for row in await database.rows(select(CALLS))]
+    return {record.id: record for record in found}
 
 
 async def until(check: Any, within: float = 10.0) -> None:
@@ -237,34 +242,30 @@ async def _pending_rows(db_url: str, count: int) -> bool:
 async def test_reconcile_settles_each_kind_of_pending_row(pg_url: str) -> None:
     """Pending rows of an earlier run: verified -> success, failed -> failed, else unknown."""
     await asyncio.to_thread(upgrade, pg_url)
-    engine = make_engine(pg_url)
-    sessions = make_sessionmaker(engine)
+    async with opened(pg_url) as database:
 
-    async def new_row() -> str:
-        async with sessions() as session:
-            row = await CallRepo(session).create(
+        async def new_row() -> str:
+            values = new_call_values(
                 enterprise_number="0367", extension="150", phone="+375296254070", host="h"
             )
-            return row.id
+            await insert_call(database, values)
+            return str(values["id"])
 
-    try:
         made = {kind: await new_row() for kind in ("verified", "failed", "unknown", "finished")}
-        async with sessions() as session:
-            await CallRepo(session).finish(made["finished"], "failed", error="refused")
-            tracking, at = CallTrackingRepo(session), utcnow()
-            await tracking.record_transition(
-                made["verified"],
-                CallState.INITIATED,
-                expected=CallState.INITIATED,
-                at=at,
-                channel="Local/150@inoffice-00000001;1",
-            )
-            await tracking.record_transition(
-                made["failed"], CallState.FAILED, expected=CallState.INITIATED, at=at
-            )
+        await finish_call(database, finish_values(made["finished"], "failed", error="refused"))
+        at = utcnow()
+        await move(
+            database,
+            made["verified"],
+            CallState.INITIATED,
+            expected=CallState.INITIATED,
+            at=at,
+            channel="Local/150@inoffice-00000001;1",
+        )
+        await move(database, made["failed"], CallState.FAILED, expected=CallState.INITIATED, at=at)
         before = utcnow()
         newer = await new_row()  # this run's own call, still being placed: left alone
-        counts = await reconcile_pending(sessions, before=before)
+        counts = await reconcile_pending(database, before=before)
         assert counts == {"success": 1, "failed": 1, "unknown": 1}
         stored = await rows(pg_url)
         outcome = {kind: (stored[i].outcome, stored[i].error) for kind, i in made.items()}
@@ -287,7 +288,5 @@ async def test_reconcile_settles_each_kind_of_pending_row(pg_url: str) -> None:
         )
         assert stored[made["verified"]].state == "initiated"  # the tracker follows it on
         assert stored[newer].outcome == "pending"
-        again = await reconcile_pending(sessions, before=before)
+        again = await reconcile_pending(database, before=before)
         assert again == {"success": 0, "failed": 0, "unknown": 0}
-    finally:
-        await engine.dispose()

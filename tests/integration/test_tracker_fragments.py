@@ -55,9 +55,7 @@ async def rig(sqlite_url: str) -> AsyncIterator[Rig]:
 async def test_a_listing_with_fragments_does_not_end_a_call(rig: Rig) -> None:
     rig.engine.set_scenario("150", LONG)
     listings = _Listings(rig.pbx)
-    tracker = CallTracker(
-        cast(Any, listings), rig.sessions, rig.settings, interval=0.05, statements=rig.statements
-    )
+    tracker = CallTracker(cast(Any, listings), rig.database, rig.settings, interval=0.05)
     rig.trackers.append(tracker)  # stopped by the rig
     await tracker.start()
     call_id = await rig.place(tracker)

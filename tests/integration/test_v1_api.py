@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from callgate.db.engine import make_engine, make_sessionmaker
-from callgate.db.repositories import EnterpriseRepo
+from callgate.db.enterprises import add_enterprise
 from callgate.domain.states import TERMINAL
 from callgate.simulator.timeline import Scenario
+from tests.support.database import opened
 from tests.support.netfaults import Blackhole, refused_port
 from tests.support.sshd import SshdServer
 from tests.support.stack import Stack, call_stack
@@ -137,14 +137,12 @@ async def test_bad_body_is_422_naming_the_field(api: Stack) -> None:
     assert await api.host_commands() == 0
 
 
-async def test_tenants_never_see_each_other(api: Stack) -> None:
+async def test_enterprises_never_see_each_other(api: Stack) -> None:
     """Another enterprise's call is a 404, and its list is empty."""
     call = (await _post(api, {"from": "154", "to": "+375296254070"})).json()
     other_secret = secrets.token_hex(16)
-    engine = make_engine(api.db_url)
-    async with make_sessionmaker(engine)() as session:
-        await EnterpriseRepo(session).add("0400", "other", "127.0.0.1", other_secret)
-    await engine.dispose()
+    async with opened(api.db_url) as database:
+        await add_enterprise(database, "0400", "other", "127.0.0.1", other_secret)
     headers = {"Authorization": f"Bearer {other_secret}"}
     response = await api.service.client.get(f"/v1/calls/{call['id']}", headers=headers)
     assert (response.status_code, response.json()["code"]) == (404, "call_not_found")

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from callgate.db.engine import make_engine, make_sessionmaker
+from callgate.db.enterprises import add_enterprise
+from callgate.db.hosts import set_host
 from callgate.db.migrate import upgrade
-from callgate.db.repositories import EnterpriseRepo, HostRepo
 from callgate.domain.states import TERMINAL
 from callgate.settings import Settings
 from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
 from callgate.simulator.program import install_program
+from tests.support.database import opened
 from tests.support.hygiene import REGISTRY
 from tests.support.service import RunningService, free_port, running_service
 from tests.support.sshd import SshdServer
@@ -47,10 +48,8 @@ class Stack:
 
     async def set_host(self, **overrides: Any) -> None:
         """Change the host row, as `callgate host set` would, while the service runs."""
-        engine = make_engine(self.db_url)
-        async with make_sessionmaker(engine)() as session:
-            await HostRepo(session).set("127.0.0.1", **overrides)
-        await engine.dispose()
+        async with opened(self.db_url) as database:
+            await set_host(database, "127.0.0.1", overrides)
 
     async def call(self, **params: str) -> Any:
         query = {"code": "150", "phone": "+375296254070", "clientId": self.secret, **params}
@@ -86,11 +85,9 @@ async def prepare_database(
     db_url: str, sshd: SshdServer, *, secret: str, host: dict[str, Any]
 ) -> None:
     await asyncio.to_thread(upgrade, db_url)
-    engine = make_engine(db_url)
-    async with make_sessionmaker(engine)() as session:
-        await EnterpriseRepo(session).add(secret=secret, **ENTERPRISE)
-        await HostRepo(session).set("127.0.0.1", **host)
-    await engine.dispose()
+    async with opened(db_url) as database:
+        await add_enterprise(database, secret=secret, **ENTERPRISE)
+        await set_host(database, "127.0.0.1", host)
 
 
 @contextlib.asynccontextmanager

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
+import structlog
+import uvicorn
 from bench import ablation
+from fastapi.routing import APIRoute
 
+import callgate.calls.service as service_module
+from callgate import logs
+from callgate.api import legacy
 from callgate.calls.service import CallService
 
 
@@ -17,7 +24,7 @@ def _probe() -> tuple[type[CallService], list[str | None]]:
     class Probe(CallService):
         async def authorise(self, secret: str | None) -> Any:
             reads.append(secret)
-            return (f"tenant of {secret}", None)
+            return (f"enterprise of {secret}", None)
 
     return Probe, reads
 
@@ -29,8 +36,8 @@ async def test_remembered_reads_each_secret_once() -> None:
     first: Any = await service.authorise("secret-a")
     again: Any = await service.authorise("secret-a")
     other: Any = await service.authorise("secret-b")
-    assert first == again == ("tenant of secret-a", None)
-    assert other == ("tenant of secret-b", None)
+    assert first == again == ("enterprise of secret-a", None)
+    assert other == ("enterprise of secret-b", None)
     assert reads == ["secret-a", "secret-b"]
 
 
@@ -40,7 +47,7 @@ async def test_bare_writes_no_call_row() -> None:
 
     ablation.skip_call_rows(Probe)
     service: Any = object.__new__(Probe)  # without its statements, a write would fail
-    await service._insert("id", None, None, "127.0.0.1", "rid")  # returns: nothing written
+    await service._insert("id", None, None, "rid")  # returns: nothing written
     await service._finish(None, "id", "success", 0.0, channel="Local/150@inoffice-1;1")
     assert Probe._insert is not CallService._insert
     assert Probe._finish is not CallService._finish
@@ -62,3 +69,46 @@ def test_summary_pairs_each_variant_with_full() -> None:
     assert rows["remembered"]["paired_ms"] == pytest.approx(-0.5)
     assert rows["bare"]["paired_ms"] == pytest.approx(-2.0)
     assert rows["bare"]["ratio"] == pytest.approx(260.0 / 3.0)
+
+
+def test_inline_lines_writes_each_line_when_added(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service_module, "LinesSoon", logs.LinesSoon)  # restored afterwards
+    ablation.prepare("inline-lines")
+    written: list[str] = []
+    lines = vars(service_module)["LinesSoon"](turns=2)
+    lines.add(lambda event: written.append(event), "call requested")
+    assert written == ["call requested"]  # no event loop turn needed
+
+
+def test_render_per_handler_renders_for_each_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs._RenderOnce, "format", logs._RenderOnce.format)
+    ablation.prepare("render-per-handler")
+    rendered: list[str] = []
+
+    def render(_logger: object, _name: str, event: structlog.typing.EventDict) -> str:
+        rendered.append(event["event"])
+        return str(event["event"])
+
+    formatter = logs._RenderOnce(processors=[render])
+    record = logging.makeLogRecord({"msg": {"event": "hello"}, "_logger": None, "_name": "info"})
+    assert formatter.format(record) == formatter.format(record) == "hello"
+    assert rendered == ["hello", "hello"]  # once per format, as structlog's own formatter
+
+
+def test_declared_params_declares_the_legacy_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(legacy.router, "routes", list(legacy.router.routes))
+    ablation.prepare("declared-params")
+    (route,) = [
+        r for r in legacy.router.routes if getattr(r, "path", "") == "/api/makecallexternal"
+    ]
+    assert isinstance(route, APIRoute)
+    declared = [param.alias for param in route.dependant.query_params]
+    assert declared == ["code", "phone", "clientId", "userId", "externalPhone"]
+
+
+def test_asyncio_h11_overrides_the_loop_and_parser(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda application, **options: seen.update(options))
+    ablation.prepare("asyncio-h11")
+    uvicorn.run("callgate.app:nothing", loop="uvloop", http="httptools", port=1)
+    assert seen == {"loop": "asyncio", "http": "h11", "port": 1}

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
 from callgate import errors
-from callgate.pbx.breaker import CircuitBreaker, HostFailing
+from callgate.errors import HostFailing
+from callgate.pbx import commands
+from callgate.pbx.breaker import CircuitBreaker
+from callgate.pbx.registry import Shared, TransportRegistry
+from callgate.pbx.routing import RoutingTransport
+from callgate.pbx.ssh import PoolLimits, SshPool
 from callgate.pbx.transport import HostTarget
+from callgate.settings import Settings
+from tests.support import memory_transport as memory
 
 HOST = HostTarget("10.0.0.5", 5059, "callgate")
 
@@ -155,3 +163,40 @@ async def test_zero_switches_it_off() -> None:
     for _ in range(10):
         assert await outcome(breaker, refused()) == "SshConnectionRefused"
     assert await outcome(breaker) == "ran"
+
+
+async def test_an_error_raised_from_a_counted_one_counts_once() -> None:
+    """A transport that carries a shared attempt's failure into its run (``PbxError.after``)
+    raises a new error caused by it: still the one attempt, one failure."""
+    breaker = CircuitBreaker(failures=2, clock=Clock())
+    shared = refused()
+    assert await outcome(breaker, shared) == "SshConnectionRefused"
+    later = shared.after(1)
+    assert later is not shared and later.completed == 1 and shared.completed == 0
+    assert await outcome(breaker, later) == "SshConnectionRefused"
+    assert state(breaker) == "closed"
+    assert await outcome(breaker, refused()) == "SshConnectionRefused"
+    assert state(breaker) == "open"
+
+
+async def test_a_host_another_transport_cannot_reach_opens_it() -> None:
+    """Not only SSH failures count: a host the in-memory transport cannot reach (it reports a
+    PbxUnreachable, as any transport would) opens the circuit, routed as the service routes,
+    and then nothing more reaches that transport for the host."""
+    registry = TransportRegistry()
+    registry.register(memory.NAME, memory.build)
+    breaker = CircuitBreaker(failures=2, cooldown=30, clock=Clock())
+    shared = Shared(Settings(_env_file=None), SshPool(PoolLimits()), registry)
+    routing = RoutingTransport(shared, breaker)
+    transport = memory.BUILT[-1]
+    transport.unreachable.add(HOST.address)
+    target = replace(HOST, transport=memory.NAME)
+    for _ in range(2):
+        with pytest.raises(errors.PbxUnreachable, match="no memory PBX"):
+            await routing.run(target, [commands.VERSION])
+    assert state(breaker) == "open"
+    transport.unreachable.clear()
+    with pytest.raises(HostFailing):
+        await routing.run(target, [commands.VERSION])
+    assert transport.runs == []
+    await routing.aclose()

@@ -12,9 +12,10 @@ from typing import Any, cast
 import pytest
 
 from callgate import errors
+from callgate.errors import ConsoleUnavailable, SafeToResend
 from callgate.pbx import commands
 from callgate.pbx.console import ConsoleTransport, typed_ahead
-from callgate.pbx.console_session import Console, ConsoleUnavailable, SafeToResend, _Output
+from callgate.pbx.console_session import Console, _Output
 from callgate.pbx.transport import HostTarget
 from callgate.settings import Transport
 from callgate.simulator.console import ConsoleScreen
@@ -169,7 +170,7 @@ async def test_a_console_that_dies_mid_batch_never_gets_the_originate_again() ->
     """The first console answered the originate, then ended before reading the listing: the
     listing alone goes to a fresh console; the originate reached the PBX exactly once."""
     listing = "Local/150@inoffice-00000000;1!inoffice!150!1\n"
-    first = _ScriptedConsole(lambda batch: SafeToResend([""]))
+    first = _ScriptedConsole(lambda batch: SafeToResend("ended", "127.0.0.1", [""]))
     second = _ScriptedConsole(lambda batch: [listing] * len(batch))
     fresh = iter([first, second])
     transport = ConsoleTransport(cast(Any, None), cast(Any, None))
@@ -214,7 +215,7 @@ def _transport(*consoles: Any) -> tuple[ConsoleTransport, _Fallback]:
         try:
             return next(fresh)
         except StopIteration:
-            raise ConsoleUnavailable("no console") from None
+            raise ConsoleUnavailable("no console", "127.0.0.1") from None
 
     transport._take = take  # type: ignore[method-assign]
     return transport, fallback
@@ -243,7 +244,7 @@ async def test_a_written_change_is_never_sent_again(command: str) -> None:
 async def test_a_read_only_command_is_sent_again_on_a_fresh_console() -> None:
     """A listing lost with its console (written or not) is typed again on another one."""
     listing = "Local/150@inoffice-00000000;1!inoffice!150!1\n"
-    first = _ScriptedConsole(lambda batch: SafeToResend([]))
+    first = _ScriptedConsole(lambda batch: SafeToResend("ended", "127.0.0.1"))
     second = _ScriptedConsole(lambda batch: [listing] * len(batch))
     transport, fallback = _transport(first, second)
     assert await transport.run(TARGET, [LISTING]) == [listing]
@@ -253,9 +254,45 @@ async def test_a_read_only_command_is_sent_again_on_a_fresh_console() -> None:
 async def test_the_fallback_gets_only_what_may_be_sent_again() -> None:
     """The originate was answered, its listing lost, and no console opens any more: the
     fallback runs the listing and the commands after it, never the originate."""
-    first = _ScriptedConsole(lambda batch: SafeToResend([""]) if LISTING in batch else [""])
+    lost = SafeToResend("ended", "127.0.0.1", [""])  # the originate answered, not the listing
+    first = _ScriptedConsole(lambda batch: lost if LISTING in batch else [""])
     transport, fallback = _transport(first)
     answers = await transport.run(TARGET, [ORIGINATE, LISTING, HANGUP])
     assert answers == ["", "", ""]
     assert first.batches == [[ORIGINATE, LISTING]]
     assert fallback.runs == [[LISTING, HANGUP]]
+
+
+async def test_a_shared_failure_after_the_originate_is_counted_on_a_new_error() -> None:
+    """The originate was answered, the console ended, and the connection for the next one
+    fails with the pool's shared error (every caller of that attempt gets the same object):
+    the run raises a new error caused by it that counts the originate, and the shared one
+    stays as it was for the other callers."""
+    shared = errors.SshConnectTimeout("SSH connection to 127.0.0.1 timed out", "127.0.0.1")
+    first = _ScriptedConsole(lambda batch: SafeToResend("ended", "127.0.0.1", [""]))
+    fresh = iter([first])
+    transport = ConsoleTransport(cast(Any, None), cast(Any, None))
+
+    async def take(host: Any, target: Any) -> Any:
+        try:
+            return next(fresh)
+        except StopIteration:
+            raise shared from None
+
+    transport._take = take  # type: ignore[method-assign]
+    with pytest.raises(errors.SshConnectTimeout) as raised:
+        await transport.run(TARGET, [ORIGINATE, LISTING])
+    assert raised.value is not shared and raised.value.__cause__ is shared
+    assert raised.value.completed == 1 and shared.completed == 0
+
+
+async def test_a_refusal_in_an_answer_names_the_host_and_counts_those_before() -> None:
+    """Asterisk stopped between the originate and its listing: the listing's answer says so,
+    and the error, raised once, names the host and counts the originate."""
+    stopped = "Unable to connect to remote asterisk (does /var/run/asterisk/asterisk.ctl exist?)"
+    first = _ScriptedConsole(lambda batch: ["", stopped])
+    transport, fallback = _transport(first)
+    with pytest.raises(errors.AsteriskNotRunning) as raised:
+        await transport.run(TARGET, [ORIGINATE, LISTING])
+    assert raised.value.host == TARGET.label and raised.value.completed == 1
+    assert fallback.runs == []

@@ -1,4 +1,4 @@
-"""build_target: settings defaults merged with a host's pbx_hosts row, and its helpers."""
+"""build_target: settings defaults merged with a host's pbx_hosts row; the row's checks."""
 
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from callgate.db.models import PbxHost
-from callgate.errors import ConfigurationError
-from callgate.hosts import (
-    build_target,
+from callgate.calls.targets import build_target
+from callgate.domain.hosts import (
+    HostRow,
+    check_host_fields,
     host_address,
     key_fingerprint,
     normalize_public_key,
     validate_ssh_user,
 )
+from callgate.errors import ConfigurationError, InvalidInput
 from callgate.settings import HostKeyPolicy, Settings, Transport
 
 KEY = "ssh-ed25519 " + base64.b64encode(b"\x00" * 51).decode()
@@ -63,14 +64,14 @@ def test_defaults_apply_without_a_row() -> None:
     assert target.host_key_policy is HostKeyPolicy.STRICT
     assert target.dial_context == "office"
     assert target.asterisk_bin == "/usr/sbin/asterisk"
-    assert target.transport is Transport.CONSOLE
+    assert target.transport == Transport.CONSOLE.value
     assert (target.connect_timeout, target.command_timeout) == (3.0, 4.0)
     assert target.pinned_host_key is None
 
 
 def test_row_fields_override_defaults() -> None:
     """Every non-NULL column of the row wins, converted to the target's types."""
-    row = PbxHost(
+    row = HostRow(
         address="10.0.0.5",
         ssh_port=5060,
         ssh_user="pbx",
@@ -88,13 +89,13 @@ def test_row_fields_override_defaults() -> None:
     assert target.key_file == Path("/keys/pbx")
     assert target.host_key_policy is HostKeyPolicy.OFF
     assert target.dial_context == "from-crm"
-    assert target.transport is Transport.CONSOLE
+    assert target.transport == Transport.CONSOLE.value
     assert target.pinned_host_key == KEY  # the comment is not part of the identity
 
 
 def test_null_row_fields_keep_defaults() -> None:
     """A row with only some columns set changes only those."""
-    row = PbxHost(address="10.0.0.5", ssh_port=22)
+    row = HostRow(address="10.0.0.5", ssh_port=22)
     target = build_target(settings(ssh_user="root", dial_context="inoffice"), "10.0.0.5", row)
     assert target.port == 22
     assert target.username == "root"
@@ -105,7 +106,7 @@ def test_null_row_fields_keep_defaults() -> None:
 def test_settings_only_fields_ignore_the_row() -> None:
     """asterisk_bin, timeouts and known_hosts always come from the settings."""
     s = settings(asterisk_bin="/opt/asterisk", ssh_command_timeout=9, ssh_known_hosts="/kh")
-    target = build_target(s, "pbx.example.com", PbxHost(address="pbx.example.com"))
+    target = build_target(s, "pbx.example.com", HostRow(address="pbx.example.com"))
     assert target.asterisk_bin == "/opt/asterisk"
     assert target.command_timeout == 9.0
     assert target.known_hosts == Path("/kh")
@@ -132,7 +133,7 @@ def test_addresses_are_canonical() -> None:
     ("column", "value"),
     [
         ("host_key_policy", "maybe"),
-        ("transport", "ami"),
+        ("transport", "Not A Name"),
         ("dial_context", "in office"),
         ("ssh_user", "-oX"),
         ("host_key", "not a key"),
@@ -140,7 +141,8 @@ def test_addresses_are_canonical() -> None:
 )
 def test_unusable_row_value_names_the_column(column: str, value: str) -> None:
     """A hand-edited bad value raises ConfigurationError naming the column, not the value."""
-    row = PbxHost(address="10.0.0.5", **{column: value})
+    fields: dict[str, Any] = {column: value}
+    row = HostRow(address="10.0.0.5", **fields)
     with pytest.raises(ConfigurationError, match=f"pbx_hosts.{column}") as info:
         build_target(settings(), "10.0.0.5", row)
     assert value not in info.value.message
@@ -149,12 +151,12 @@ def test_unusable_row_value_names_the_column(column: str, value: str) -> None:
 def test_row_port_out_of_range_is_rejected() -> None:
     """A port outside 1..65535 in the row is a configuration error."""
     with pytest.raises(ConfigurationError, match="ssh_port"):
-        build_target(settings(), "10.0.0.5", PbxHost(address="10.0.0.5", ssh_port=70000))
+        build_target(settings(), "10.0.0.5", HostRow(address="10.0.0.5", ssh_port=70000))
 
 
 def test_error_never_shows_the_row_password() -> None:
     """Errors about a row do not carry its password."""
-    row = PbxHost(address="10.0.0.5", ssh_password="hunter2", transport="bogus")
+    row = HostRow(address="10.0.0.5", ssh_password="hunter2", transport="Not A Name")
     with pytest.raises(ConfigurationError) as info:
         build_target(settings(), "10.0.0.5", row)
     assert "hunter2" not in str(info.value)
@@ -192,3 +194,18 @@ def test_bad_ssh_users_are_refused(user: str) -> None:
     """SSH user names come from a small safe set."""
     with pytest.raises(ValueError):
         validate_ssh_user(user)
+
+
+def test_host_field_checks_store_canonical_values() -> None:
+    """The changes `callgate host set` makes are checked and given in their stored form; an
+    unknown field is a programming error, a bad value names its field."""
+    key_line = KEY + " root@pbx"
+    assert check_host_fields({"host_key": key_line, "ssh_port": None}) == {
+        "host_key": KEY,
+        "ssh_port": None,
+    }
+    with pytest.raises(TypeError, match="address"):
+        check_host_fields({"address": "10.0.0.6"})
+    with pytest.raises(InvalidInput) as info:
+        check_host_fields({"ssh_port": True})
+    assert info.value.field == "ssh_port"

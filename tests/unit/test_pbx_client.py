@@ -163,8 +163,7 @@ async def test_a_failed_check_after_the_originate_is_an_unknown_outcome() -> Non
 
 async def test_a_failure_after_the_first_command_of_the_run_is_unknown() -> None:
     """A transport reporting one completed command (the originate): outcome unknown."""
-    busy = errors.PbxBusy("no console free")
-    busy.completed = 1
+    busy = errors.PbxBusy("no console free", completed=1)
     client = PbxClient(ScriptedTransport(busy), verify_window=0.1, poll_interval=0.01)
     with pytest.raises(errors.PbxError) as caught:
         await client.originate(TARGET, "150", "+375296254070")

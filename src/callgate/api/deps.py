@@ -5,24 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Request
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from callgate.calls.placing import Placing
+from callgate.calls.reading import CallReads
 from callgate.calls.service import CallService
-from callgate.calls.tracker import CallTracker
-from callgate.pbx.client import PbxClient
+from callgate.calls.status import ServiceStatus
+from callgate.calls.watching import Watching
 from callgate.settings import Settings
 
 
 @dataclass
 class Services:
-    """Everything a request handler may use, built in the app's lifespan."""
+    """The use cases a request handler may call, built once by the app's lifespan."""
 
     settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    pbx: PbxClient
-    calls: CallService
-    tracker: CallTracker  # follows every placed call; subscribe() for live transitions
+    calls: CallService  # authorise, place (the legacy flow), hang up, list a host's channels
+    placing: Placing  # place for the v1 API: idempotency, the call read back
+    reads: CallReads  # an enterprise's calls
+    watching: Watching  # an enterprise's calls as they change
+    status: ServiceStatus  # the running parts, for /api/status
 
 
 # The dependencies are `async def` although they never await: FastAPI runs a plain `def`

@@ -1,7 +1,7 @@
 """Request ids and the access log (uvicorn's own would print `clientId` in clear).
 
-A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's BaseHTTPMiddleware
-wraps every request in extra tasks and streams, a measurable share of a 10 ms call.
+A plain ASGI middleware, as Starlette recommends, rather than `@app.middleware("http")`, whose
+BaseHTTPMiddleware runs every request in extra tasks and streams.
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            # At the loop's next turn, like the handler's last lines (`logs.LinesSoon`), which
-            # it must follow: the answer has been written by then.
+            # At the loop's next turn: after the handler's last lines (`logs.LinesSoon`), in
+            # their order, and after the answer has been written.
             elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
             asyncio.get_running_loop().call_soon(_access_line, scope, rid, status, elapsed_ms)
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from callgate import errors
-from callgate.db.call_tracking import CallTrackingRepo
+from callgate.calls.history import end_call
+from callgate.db.calls import get_call, settle_pending
+from callgate.db.executor import Database
 from callgate.db.guard import db_step
-from callgate.db.models import CallOutcome, CallRecord, utcnow
+from callgate.db.models import utcnow
 from callgate.domain.states import LIVE, CallState
 from callgate.logs import get_logger
 
@@ -40,70 +39,50 @@ ERROR_CODE = errors.ConnectionLost.code
 RETRY_EVERY = 5.0
 
 
-async def reconcile_pending(
-    sessions: async_sessionmaker[AsyncSession], *, before: datetime
-) -> dict[str, int]:
+async def reconcile_pending(database: Database, *, before: datetime) -> dict[str, int]:
     """Settle the calls created before ``before`` and still ``pending``; counts per outcome."""
-    pending = (CallRecord.outcome == CallOutcome.PENDING.value) & (CallRecord.created_at <= before)
-    now = utcnow()
-    async with db_step("settling the calls left pending"), sessions() as session:
-        verified = await session.execute(
-            update(CallRecord)
-            .where(pending, CallRecord.channel.is_not(None))
-            .values(outcome=CallOutcome.SUCCESS.value, finished_at=now)
-            .execution_options(synchronize_session=False)
+    async with db_step("settling the calls left pending"):
+        settled = await settle_pending(
+            database,
+            before=before,
+            failed_reason=FAILED_REASON,
+            unknown_code=ERROR_CODE,
+            unknown_reason=REASON,
         )
-        failed = await session.execute(
-            update(CallRecord)
-            .where(pending, CallRecord.state == CallState.FAILED.value)
-            .values(outcome=CallOutcome.FAILED.value, error=FAILED_REASON, finished_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        unknown_ids = list(await session.scalars(select(CallRecord.id).where(pending)))
-        if unknown_ids:
-            await session.execute(
-                update(CallRecord)
-                .where(pending, CallRecord.id.in_(unknown_ids))
-                .values(
-                    outcome=CallOutcome.UNKNOWN.value,
-                    error_code=ERROR_CODE,
-                    error=REASON,
-                    finished_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-        await session.commit()
-    for call_id in unknown_ids:
-        await _end_as_lost(sessions, call_id)
+    for call_id in settled.unknown:
+        await _end_as_lost(database, call_id)
     counts = {
-        "success": getattr(verified, "rowcount", 0) or 0,
-        "failed": getattr(failed, "rowcount", 0) or 0,
-        "unknown": len(unknown_ids),
+        "success": settled.success,
+        "failed": settled.failed,
+        "unknown": len(settled.unknown),
     }
     if any(counts.values()):
         log.warning("calls left pending by a previous run settled", **counts)
     return counts
 
 
-async def _end_as_lost(sessions: async_sessionmaker[AsyncSession], call_id: str) -> None:
+async def _end_as_lost(database: Database, call_id: str) -> None:
     """Move a settled-unknown call's live state to ``lost`` (compare-and-set: the tracker may
     move it too; whichever comes first stands, and both say it is lost)."""
-    async with db_step("ending a call left pending"), sessions() as session:
-        state = await session.scalar(select(CallRecord.state).where(CallRecord.id == call_id))
-        if state is None or CallState(state) not in LIVE:
+    async with db_step("ending a call left pending"):
+        record = await get_call(database, call_id)
+        if record is None or CallState(record.state) not in LIVE:
             return
-        await CallTrackingRepo(session).end(
-            call_id, CallState.LOST, expected=CallState(state), at=utcnow(), reason=REASON
+        await end_call(
+            database,
+            call_id,
+            CallState.LOST,
+            expected=CallState(record.state),
+            at=utcnow(),
+            reason=REASON,
         )
 
 
-async def reconcile_until_done(
-    sessions: async_sessionmaker[AsyncSession], *, before: datetime
-) -> None:
+async def reconcile_until_done(database: Database, *, before: datetime) -> None:
     """``reconcile_pending``, retried while the database is unavailable (a background task)."""
     while True:
         try:
-            await reconcile_pending(sessions, before=before)
+            await reconcile_pending(database, before=before)
             return
         except errors.DatabaseUnavailable as exc:
             log.error("pending calls not settled yet; retrying", detail=exc.message)

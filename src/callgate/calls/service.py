@@ -5,8 +5,8 @@ The database is read once per call (enterprise and host row in one query, so CLI
 to the next call) and written off the critical path: the call row is inserted while the
 originate runs, and the outcome is stored after the answer has gone out. Both writes are
 tracked and drained at shutdown, so none is lost. The read and both writes are one statement
-each, in autocommit, on the cheapest path the database allows (`db.per_call`), retried once
-on a connection that died while pooled (`bounded_retry`).
+each, committed by itself, retried once on a connection that died while pooled
+(`bounded_retry`).
 """
 
 from __future__ import annotations
@@ -19,26 +19,29 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from callgate import errors
 from callgate.calls.dedupe import RecentCalls
-from callgate.db.call_tracking import CallTrackingRepo
-from callgate.db.guard import bounded_retry, db_step
-from callgate.db.models import utcnow
-from callgate.db.per_call import PerCallStatements
-from callgate.db.repositories import (
-    CallRepo,
-    HostRepo,
-    HostRow,
-    TenantRow,
+from callgate.calls.history import end_call
+from callgate.calls.reading import CallReads
+from callgate.calls.targets import build_target
+from callgate.db.calls import (
+    call_exists,
+    finish_call,
     finish_values,
+    insert_call,
     new_call_values,
 )
+from callgate.db.enterprises import EnterpriseRow, by_secret_with_host
+from callgate.db.executor import Database
+from callgate.db.guard import bounded_retry, db_step
+from callgate.db.hosts import get_host
+from callgate.db.models import utcnow
+from callgate.domain.hosts import HostRow
 from callgate.domain.states import CallState
-from callgate.hosts import HostSettings, build_target
 from callgate.logs import LinesSoon, get_logger
 from callgate.pbx.client import PbxClient
+from callgate.pbx.parsing import Listing
 from callgate.pbx.transport import HostTarget
 from callgate.redaction import mask_phone, mask_secret
 from callgate.settings import Settings
@@ -54,14 +57,20 @@ if TYPE_CHECKING:  # the tracker is handed in by the app; no import at run time 
 
 log = get_logger("callgate.calls")
 HUNG_UP = "hung up through the API"  # the end reason of a call canceled through callgate
-_TARGETS_KEPT = 4096  # remembered (address, host row) merges: far more than hosts in use
 
 
 @dataclass(frozen=True, slots=True)
-class Tenant:
+class Enterprise:
+    """An authorised enterprise: its row's values and the host its calls go to."""
+
     number: str
     name: str
     ip: str
+    target: HostTarget
+
+
+class CallNotLive(errors.CallgateError):
+    code = "call_not_live"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +89,7 @@ class CallRequest:
 @dataclass(frozen=True, slots=True)
 class PlacedCall:
     call_id: str
-    tenant: Tenant
+    enterprise: Enterprise
     extension: str
     phone: str
     host: str
@@ -92,70 +101,49 @@ class CallService:
     def __init__(
         self,
         settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
+        database: Database,
         pbx: PbxClient,
         tracker: CallTracker | None = None,
         *,
-        statements: PerCallStatements,
+        reads: CallReads,
     ) -> None:
         self._settings = settings
-        self._sessions = sessions
-        # The per-call read and the call row's two writes (see db.per_call); anything else,
-        # rarer, goes through `sessions`.
-        self._statements = statements
+        self._database = database
         self._pbx = pbx
+        self._reads = reads
         self._tracker = tracker  # follows each verified call to its end (states, events)
         self._writes: set[asyncio.Task[None]] = set()
         self._recent: RecentCalls[PlacedCall] = RecentCalls(settings.duplicate_window)
-        self._targets: dict[tuple[str, HostRow | None], HostTarget] = {}
 
-    def validate(self, code: str | None, phone: str | None) -> tuple[str, str]:
+    def validate(self, extension: str | None, phone: str | None) -> tuple[str, str]:
         """The allow-lists, first of all: a bad value is rejected before any other work."""
-        return validate_code(code, self._settings.code_max_length), normalize_phone(phone)
+        return validate_code(extension, self._settings.code_max_length), normalize_phone(phone)
 
-    async def authorise(self, secret: str | None) -> tuple[Tenant, HostTarget]:
-        """The tenant of this secret and its host, SSH settings merged (one database read)."""
+    async def authorise(self, secret: str | None) -> Enterprise:
+        """The enterprise of this secret and its host, SSH settings merged (one database read)."""
         if not is_plausible_secret(secret):
             raise errors.AuthenticationFailed("Invalid clientId")
 
-        async def lookup() -> tuple[TenantRow, HostSettings | None, str]:
-            found = await self._statements.tenant(secret)
+        async def lookup() -> tuple[EnterpriseRow, HostRow | None, str]:
+            found = await by_secret_with_host(self._database, secret)
             if found is None:
                 raise errors.AuthenticationFailed("Invalid clientId")
-            enterprise, row = found
-            host: HostSettings | None = row
+            enterprise, host = found
             # A bad `ip` is a configuration error: reported, and nothing is executed.
             address = validate_host(enterprise.ip)
             if host is None and address != enterprise.ip:  # stored in another spelling
-                async with self._sessions() as session:
-                    host = await HostRepo(session).get(address)
+                host = await get_host(self._database, address)
             return enterprise, host, address
 
-        enterprise, host, address = await bounded_retry("checking the clientId", lookup)
-        tenant = Tenant(number=enterprise.number, name=enterprise.name, ip=enterprise.ip)
-        return tenant, self._target(address, host)
-
-    def _target(self, address: str, host: HostSettings | None) -> HostTarget:
-        """`build_target`, remembered per (address, host row). Every value of the row is in
-        the key (a frozen `HostRow`), so a changed row is another entry: CLI changes still
-        apply to the next call, while an unchanged host skips the checks of its row (a tenth
-        of a call's CPU before the originate)."""
-        if host is not None and not isinstance(host, HostRow):
-            return build_target(self._settings, address, host)  # an ORM object: no value key
-        key = (address, host)
-        target = self._targets.get(key)
-        if target is None:
-            if len(self._targets) >= _TARGETS_KEPT:
-                self._targets.clear()  # rows edited again and again: start over
-            target = self._targets[key] = build_target(self._settings, address, host)
-        return target
+        row, host, address = await bounded_retry("checking the clientId", lookup)
+        return Enterprise(row.number, row.name, row.ip, build_target(self._settings, address, host))
 
     async def place_call(
-        self, secret: str | None, code: str | None, phone: str | None, *, request_id: str
+        self, secret: str | None, extension: str | None, phone: str | None, *, request_id: str
     ) -> PlacedCall:
         """The legacy flow: validate, authorise, then place (or reuse a double click's call)."""
         started = time.perf_counter()
-        extension, number = self.validate(code, phone)
+        extension, number = self.validate(extension, phone)
         lines = LinesSoon(turns=2)  # the read below runs in a task of its own
         lines.add(
             log.info,
@@ -166,62 +154,57 @@ class CallService:
             client=mask_secret(secret),
         )
         try:
-            tenant, target = await self.authorise(secret)
+            enterprise = await self.authorise(secret)
         finally:
             lines.flush()  # before any line about the outcome
         request = CallRequest(extension, number)
-        placed, _ = await self.place(
-            tenant, target, request, request_id=request_id, started=started
-        )
+        placed, _ = await self.place(enterprise, request, request_id=request_id, started=started)
         return placed
 
     async def place(
         self,
-        tenant: Tenant,
-        target: HostTarget,
+        enterprise: Enterprise,
         request: CallRequest,
         *,
         request_id: str,
         started: float | None = None,
         record_first: bool = False,
     ) -> tuple[PlacedCall, bool]:
-        """Place a call for an authorised tenant; (call, reused) — see the double-click guard.
+        """Place a call for an authorised enterprise; (call, reused): see the double-click guard.
 
         `record_first` writes the call row before dialling (the v1 API, whose clients may read
         the call right after the answer); otherwise the row is written while the PBX works.
         """
         began = started if started is not None else time.perf_counter()
         if request.idempotency_key:  # the client said which requests are one: no guessing
-            placed = await self._originate(tenant, target, request, request_id, began, True)
+            placed = await self._originate(enterprise, request, request_id, began, True)
             return placed, False
-        key = (tenant.number, request.extension, request.phone)
+        key = (enterprise.number, request.extension, request.phone)
         return await self._recent.once(
-            key,
-            lambda: self._originate(tenant, target, request, request_id, began, record_first),
+            key, lambda: self._originate(enterprise, request, request_id, began, record_first)
         )
 
     async def _originate(
         self,
-        tenant: Tenant,
-        target: HostTarget,
+        enterprise: Enterprise,
         request: CallRequest,
         request_id: str,
         started: float,
         record_first: bool,
     ) -> PlacedCall:
-        extension, number = request.extension, request.phone
+        extension, number, target = request.extension, request.phone, enterprise.target
         call_id = request.call_id or str(uuid.uuid4())
         bound = log.bind(
             request_id=request_id,
             ext=extension,
             phone=mask_phone(number),
-            enterprise=tenant.name,
-            enterprise_number=tenant.number,
+            enterprise=enterprise.name,
+            enterprise_number=enterprise.number,
             call_id=call_id,
         )
         lines = LinesSoon()
         lines.add(bound.info, "client authorised")
-        inserted = self._spawn(self._insert(call_id, tenant, request, target.address, request_id))
+        inserted = self._spawn(self._insert(call_id, enterprise, request, request_id))
         if record_first or request.call_id:
             await inserted  # a database fault now stops the call before anything is dialled
         lines.add(bound.info, "ssh originate", host=target.label, elapsed_ms=_ms(started))
@@ -233,6 +216,8 @@ class CallService:
             )
         except errors.PbxError as exc:
             lines.flush()
+            # What the failure means for the call is decided once, by `exc.outcome` (the v1
+            # problem shows it as is); the call log has no `not_dialled`: such a call `failed`.
             outcome = "unknown" if exc.outcome == "unknown" else "failed"
             bound.warning(
                 "call failed",
@@ -268,7 +253,7 @@ class CallService:
             await finishing
         return PlacedCall(
             call_id=call_id,
-            tenant=tenant,
+            enterprise=enterprise,
             extension=extension,
             phone=number,
             host=target.address,
@@ -276,28 +261,40 @@ class CallService:
             response_time_ms=elapsed,
         )
 
-    async def hangup(self, target: HostTarget, call_id: str, channel: str, state: str) -> None:
-        """Hang a live call (in ``state``) up; it ends as `canceled`.
+    async def hangup(self, enterprise: Enterprise, call_id: str) -> None:
+        """Hang one of the enterprise's live calls up; it ends as `canceled`.
 
-        Through the tracker when this process follows the call. Otherwise (another process
-        follows it, as for ``callgate call hangup --direct``, or nobody does) the channel goes
-        directly, its ;1 taking the ;2 and the bridged customer leg with it, and the row is
-        moved to `canceled` here.
+        `CallNotLive` when it has ended or was never verified. Through the tracker when this
+        process follows the call. Otherwise (another process follows it, as for ``callgate
+        call hangup --direct``, or nobody does) the channel goes directly, its ;1 taking the ;2
+        and the bridged customer leg with it, and the row is moved to `canceled` here.
         """
-        if self._tracker is not None and await self._tracker.cancel(call_id, HUNG_UP):
+        call = await self._reads.current(enterprise.number, call_id)
+        state = CallState(call.state)
+        if state.is_terminal or not call.channel:
+            raise CallNotLive(f"the call is {call.state}: nothing to hang up")
+        if self._tracker is not None and await self._tracker.cancel(call.id, HUNG_UP):
             return
-        await self._pbx.hangup(target, channel)
-        await self._record_canceled(call_id, CallState(state))
+        await self._pbx.hangup(enterprise.target, call.channel)
+        await self._record_canceled(call.id, state)
+
+    async def channels(self, enterprise: Enterprise) -> Listing:
+        """The live channels on the enterprise's host, as its PBX lists them."""
+        return await self._pbx.channels(enterprise.target)
 
     async def _record_canceled(self, call_id: str, seen: CallState) -> None:
         """Compare-and-set, like the tracker's moves: if the follower ended the call meanwhile
         (it saw the channels go first), its state stands."""
         expected: CallState | None = seen
-        async with db_step("recording the hangup"), self._sessions() as session:
-            repo = CallTrackingRepo(session)
+        async with db_step("recording the hangup"):
             while expected is not None and not expected.is_terminal:
-                moved = await repo.end(  # with the sides the row's times say
-                    call_id, CallState.CANCELED, expected=expected, at=utcnow(), reason=HUNG_UP
+                moved = await end_call(  # with the sides the row's times say
+                    self._database,
+                    call_id,
+                    CallState.CANCELED,
+                    expected=expected,
+                    at=utcnow(),
+                    reason=HUNG_UP,
                 )
                 expected = None if moved.applied else moved.current
 
@@ -313,19 +310,14 @@ class CallService:
             await asyncio.wait(set(self._writes), timeout=within)
 
     async def _insert(
-        self,
-        call_id: str,
-        tenant: Tenant,
-        request: CallRequest,
-        host: str,
-        request_id: str,
+        self, call_id: str, enterprise: Enterprise, request: CallRequest, request_id: str
     ) -> None:
         values = new_call_values(
             id=call_id,
-            enterprise_number=tenant.number,
+            enterprise_number=enterprise.number,
             extension=request.extension,
             phone=request.phone,
-            host=host,
+            host=enterprise.target.address,
             request_id=request_id,
             ring_timeout=request.ring_timeout,
             metadata=request.metadata,
@@ -338,7 +330,7 @@ class CallService:
             nonlocal attempts
             attempts += 1
             try:
-                await self._statements.insert_call(values)
+                await insert_call(self._database, values)
             except IntegrityError:
                 if attempts > 1 and await self._row_exists(call_id):
                     return  # the first attempt's row landed before its connection died
@@ -374,7 +366,7 @@ class CallService:
             )
             # Retrying is safe: the same UPDATE twice stores the same outcome.
             await bounded_retry(
-                "recording the outcome", lambda: self._statements.finish_call(values)
+                "recording the outcome", lambda: finish_call(self._database, values)
             )
         except errors.DatabaseUnavailable as exc:
             log.error(
@@ -386,8 +378,7 @@ class CallService:
             )
 
     async def _row_exists(self, call_id: str) -> bool:
-        async with self._sessions() as session:
-            return await CallRepo(session).get(call_id) is not None
+        return await call_exists(self._database, call_id)
 
 
 def _ms(started: float) -> float:

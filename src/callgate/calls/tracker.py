@@ -3,9 +3,9 @@
 One polling task per host that has live calls runs ``core show channels concise`` at most once
 per ``interval``, however many calls the host has, and ends when the host has none left. The
 listing is split between the calls (``channels.assign_channels``), ``channels.derive`` says where
-each call is, and each transition is stored by compare-and-set (``call_tracking.History``),
-then published to subscribers; the transitions of one tick are stored through one session
-(``call_tracking.store_histories``). A failed write is retried at the next tick: a database
+each call is, and each transition is stored by compare-and-set (``history.History``),
+then published to subscribers; the transitions of one tick are stored in one transaction
+(``history.store_histories``). A failed write is retried at the next tick: a database
 outage delays the history, it never stops the tracking.
 
 Beside the polling, a console host has a listening console at verbose 3 (``_listen``; opened
@@ -26,24 +26,26 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
 from callgate import errors
 from callgate.calls.channels import CallChannels, assign_channels, derive
 from callgate.calls.hearing import hear
-from callgate.db.call_tracking import (
-    CallTrackingRepo,
+from callgate.calls.history import (
     History,
     Subscription,
     Transition,
     store_histories,
+    unfollowable,
 )
+from callgate.calls.targets import build_target
+from callgate.db.call_tracking import end_stale, live_calls
+from callgate.db.calls import CallRecord
+from callgate.db.executor import Database
 from callgate.db.guard import db_step
-from callgate.db.models import CallRecord, PbxHost, utcnow
-from callgate.db.per_call import PerCallStatements
+from callgate.db.hosts import get_host
+from callgate.db.models import utcnow
+from callgate.domain.hosts import HostRow
 from callgate.domain.outcomes import Seen, SideOutcome, Words, decide
 from callgate.domain.states import RANK, CallState, steps
-from callgate.hosts import build_target
 from callgate.logs import get_logger
 from callgate.pbx.client import PbxClient
 from callgate.pbx.parsing import Channel
@@ -134,17 +136,14 @@ class CallTracker:
     def __init__(
         self,
         pbx: PbxClient,
-        sessions: async_sessionmaker[AsyncSession],
+        database: Database,
         settings: Settings,
         *,
         interval: float = 1.0,
         lost_after: float = 60.0,
-        statements: PerCallStatements | None = None,
         listen: bool = True,
     ) -> None:
-        self._pbx, self._sessions, self._settings = pbx, sessions, settings
-        # PostgreSQL's cheaper path for the state writes (see store_histories); None: sessions.
-        self._statements = statements
+        self._pbx, self._database, self._settings = pbx, database, settings
         self.interval, self.lost_after = interval, lost_after
         self.listen = listen  # a listening console per console host with live calls
         self._ears: dict[HostKey, _Ear] = {}
@@ -498,15 +497,13 @@ class CallTracker:
         return (await self._store_all([call]))[0]
 
     async def _store_all(self, calls: list[_Call]) -> list[bool]:
-        """Store the pending transitions of these calls through one session; done per call."""
+        """Store the pending transitions of these calls in one transaction; done per call."""
         if not calls:
             return []
         try:
             async with self._db_slots:
                 histories = [call.history for call in calls]
-                done = await store_histories(
-                    self._sessions, histories, self._publish, self._statements
-                )
+                done = await store_histories(self._database, histories, self._publish)
         except errors.DatabaseUnavailable as exc:
             ids = [call.call_id for call in calls if call.history.pending]
             log.warning("call state not stored yet", call_ids=ids, detail=exc.message)
@@ -550,10 +547,10 @@ class CallTracker:
         try:
             ended, now = 1, utcnow()
             while ended:
-                async with db_step("ending stale calls"), self._sessions() as session:
-                    ended = await CallTrackingRepo(session).end_stale(now - STALE_AFTER, now, STALE)
-            async with db_step("loading the live calls"), self._sessions() as session:
-                rows = await CallTrackingRepo(session).live_calls_with_hosts()
+                async with db_step("ending stale calls"):
+                    ended = await end_stale(self._database, now - STALE_AFTER, now, STALE)
+            async with db_step("loading the live calls"):
+                rows = await self._live_calls_with_hosts()
         except errors.DatabaseUnavailable as exc:
             log.error("live calls not loaded; retrying", detail=exc.message)
             return False
@@ -568,9 +565,20 @@ class CallTracker:
         while not await self._resume():  # noqa: ASYNC110 - polls the database, not an event
             await asyncio.sleep(max(self.interval, 5.0))
 
-    def _adopt(self, row: CallRecord, host_row: PbxHost | None) -> None:
+    async def _live_calls_with_hosts(self) -> list[tuple[CallRecord, HostRow | None]]:
+        """The live calls, each with its host's row (None: defaults, or a bad address)."""
+        rows = await live_calls(self._database)
+        hosts: dict[str, HostRow | None] = {}
+        for address in {row.host for row in rows}:
+            try:
+                hosts[address] = await get_host(self._database, address)
+            except errors.InvalidInput:
+                hosts[address] = None  # build_target then names the bad address
+        return [(row, hosts[row.host]) for row in rows]
+
+    def _adopt(self, row: CallRecord, host_row: HostRow | None) -> None:
         """Follow again a call the database holds as live; end it honestly if it cannot be."""
-        state, verdict = CallState(row.state), CallTrackingRepo.unfollowable(row)
+        state, verdict = CallState(row.state), unfollowable(row)
         try:
             target: HostTarget | None = build_target(self._settings, row.host, host_row)
         except errors.ConfigurationError as exc:

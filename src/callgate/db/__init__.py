@@ -1,1 +1,1 @@
-"""The database: engine, models, migrations and the repositories the service and CLI use."""
+"""The database: its tables, one executor of Core statements (two backends), the statements."""

@@ -1,4 +1,4 @@
-"""Async engines for SQLite (aiosqlite) and PostgreSQL (asyncpg), tuned to fail fast.
+"""The database URL, SQLAlchemy's async engines (SQLite's, and the migrations'), the limits.
 
 ``CALLGATE_DATABASE_URL`` may be written the way operators write it elsewhere
 (``postgresql://``, ``postgres://``, ``sqlite:///``): it is rewritten to the async driver here,
@@ -12,25 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import (
-    AsyncEngine,
-    AsyncSession,
-    async_sessionmaker,
-    create_async_engine,
-)
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from callgate.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from callgate.db.executor import Executor
 
 # A dead PostgreSQL must not hold a call request for long: connecting gets 2 s, a statement 5 s.
 CONNECT_TIMEOUT = 2.0
 STATEMENT_TIMEOUT = 5.0
-POOL_SIZE = 20  # PostgreSQL connections kept open per engine
-POOL_OVERFLOW = 10
+# PostgreSQL connections at most (`db.postgres`): enough for the call requests' statements
+# and the tracker's writes at once.
+POOL_SIZE = 30
 # SQLite has no server to time out; a writer waits this long for another writer's lock.
 SQLITE_BUSY_TIMEOUT = 5.0
 
@@ -39,6 +38,7 @@ _POSTGRES_NAMES = {"postgresql", "postgres", "postgresql+asyncpg"}
 _SQLITE_NAMES = {"sqlite", "sqlite+aiosqlite"}
 # Fallback masking for strings that are not even parseable as URLs: "//user:secret@" -> "***".
 _USERINFO_PASSWORD = re.compile(r"(//[^/:@]*:)[^@/]*@")
+_ALIVE = text("SELECT 1")
 
 
 def async_url(url: str) -> URL:
@@ -65,12 +65,13 @@ def make_engine(
     statement_timeout: float | None = STATEMENT_TIMEOUT,
     for_migrations: bool = False,
 ) -> AsyncEngine:
-    """An engine for ``url``; ``for_migrations`` lifts the statement timeout and makes DDL atomic.
+    """An engine for ``url``: SQLite's `Database` (`db.sqlite`), and the migrations' (with
+    ``for_migrations``: no statement timeout, atomic DDL). The service's PostgreSQL statements
+    run on asyncpg's own pool instead (`db.postgres`).
 
     PostgreSQL: 2 s connect timeout, a server-side ``statement_timeout`` plus a slightly longer
     client-side one (the server's cancel is the clearer error; the client's also covers a host
-    that stopped answering), ``pool_pre_ping`` so a restarted server costs one retry, not an
-    error. SQLite: WAL (readers never block the writer) and a busy timeout.
+    that stopped answering). SQLite: WAL (readers never block the writer) and a busy timeout.
     """
     target = async_url(url)
     if for_migrations:
@@ -82,16 +83,7 @@ def make_engine(
             server_settings["statement_timeout"] = str(int(statement_timeout * 1000))
             connect_args["command_timeout"] = statement_timeout + 1.0
         connect_args["server_settings"] = server_settings
-        # A pool large enough for the tracker's and the call log's concurrent writes: with
-        # SQLAlchemy's default (5 + 10 overflow) the overflow connections were closed on
-        # return, and a busy service opened a new PostgreSQL session every few calls.
-        return create_async_engine(
-            target,
-            pool_pre_ping=True,
-            pool_size=POOL_SIZE,
-            max_overflow=POOL_OVERFLOW,
-            connect_args=connect_args,
-        )
+        return create_async_engine(target, pool_pre_ping=True, connect_args=connect_args)
 
     engine = create_async_engine(
         target, pool_pre_ping=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}
@@ -131,34 +123,11 @@ def _configure_sqlite(engine: AsyncEngine, *, transactional_ddl: bool) -> None:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    """Sessions whose objects stay readable after commit (async code cannot lazy-load)."""
-    return async_sessionmaker(engine, expire_on_commit=False)
-
-
-def make_read_engine(url: str) -> AsyncEngine:
-    """The engine of the per-call statements on SQLite: autocommit, no ping, no reset.
-
-    (PostgreSQL runs them through asyncpg's own pool: see `callgate.db.per_call`.) The
-    authorisation read is one SELECT; with the default engine it cost four round trips
-    (pre-ping, BEGIN, SELECT, ROLLBACK on return). The price: a connection that died while
-    pooled fails once; the caller retries once (`DatabaseUnavailable.retryable`), which is
-    what pre-ping would have done, lazily.
-    """
-    return create_async_engine(
-        async_url(url),
-        isolation_level="AUTOCOMMIT",
-        pool_pre_ping=False,
-        pool_reset_on_return=None,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT},
-    )
-
-
-async def database_state(engine: AsyncEngine, within: float = 5.0) -> str:
+async def database_state(database: Executor, within: float = 5.0) -> str:
     """``"connected"`` or the failure's class name only: the result is shown by /api/status."""
     try:
-        async with asyncio.timeout(within), engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
+        async with asyncio.timeout(within):
+            await database.value(_ALIVE)
     except DBAPIError as exc:
         # The wrapper's own name ("OperationalError") says little; the driver's says more.
         return type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__

@@ -62,8 +62,8 @@ async def bounded_retry(
 ) -> T:
     """`bounded`, and once more when the first attempt met a connection that had died while
     pooled (``DatabaseUnavailable.retryable``): what pre-ping does before every checkout, done
-    only when needed. For the per-call statements (`db.per_call`, no pre-ping), with work
-    that is safe to run twice or can tell that its first attempt landed."""
+    only when needed (PostgreSQL's pool in `db.postgres` does not ping). For work that is safe
+    to run twice or can tell that its first attempt landed."""
     try:
         return await bounded(what, work, within)
     except DatabaseUnavailable as exc:

@@ -7,18 +7,17 @@ is the one way to accept a new key.
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from callgate.db.repositories import HostRepo
+from callgate.db.executor import Executor
+from callgate.db.hosts import get_host, pin_host_key
+from callgate.domain.hosts import normalize_public_key
 from callgate.errors import SshHostKeyRejected
-from callgate.hosts import normalize_public_key
 
 
 class DbHostKeyStore:
     """Implements ``callgate.pbx.transport.HostKeyStore`` on the ``pbx_hosts`` table."""
 
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession]) -> None:
-        self._sessionmaker = sessionmaker
+    def __init__(self, database: Executor) -> None:
+        self._database = database
 
     async def pin_host_key(self, address: str, port: int, public_key: str) -> str:
         """Pin ``public_key`` for ``address`` unless a key is pinned already; return the pinned key.
@@ -34,11 +33,9 @@ class DbHostKeyStore:
             raise SshHostKeyRejected(
                 f"host key of {address} is not a usable public key", host=address
             ) from None
-        async with self._sessionmaker() as session:
-            return await HostRepo(session).pin_host_key(address, offered)
+        return await pin_host_key(self._database, address, offered)
 
     async def pinned_key(self, address: str) -> str | None:
         """The key pinned for ``address``, if any."""
-        async with self._sessionmaker() as session:
-            row = await HostRepo(session).get(address)
+        row = await get_host(self._database, address)
         return row.host_key if row is not None else None

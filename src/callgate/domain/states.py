@@ -111,7 +111,7 @@ def steps(previous: CallState, new: CallState) -> tuple[CallState, ...]:
 class CallDurations:
     """Seconds spent in each phase; None for a phase the call never reached or left."""
 
-    agent_ringing: float | None  # originate -> agent answered (or -> end when never answered)
+    agent_ringing: float | None  # originate -> agent answered (None: never answered)
     customer_ringing: float | None  # agent answered -> customer answered (or -> end)
     talk: float | None  # customer answered -> end
     total: float | None  # originate -> end
@@ -129,7 +129,7 @@ def durations(
         return None if start is None or end is None else (end - start).total_seconds()
 
     return CallDurations(
-        agent_ringing=span(started_at, agent_answered_at or ended_at),
+        agent_ringing=span(started_at, agent_answered_at),
         customer_ringing=span(agent_answered_at, customer_answered_at or ended_at),
         talk=span(customer_answered_at, ended_at),
         total=span(started_at, ended_at),

@@ -3,27 +3,29 @@
 Why: a dead or blackholed host costs each call the whole connect timeout (10 s) and ends in a
 500 anyway; a host refusing our login gets hammered with failed logins (which may get callgate
 banned there). After ``failures`` connection-level failures in a row the host's calls fail at
-once with HostFailing, for ``cooldown`` seconds; nothing is sent (``maybe_executed`` False).
-Then one call, the probe, goes through (half-open): if it reaches the host the circuit closes,
-if it fails the cool-down starts again. Concurrent calls during the probe still fail fast.
+once with ``errors.HostFailing``, for ``cooldown`` seconds; nothing is sent
+(``maybe_executed`` False). Then one call, the probe, goes through (half-open): if it reaches
+the host the circuit closes, if it fails the cool-down starts again. Concurrent calls during
+the probe still fail fast.
 
 What counts (``_verdict``):
 
-* failure: refused, connect timeout, authentication, host key, any other failure to connect
-  (``SshConnection*``): the host is unreachable or unusable, and trying again is pointless;
-* success: any answer of the host's shell, including ``CallNotCreated`` (a dialplan problem of
-  one extension, the host works: tripping would block every other extension) and
-  ``AsteriskNotRunning`` (detected in one round trip, so failing fast gains nothing, and
-  Asterisk restarts in seconds: an open circuit would refuse calls it could take);
+* failure: ``errors.PbxUnreachable``, whichever transport reports it (over SSH: refused,
+  connect timeout, authentication, host key, any other failure to connect): the host is
+  unreachable or unusable, and trying again is pointless;
+* success: any answer of the host (over SSH: of its shell), including ``CallNotCreated`` (a
+  dialplan problem of one extension, the host works: tripping would block every other
+  extension) and ``AsteriskNotRunning`` (detected in one round trip, so failing fast gains
+  nothing, and Asterisk restarts in seconds: an open circuit would refuse calls it could take);
 * neither (the count stays): ``PbxBusy`` (our own limits), ``CommandTimeout`` and
   ``ConnectionLost`` (the login worked, the command's fate is unknown), cancellation and
   anything that is not a PBX error.
 
 Failed attempts are counted, not failed calls: the SSH pool makes concurrent callers of a
 connecting host share one attempt, and hands each of them that attempt's very exception, so an
-exception already counted is not counted again. Ten calls failing together on one attempt are
-one failure, not ten; attempts made one after another (calls queued for a host's consoles)
-count one each.
+exception already counted is not counted again, nor one a transport raised from it
+(``PbxError.after``). Ten calls failing together on one attempt are one failure, not ten;
+attempts made one after another (calls queued for a host's consoles) count one each.
 """
 
 from __future__ import annotations
@@ -43,24 +45,7 @@ from callgate.pbx.transport import HostTarget
 log = get_logger("callgate.pbx.breaker")
 _T = TypeVar("_T")
 
-_CONNECT_FAILURES = (
-    errors.SshConnectionRefused,
-    errors.SshConnectTimeout,
-    errors.SshAuthenticationFailed,
-    errors.SshHostKeyRejected,
-    errors.SshConnectionFailed,
-)
 _INCONCLUSIVE = (errors.PbxBusy, errors.CommandTimeout, errors.ConnectionLost)
-
-
-class HostFailing(errors.PbxBusy):
-    """The host's circuit is open: the call was refused here, nothing reached the host.
-
-    A PbxBusy: like a full pool, the host is unavailable for now and a retry later may work
-    (the v1 API answers 503).
-    """
-
-    code = "pbx_host_failing"
 
 
 class _Verdict(Enum):
@@ -72,7 +57,7 @@ class _Verdict(Enum):
 def _verdict(exc: BaseException | None) -> _Verdict:
     if exc is None:
         return _Verdict.SUCCESS
-    if isinstance(exc, _CONNECT_FAILURES):
+    if isinstance(exc, errors.PbxUnreachable):
         return _Verdict.FAILURE
     if isinstance(exc, errors.PbxError) and not isinstance(exc, _INCONCLUSIVE):
         return _Verdict.SUCCESS  # the host's shell answered: its SSH side works
@@ -93,7 +78,7 @@ class _Host:
 class CircuitBreaker:
     """Per host (address and port) a circuit as the module describes; ``call`` guards one use.
 
-    Applied where every PBX command passes (``RoutingTransport.run``, so both transports and
+    Applied where every PBX command passes (``RoutingTransport.run``, so every transport and
     the console's rx fallback are covered once); the call tracker's listings and hangups pass
     there too, so they count, and are refused, like calls.
     """
@@ -111,7 +96,7 @@ class CircuitBreaker:
         self._hosts: dict[tuple[str, int], _Host] = {}
 
     async def call(self, target: HostTarget, work: Callable[[], Awaitable[_T]]) -> _T:
-        """``await work()`` unless the host's circuit is open (then raise HostFailing)."""
+        """``await work()`` unless the host's circuit is open (then raise errors.HostFailing)."""
         if self._threshold == 0:  # switched off
             return await work()
         key = (target.address, target.port)
@@ -126,7 +111,7 @@ class CircuitBreaker:
         return result
 
     def _admit(self, host: _Host) -> bool:
-        """True if this call is the probe; raise HostFailing if it may not go at all."""
+        """True if this call is the probe; raise errors.HostFailing if it may not go at all."""
         if host.open_until is None:
             return False
         wait = host.open_until - self._clock()
@@ -136,7 +121,7 @@ class CircuitBreaker:
             return True
         host.rejected += 1
         when = f"next attempt in {math.ceil(wait)} s" if wait > 0 else "it is being tried now"
-        raise HostFailing(
+        raise errors.HostFailing(
             f"host {host.label} is failing ({host.failures} connection failures in a row, "
             f"last: {host.last_error}); {when}",
             host=host.label,
@@ -154,10 +139,11 @@ class CircuitBreaker:
         elif verdict is _Verdict.FAILURE:
             assert isinstance(exc, errors.PbxError)
             host.last_error = exc.message
-            if host.counted is not None and host.counted() is exc:
+            attempt = exc.__cause__ if isinstance(exc.__cause__, errors.PbxError) else exc
+            if host.counted is not None and host.counted() is attempt:
                 return  # another caller of the same shared attempt: counted already
             host.failures += 1
-            host.counted = weakref.ref(exc)
+            host.counted = weakref.ref(attempt)
             if probe or (host.open_until is None and host.failures >= self._threshold):
                 host.open_until = now + self._cooldown
                 report = log.info if probe else log.warning  # once per outage, not per probe

@@ -1,4 +1,4 @@
-"""The console transport: a few persistent ``asterisk -r -q`` consoles per host (issue 5).
+"""The console transport: a few persistent ``asterisk -r -q`` consoles per host.
 
 Over ``-rx`` each CLI command is a process on the host, started through its own SSH session
 (about 4 ms each, mostly sshd's); a console opened once answers both commands of a verified
@@ -35,13 +35,18 @@ from dataclasses import dataclass, field
 import asyncssh
 
 from callgate import errors
+from callgate.errors import ConsoleUnavailable, SafeToResend
 from callgate.logs import get_logger
 from callgate.pbx import commands
 from callgate.pbx import console_framing as framing
-from callgate.pbx.console_session import Console, ConsoleUnavailable, SafeToResend
-from callgate.pbx.parsing import check_cli_output
+from callgate.pbx.console_listener import ConsoleListener
+from callgate.pbx.console_session import Console
+from callgate.pbx.parsing import checked_answers
+from callgate.pbx.registry import Shared
 from callgate.pbx.ssh import DEFAULT_OUTPUT_LIMIT, SshPool
 from callgate.pbx.transport import HostTarget, PbxTransport
+from callgate.pbx.verbose import Heard
+from callgate.settings import Transport
 
 log = get_logger("callgate.pbx.console")
 
@@ -73,6 +78,7 @@ class ConsoleTransport:
         max_retry_after: float = 600.0,
         idle_timeout: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        listener: ConsoleListener | None = None,
     ) -> None:
         if consoles_per_host < 1:
             raise ValueError("consoles_per_host must be at least 1")
@@ -80,9 +86,16 @@ class ConsoleTransport:
         self._per_host, self._limit = consoles_per_host, output_limit
         self._retry_after, self._max_retry_after = retry_after, max_retry_after
         self._idle_timeout, self._clock = idle_timeout, clock
+        self._listener = listener
         self._hosts: dict[tuple[object, ...], _Host] = {}
         self._next_reap = 0.0
         self.opened = 0  # consoles opened since start (a test and benchmark probe)
+
+    def listen(
+        self, target: HostTarget
+    ) -> contextlib.AbstractAsyncContextManager[AsyncIterator[Heard | None]] | None:
+        """A listening console on ``target`` (``console_listener``), if the service listens."""
+        return None if self._listener is None else self._listener.listen(target)
 
     async def run(
         self, target: HostTarget, cli_commands: Sequence[str], *, notices: list[str] | None = None
@@ -98,18 +111,18 @@ class ConsoleTransport:
             return await self._fallback.run(target, cli_commands)
         outputs: list[str] = []
         try:
+            async with self._lease(host, target) as lease:
+                for batch in typed_ahead(cli_commands):
+                    outputs += await self._commands(
+                        host, target, lease, batch, notices, len(outputs)
+                    )
+        except ConsoleUnavailable as exc:  # the rest may be sent (see SafeToResend)
+            await self._fail(host, exc.message)
+            outputs += checked_answers(exc.answers, host.label, done=len(outputs))
             try:
-                async with self._lease(host, target) as lease:
-                    for batch in typed_ahead(cli_commands):
-                        outputs += await self._commands(host, target, lease, batch, notices)
-            except ConsoleUnavailable as exc:  # the rest may be sent (see SafeToResend)
-                await self._fail(host, str(exc))
-                for answer in exc.answers:  # one by one: a failure counts those before it
-                    outputs.append(self._checked(host, answer))
                 return outputs + await self._fallback.run(target, cli_commands[len(outputs) :])
-        except errors.PbxError as exc:
-            exc.completed += len(outputs)
-            raise
+            except errors.PbxError as failed:
+                raise failed.after(len(outputs))  # noqa: B904 - ``after`` names its cause
         return outputs
 
     @contextlib.asynccontextmanager
@@ -138,10 +151,12 @@ class ConsoleTransport:
         target: HostTarget,
         lease: _Lease,
         batch: Sequence[str],
-        notices: list[str] | None = None,
+        notices: list[str] | None,
+        done: int,
     ) -> list[str]:
         """One batch typed at once on the lease's console, taking (or replacing) the console as
-        needed; a PbxError's ``completed`` counts the batch's commands answered before it."""
+        needed; a PbxError's ``completed`` counts the ``done`` commands of the run before the
+        batch and those of the batch answered before it."""
         answers: list[str] = []
         for _attempt in (1, 2):
             try:
@@ -157,41 +172,24 @@ class ConsoleTransport:
                 answers += exc.answers
                 continue
             except ConsoleUnavailable as exc:
-                exc.answers = answers + exc.answers
-                raise
+                raise ConsoleUnavailable(exc.message, host.label, answers + exc.answers) from None
             except framing.ConsoleGarbage as exc:
                 # Closed (it is broken) and reopened at the next use; a second unreadable
                 # answer in a row means this host's console does not speak as expected.
                 host.garbled += 1
                 if host.garbled >= 2:
                     await self._fail(host, f"unreadable console output ({exc})")
-                garbled = errors.UnexpectedOutput(
-                    f"unreadable answer from the console on {host.label}", host=host.label
-                )
-                garbled.completed = len(answers)
-                raise garbled from None
-            except errors.PbxError as exc:
-                exc.completed += len(answers)
-                raise
+                raise errors.UnexpectedOutput(
+                    f"unreadable answer from the console on {host.label}",
+                    host=host.label,
+                    completed=done + len(answers),
+                ) from None
+            except errors.PbxError as exc:  # raised not knowing what of the run came before
+                raise exc.after(done + len(answers))  # noqa: B904 - ``after`` names its cause
             host.garbled = 0
-            checked: list[str] = []
-            try:
-                for answer in answers:
-                    checked.append(self._checked(host, answer))
-            except errors.PbxError as exc:
-                exc.completed = len(checked)
-                raise
-            return checked
-        raise ConsoleUnavailable("the console ended twice before answering a command", answers)
-
-    @staticmethod
-    def _checked(host: _Host, answer: str) -> str:
-        """The answer, unless it says Asterisk could not run the command (a PbxError)."""
-        try:
-            return check_cli_output(answer)
-        except errors.PbxError as exc:
-            exc.host = host.label
-            raise
+            return checked_answers(answers, host.label, done=done)
+        why = "the console ended twice before answering a command"
+        raise ConsoleUnavailable(why, host.label, answers)
 
     async def _take(self, host: _Host, target: HostTarget) -> Console:
         """An idle console that still works, else a new one."""
@@ -214,7 +212,8 @@ class ConsoleTransport:
                 if conn.is_closed() and attempt == 1:
                     continue  # a pooled connection that died meanwhile: the pool opens another
                 reason = getattr(exc, "reason", "") or type(exc).__name__
-                raise ConsoleUnavailable(f"console session refused: {str(reason)[:100]}") from None
+                why = f"console session refused: {str(reason)[:100]}"
+                raise ConsoleUnavailable(why, host.label) from None
             except BaseException:
                 await stack.aclose()
                 raise
@@ -258,8 +257,6 @@ class ConsoleTransport:
         """Try a console again in the background; calls keep using the fallback meanwhile."""
         try:
             console = await self._open(host, target)
-        except ConsoleUnavailable as exc:
-            await self._fail(host, str(exc))
         except errors.CallgateError as exc:
             await self._fail(host, exc.message)
         except Exception as exc:  # never let a background attempt die unread
@@ -316,6 +313,18 @@ class ConsoleTransport:
             host.idle.clear()
         self._hosts.clear()
         await self._fallback.aclose()
+
+
+def build(shared: Shared) -> ConsoleTransport:
+    """The console transport of a service, falling back on its rx one, with a listening
+    console per host when CALLGATE_TRACK_LISTEN is on (its registration: ``callgate.wiring``)."""
+    settings = shared.settings
+    return ConsoleTransport(
+        shared.pool,
+        shared.transport(Transport.RX.value),
+        idle_timeout=settings.ssh_idle_timeout,
+        listener=ConsoleListener(shared.pool) if settings.track_listen else None,
+    )
 
 
 @dataclass(eq=False)

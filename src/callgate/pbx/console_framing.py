@@ -55,8 +55,13 @@ _SAFE = re.compile(r"[ !-~]+", re.ASCII)
 _LOCAL = ("exit", "quit")
 
 
-class ConsoleGarbage(Exception):
-    """The console's bytes do not have the structure of a console answer."""
+class ConsoleGarbage(ValueError):
+    """The console's bytes do not have the structure of a console answer.
+
+    What these pure parsers raise for bytes they cannot read, as ``int()`` raises ValueError:
+    it names no host and decides nothing. Their callers in pbx translate it at once into the
+    error tree (``errors.UnexpectedOutput``, or ``errors.ConsoleUnavailable`` while opening).
+    """
 
 
 @dataclass(frozen=True, slots=True)

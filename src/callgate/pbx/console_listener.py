@@ -16,7 +16,8 @@ from collections.abc import AsyncGenerator, AsyncIterator
 import asyncssh
 
 from callgate import errors
-from callgate.pbx.console_session import Console, ConsoleUnavailable
+from callgate.pbx import console_framing as framing
+from callgate.pbx.console_session import Console
 from callgate.pbx.ssh import SshPool
 from callgate.pbx.transport import HostTarget
 from callgate.pbx.verbose import Heard, heard
@@ -42,7 +43,7 @@ class ConsoleListener:
         conn = await stack.enter_async_context(self._pool.connection(target))
         try:
             console = await Console.open(conn, target, stack)
-        except (ConsoleUnavailable, asyncssh.Error, OSError) as exc:
+        except (errors.ConsoleUnavailable, asyncssh.Error, OSError) as exc:
             await stack.aclose()
             raise errors.SshConnectionFailed(
                 f"no listening console on {target.label} ({str(exc)[:100] or type(exc).__name__})",
@@ -52,7 +53,10 @@ class ConsoleListener:
             await stack.aclose()
             raise
         try:
-            answer = await console.execute(VERBOSE_ON, target.command_timeout, 4096)
+            try:
+                answer = await console.execute(VERBOSE_ON, target.command_timeout, 4096)
+            except framing.ConsoleGarbage:
+                answer = ""  # unreadable: not the answer it must be, reported as such below
             if not answer.startswith("Console verbose"):
                 raise errors.UnexpectedOutput(
                     f"unexpected answer to '{VERBOSE_ON}' on {target.label}", host=target.label

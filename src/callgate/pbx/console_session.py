@@ -17,6 +17,7 @@ from typing import cast
 import asyncssh
 
 from callgate import errors
+from callgate.errors import ConsoleUnavailable, SafeToResend
 from callgate.pbx import console_framing as framing
 from callgate.pbx.commands import READ_ONLY
 from callgate.pbx.transport import HostTarget
@@ -26,35 +27,6 @@ VERBOSE_OFF = "core set verbose 0"  # no verbose messages on this console, only 
 # Commands that change nothing on the PBX (VERBOSE_OFF sets only this console's own level):
 # the only ones typed again after a console ended with them written but unanswered.
 HARMLESS = READ_ONLY | {VERBOSE_OFF}
-
-
-class ConsoleUnavailable(Exception):
-    """No console can take the rest of the commands, which may still be sent (see
-    ``SafeToResend``): the fallback must.
-
-    ``answers`` holds the answers of the commands of the same run that a console did answer
-    before (the fallback must not run those again).
-    """
-
-    def __init__(self, message: str = "", answers: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.answers = answers or []
-
-
-class SafeToResend(Exception):
-    """The console cannot answer the rest of the commands, and sending them again (on another
-    console, or through the fallback) cannot run one that changes the PBX twice: not one byte
-    of them was written (the console had ended, or the write failed), or they were written but
-    change nothing (``HARMLESS``). ``answers`` holds the answers of the commands before them.
-
-    Once written, a command may have reached Asterisk even if its echo never came back: the
-    console on the host may have read the line and passed it on while what it wrote back was
-    lost with the connection. Such a command that changes the PBX is never sent again: its
-    outcome is unknown (``Console._ended``)."""
-
-    def __init__(self, answers: list[str] | None = None) -> None:
-        super().__init__()
-        self.answers = answers or []
 
 
 class _Output(asyncssh.SSHClientSession[bytes]):
@@ -133,13 +105,15 @@ class Console:
                     f"Asterisk on {target.label} went away as the console started",
                     host=target.label,
                 ) from None
-            except (SafeToResend, errors.PbxError) as exc:
-                why = str(exc) or "the console ended"
-                raise ConsoleUnavailable(f"no answer to '{VERBOSE_OFF}' ({why})") from None
+            except errors.PbxError as exc:
+                why = f"no answer to '{VERBOSE_OFF}' ({exc.message})"
+                raise ConsoleUnavailable(why, target.label) from None
             except framing.ConsoleGarbage as exc:
-                raise ConsoleUnavailable(f"unreadable console output ({exc})") from None
+                why = f"unreadable console output ({exc})"
+                raise ConsoleUnavailable(why, target.label) from None
             if not answer.startswith("Console verbose"):
-                raise ConsoleUnavailable(f"unexpected answer to '{VERBOSE_OFF}': {answer[:80]!r}")
+                why = f"unexpected answer to '{VERBOSE_OFF}': {answer[:80]!r}"
+                raise ConsoleUnavailable(why, target.label)
         except BaseException:
             await console.close()
             raise
@@ -164,12 +138,14 @@ class Console:
                         )
                     if output.ended:
                         said = framing.console_ended(output.buffer)
-                        raise ConsoleUnavailable(f"the console ended at start: {said}")
+                        why = f"the console ended at start: {said}"
+                        raise ConsoleUnavailable(why, self.label)
                     await output.more()
         except TimeoutError:
-            raise ConsoleUnavailable(f"no console banner within {within:g} s") from None
+            why = f"no console banner within {within:g} s"
+            raise ConsoleUnavailable(why, self.label) from None
         except framing.ConsoleGarbage as exc:
-            raise ConsoleUnavailable(str(exc)) from None
+            raise ConsoleUnavailable(str(exc), self.label) from None
         finally:
             output.busy = False
         self.hostname, self.prompt = banner.hostname, banner.prompt
@@ -201,20 +177,22 @@ class Console:
         tokens = [framing.new_token() for _ in commands]
         start, end_of = len(output.buffer), framing.AnswerEnd(tokens[-1])
         if not self.usable:
-            raise SafeToResend  # nothing written
+            raise SafeToResend("the console had ended", self.label)  # nothing written
         output.busy = True
         try:
             try:
                 self._channel.write(framing.requests(commands, tokens))
-            except (OSError, asyncssh.Error):
-                raise SafeToResend from None  # the channel refused the bytes: nothing written
+            except (OSError, asyncssh.Error):  # the channel refused the bytes: nothing written
+                raise SafeToResend("the console refused the command", self.label) from None
             async with asyncio.timeout(within):
                 while True:
                     end = end_of.find(output.buffer)
                     size = (len(output.buffer) if end is None else end) - start
                     if size > limit * len(commands):
                         raise errors.OutputTooLarge(
-                            f"answer from {self.label} exceeded {limit} bytes", host=self.label
+                            f"answer from {self.label} exceeded {limit} bytes",
+                            host=self.label,
+                            completed=framing.answers_done(output.buffer, tokens, start),
                         )
                     if end is not None:
                         break
@@ -223,15 +201,11 @@ class Console:
                     await output.more()
         except TimeoutError:
             self.broken = True
-            timeout = errors.CommandTimeout(
-                f"command on {self.label} timed out after {within:g} s", host=self.label
-            )
-            timeout.completed = framing.answers_done(output.buffer, tokens, start)
-            raise timeout from None
-        except errors.PbxError as exc:
-            self.broken = True
-            exc.completed = framing.answers_done(output.buffer, tokens, start)
-            raise
+            raise errors.CommandTimeout(
+                f"command on {self.label} timed out after {within:g} s",
+                host=self.label,
+                completed=framing.answers_done(output.buffer, tokens, start),
+            ) from None
         except BaseException:
             self.broken = True
             raise
@@ -248,7 +222,7 @@ class Console:
 
     def _ended(
         self, commands: Sequence[str], tokens: Sequence[str], start: int, logs: list[str] | None
-    ) -> Exception:
+    ) -> errors.PbxError:
         """What a console that ended in the middle of ``commands`` means for them.
 
         They were all written. Whether the console read the next one (its echo) proves
@@ -260,22 +234,24 @@ class Console:
         done = framing.answers_done(buffer, tokens, start)
         if all(command in HARMLESS for command in commands[done:]):
             if done == 0:
-                return SafeToResend()
+                return SafeToResend("the console ended", self.label)
             end = framing.AnswerEnd(tokens[done - 1]).find(buffer)
             if end is not None:
                 requests = list(zip(commands[:done], tokens[:done], strict=True))
                 with contextlib.suppress(framing.ConsoleGarbage):
                     raw = bytes(buffer[:end])
-                    return SafeToResend(framing.parse_answers(raw, requests, self.prompt, logs))
+                    answers = framing.parse_answers(raw, requests, self.prompt, logs)
+                    return SafeToResend("the console ended", self.label, answers)
         if framing.DISCONNECTED in buffer[start:]:
-            lost: errors.PbxError = errors.AsteriskNotRunning(
+            return errors.AsteriskWentAway(
                 f"Asterisk on {self.label} went away during the command (it may have run)",
                 host=self.label,
+                completed=done,
             )
-            lost.maybe_executed = True
-            return lost
         return errors.ConnectionLost(
-            f"the console on {self.label} ended during the command", host=self.label
+            f"the console on {self.label} ended during the command",
+            host=self.label,
+            completed=done,
         )
 
     async def listen(self, quiet: float) -> AsyncIterator[str | None]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from callgate.errors import AsteriskNotRunning, UnexpectedOutput
@@ -82,13 +82,28 @@ class ChannelCount:
     calls_processed: int
 
 
-def check_cli_output(output: str) -> str:
-    """Raise on the answers that mean the command did not run as a command."""
+def check_cli_output(output: str, host: str = "", *, completed: int = 0) -> str:
+    """Raise on the answers that mean the command did not run as a command; the error names
+    ``host`` and counts the ``completed`` commands of its run before it."""
     if output.startswith(NOT_RUNNING_MARK):
-        raise AsteriskNotRunning("Asterisk is not running on the host (" + output.strip() + ")")
+        said = output.strip()
+        raise AsteriskNotRunning(
+            f"Asterisk is not running on {host or 'the host'} ({said})", host, completed=completed
+        )
     if output.startswith(NO_SUCH_COMMAND_MARK):
-        raise UnexpectedOutput("Asterisk does not know the command: " + output.strip()[:200])
+        said = output.strip()[:200]
+        raise UnexpectedOutput(
+            f"Asterisk does not know the command: {said}", host, completed=completed
+        )
     return output
+
+
+def checked_answers(answers: Sequence[str], host: str, *, done: int = 0) -> list[str]:
+    """``answers`` (of one run, after ``done`` others) through ``check_cli_output``, in order:
+    the first that says its command did not run raises, counting those before it."""
+    for index, answer in enumerate(answers):
+        check_cli_output(answer, host, completed=done + index)
+    return list(answers)
 
 
 class Listing(list[Channel]):

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from callgate import errors
 from callgate.pbx import commands
-from callgate.pbx.parsing import NOT_RUNNING_MARK, check_cli_output
+from callgate.pbx.parsing import NOT_RUNNING_MARK, checked_answers
+from callgate.pbx.registry import Shared
 from callgate.pbx.ssh import SshPool
 from callgate.pbx.transport import HostTarget
 
@@ -44,19 +45,13 @@ class RxTransport:
                 f"asterisk on {target.label} exited with status {result.exit_status}",
                 host=target.label,
             )
-        for index, output in enumerate(outputs):
-            try:
-                check_cli_output(output)
-            except errors.PbxError as exc:
-                exc.host, exc.completed = target.label, index
-                raise
+        checked_answers(outputs, target.label)
         if len(outputs) != len(cli_commands):
-            short = errors.UnexpectedOutput(
+            raise errors.UnexpectedOutput(
                 f"expected {len(cli_commands)} answers from {target.label}, got {len(outputs)}",
                 host=target.label,
+                completed=len(outputs),
             )
-            short.completed = len(outputs)
-            raise short
         return outputs
 
     def status(self) -> dict[str, object]:
@@ -64,3 +59,8 @@ class RxTransport:
 
     async def aclose(self) -> None:
         await self._pool.aclose()
+
+
+def build(shared: Shared) -> RxTransport:
+    """The rx transport of a service (its registration: ``callgate.wiring``)."""
+    return RxTransport(shared.pool)

@@ -2,7 +2,8 @@
 
 A transport knows *how* commands reach Asterisk (``asterisk -rx`` per command over a pooled
 SSH connection, or a persistent console); it knows nothing of calls. ``PbxClient`` builds the
-call operations on top of any transport.
+call operations on top of any transport. A host's transport is the one registered under its
+target's ``transport`` name (``registry``, ``routing``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class HostTarget:
     known_hosts: Path | None = None
     dial_context: str = "inoffice"
     asterisk_bin: str = "asterisk"
-    transport: Transport = Transport.RX
+    transport: str = Transport.RX.value  # a registered transport's name (pbx/registry.py)
     connect_timeout: float = 10.0
     command_timeout: float = 15.0
 
@@ -62,7 +63,8 @@ class HostTarget:
 
 
 class HostKeyStore(Protocol):
-    """Where `accept-new` pins a host key seen on first contact."""
+    """Where `accept-new` pins a host key seen on first contact (the database's, given by
+    ``callgate.wiring``: it fits this protocol without knowing of pbx)."""
 
     async def pin_host_key(self, address: str, port: int, public_key: str) -> str | None:
         """Pin `public_key` unless a key is pinned already; return the key pinned now."""
@@ -79,7 +81,10 @@ class PbxTransport(Protocol):
     async def run(
         self, target: HostTarget, commands: Sequence[str], *, notices: list[str] | None = None
     ) -> list[str]:
-        """Run `commands` in order; raise a PbxError (callgate.errors) on any failure.
+        """Run `commands` in order; raise a PbxError (callgate.errors) on any failure, its
+        ``host`` and ``completed`` (the commands of this run that had run before it) given as
+        it is raised. A host the transport cannot reach, or that does not let it in, is a
+        PbxUnreachable: what the circuit breaker counts (``breaker``).
 
         A command whose output says Asterisk is not running raises AsteriskNotRunning and the
         rest are not run. `notices`, when given, gets the log lines Asterisk printed among the

@@ -6,30 +6,22 @@ the query string outright instead of quietly accepting it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from callgate.api.deps import Services, services
 from callgate.api.v1.problems import ApiProblem
-from callgate.calls.service import Tenant
-from callgate.pbx.transport import HostTarget
+from callgate.calls.service import Enterprise
 
 _bearer = HTTPBearer(auto_error=False, description="The enterprise's secret.")
 
 
-@dataclass(frozen=True)
-class Caller:
-    tenant: Tenant
-    target: HostTarget
-
-
-async def caller(
+async def authorised(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(_bearer),  # noqa: B008
     svc: Services = Depends(services),  # noqa: B008
-) -> Caller:
+) -> Enterprise:
+    """The enterprise whose secret the request carries (401 otherwise)."""
     for name in request.query_params:
         if name.lower() in ("clientid", "client_id", "secret", "token"):
             raise ApiProblem(
@@ -41,5 +33,4 @@ async def caller(
     secret = credentials.credentials if credentials else request.headers.get("x-client-id")
     if not secret:
         raise ApiProblem(401, "unauthorized", "missing `Authorization: Bearer <secret>`")
-    tenant, target = await svc.calls.authorise(secret)
-    return Caller(tenant, target)
+    return await svc.calls.authorise(secret)

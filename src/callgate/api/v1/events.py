@@ -1,4 +1,4 @@
-"""/v1/events: a tenant's call transitions as they happen (Server-Sent Events).
+"""/v1/events: an enterprise's call transitions as they happen (Server-Sent Events).
 
 SSE rather than a WebSocket: one direction is all that is needed, it passes any HTTP proxy,
 and every HTTP client (curl, httpx, browsers' EventSource) can read it.
@@ -6,7 +6,6 @@ and every HTTP client (curl, httpx, browsers' EventSource) can read it.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -15,11 +14,12 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
 from callgate.api.deps import Services, services
-from callgate.api.v1.auth import Caller, caller
+from callgate.api.v1.auth import authorised
 from callgate.api.v1.render import sides_out
 from callgate.api.v1.schemas import Problem
-from callgate.db import call_queries
-from callgate.db.call_tracking import Transition
+from callgate.calls.history import Transition
+from callgate.calls.service import Enterprise
+from callgate.calls.watching import EnterpriseFeed
 
 router = APIRouter(
     prefix="/v1",
@@ -33,42 +33,27 @@ KEEPALIVE = 15.0  # a comment line this often lets both ends notice a dead conne
 
 @router.get("/events", response_class=StreamingResponse)
 async def events(
-    svc: Annotated[Services, Depends(services)], who: Annotated[Caller, Depends(caller)]
+    svc: Annotated[Services, Depends(services)],
+    enterprise: Annotated[Enterprise, Depends(authorised)],
 ) -> StreamingResponse:
-    """`event: call.<state>` for this tenant's calls only; `data` is JSON: `call_id`, `state`,
-    `at`, `reason`, and `sides` (why each side ended, as in a call's body: null before the
-    call ends)."""
+    """`event: call.<state>` for this enterprise's calls only; `data` is JSON: `call_id`,
+    `state`, `at`, `reason`, and `sides` (why each side ended, as in a call's body: null before
+    the call ends)."""
     return StreamingResponse(
-        _stream(svc, who.tenant.number),
+        _stream(svc, enterprise.number),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _stream(svc: Services, tenant: str) -> AsyncIterator[str]:
-    subscription = svc.tracker.subscribe()
-    owners: dict[str, bool] = {}  # call id -> belongs to this tenant (a call never changes owner)
+async def _stream(svc: Services, enterprise_number: str) -> AsyncIterator[str]:
+    feed: EnterpriseFeed = svc.watching.feed(enterprise_number, quiet=KEEPALIVE)
     try:
         yield ": connected\n\n"
-        while True:
-            try:
-                transition = await asyncio.wait_for(anext(subscription), KEEPALIVE)
-            except TimeoutError:
-                yield ": keepalive\n\n"
-                continue
-            except StopAsyncIteration:
-                return
-            if await _owned(svc, tenant, transition.call_id, owners):
-                yield _format(transition)
+        async for transition in feed:
+            yield ": keepalive\n\n" if transition is None else _format(transition)
     finally:
-        subscription.close()
-
-
-async def _owned(svc: Services, tenant: str, call_id: str, owners: dict[str, bool]) -> bool:
-    if call_id not in owners:
-        async with svc.sessions() as session:
-            owners[call_id] = await call_queries.tenant_call(session, tenant, call_id) is not None
-    return owners[call_id]
+        feed.close()
 
 
 def _format(transition: Transition) -> str:

@@ -12,12 +12,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from callgate import errors
+from callgate.calls.idempotency import IdempotencyKeyReused
+from callgate.calls.reading import CallNotFound
+from callgate.calls.service import CallNotLive
 
 PROBLEM = "application/problem+json"
 
 
 class ApiProblem(Exception):
-    """An HTTP-level problem that is not a callgate error (404, 409, 422 of the API itself)."""
+    """An HTTP-level problem that is not a callgate error (the secret's form on /v1)."""
 
     def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
         super().__init__(detail)
@@ -30,8 +33,12 @@ _UNAVAILABLE = (errors.DatabaseUnavailable, errors.PbxBusy)
 
 def status_for(exc: errors.CallgateError) -> int:
     """The HTTP status of each branch of the error tree."""
-    if isinstance(exc, errors.InvalidInput):
+    if isinstance(exc, errors.InvalidInput | IdempotencyKeyReused):
         return 422
+    if isinstance(exc, CallNotFound):
+        return 404  # another enterprise's call too: exactly as absent as one never placed
+    if isinstance(exc, CallNotLive):
+        return 409
     if isinstance(exc, errors.AuthenticationFailed):
         return 401
     if isinstance(exc, _UNAVAILABLE):

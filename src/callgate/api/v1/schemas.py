@@ -13,9 +13,10 @@ from callgate.domain.outcomes import SideOutcome
 class CallCreate(BaseModel):
     """A call to place: ring extension `from`, then dial `to` once the agent answers."""
 
-    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    # Only the wire names: `extension` is the field's name in Python, `from` on the wire.
+    model_config = ConfigDict(extra="forbid")
 
-    from_: str = Field(alias="from", max_length=64, examples=["150"])
+    extension: str = Field(alias="from", max_length=64, examples=["150"])
     to: str = Field(max_length=64, examples=["+375296254070"])
     ring_timeout: int | None = Field(
         None, ge=5, le=300, description="Seconds the customer's phone may ring (Dial timeout)."
@@ -71,7 +72,7 @@ class CallOut(BaseModel):
     id: str
     state: str
     outcome: str
-    from_: str = Field(alias="from")
+    extension: str = Field(alias="from")
     to: str
     host: str
     created_at: datetime

@@ -16,13 +16,13 @@ from sqlalchemy.engine import Connection
 
 from callgate.db.engine import async_url, make_engine
 from callgate.db.migrate import VERSION_TABLE
-from callgate.db.models import Base
+from callgate.db.models import METADATA
 
 # pg_advisory_xact_lock key: two instances upgrading at once run the migrations one at a time.
 MIGRATION_LOCK_KEY = 0x63616C6C  # "call"
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = METADATA
 
 
 def _url() -> str:
