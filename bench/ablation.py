@@ -55,7 +55,8 @@ from bench import setup, ways
 from bench.load import HttpLane
 from callgate import logs
 from callgate.api import legacy
-from callgate.api.deps import Services, request_id, services
+from callgate.api.deps import request_id, services
+from callgate.calls.services import Services
 from callgate.calls.service import CallService, Enterprise
 from callgate.cli import app
 

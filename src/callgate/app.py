@@ -1,9 +1,7 @@
-"""create_app(settings): the lifespan wires database, PBX transport and services once."""
+"""create_app(settings): the HTTP app, whose lifespan runs the use cases `wiring.running` builds."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import logging
 import math
@@ -15,24 +13,13 @@ from fastapi import FastAPI
 
 from callgate import __version__
 from callgate.api import legacy, middleware
-from callgate.api.deps import Services
 from callgate.api.v1 import calls as v1_calls
 from callgate.api.v1 import events as v1_events
 from callgate.api.v1 import problems
-from callgate.calls.placing import Placing
-from callgate.calls.reading import CallReads
-from callgate.calls.reconcile import reconcile_pending, reconcile_until_done
-from callgate.calls.service import CallService
-from callgate.calls.status import ServiceStatus
-from callgate.calls.tracker import CallTracker
-from callgate.calls.watching import Watching
-from callgate.db.executor import connect
-from callgate.db.models import utcnow
-from callgate.errors import DatabaseUnavailable
 from callgate.logs import configure_logging, get_logger
 from callgate.pbx.transport import PbxTransport
-from callgate.settings import HostKeyPolicy, Settings
-from callgate.wiring import build_client, build_transport, check_settings
+from callgate.settings import Settings
+from callgate.wiring import check_settings, running
 
 log = get_logger("callgate.app")
 
@@ -40,70 +27,15 @@ log = get_logger("callgate.app")
 def create_app(
     settings: Settings, *, transport: PbxTransport | None = None, resume_calls: bool = True
 ) -> FastAPI:
-    """The ASGI app; `transport` replaces the SSH transport (tests of a unit only).
-
-    ``resume_calls=False`` is an operator's run beside the service (``callgate call --direct``):
-    it neither settles the rows another process may be writing nor follows that process's
-    calls, only the ones it places itself.
-    """
+    """The ASGI app; `transport` and `resume_calls` as in `wiring.running`."""
     if transport is None:
         check_settings(settings)  # a bad CALLGATE_TRANSPORT fails here, not in the lifespan
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        started = utcnow()  # no call of this run exists yet: older pending rows are orphans
-        database = connect(settings.database_url)  # one pool, for every statement
-        await database.open()
-        demo = None
-        if settings.demo:
-            from callgate.demo import start_demo
-
-            demo = await start_demo(settings, database)
-        pbx_transport = transport or build_transport(settings, database)
-        pbx = build_client(settings, pbx_transport)
-        tracker = CallTracker(
-            pbx,
-            database,
-            settings,
-            interval=settings.track_interval,
-            lost_after=settings.track_lost_after,
-            listen=settings.track_listen,
-        )
-        reads = CallReads(database)
-        calls = CallService(settings, database, pbx, tracker, reads=reads)
-        app.state.services = Services(
-            settings=settings,
-            calls=calls,
-            placing=Placing(calls, reads),
-            reads=reads,
-            watching=Watching(tracker, reads),
-            status=ServiceStatus(database, pbx, tracker),
-        )
-        # Before the tracker resumes: a call a killed run left pending gets its outcome (and
-        # its state `lost`), so the tracker does not adopt it. Never re-dialled.
-        settling: asyncio.Task[None] | None = None
-        if resume_calls:
-            try:
-                await reconcile_pending(database, before=started)
-            except DatabaseUnavailable:  # the service still starts; the rows are settled later
-                settling = asyncio.create_task(reconcile_until_done(database, before=started))
-        await tracker.start(resume=resume_calls)  # resumes the calls a previous run left live
-        if settings.ssh_host_key_policy is HostKeyPolicy.OFF:
-            log.warning("SSH host key checking is off: any server answering is trusted")
-        log.info("service ready", port=settings.port, version=__version__)
-        try:
+        async with running(settings, transport=transport, resume_calls=resume_calls) as services:
+            app.state.services = services
             yield
-        finally:
-            if settling is not None:
-                settling.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await settling
-            await calls.drain()  # call-log writes still running: nothing is lost
-            await tracker.stop()  # before the transport closes: its last listings finish
-            await pbx_transport.aclose()
-            if demo is not None:
-                await demo.close()
-            await database.close()
 
     # uvicorn logs whole request lines (with `clientId=<secret>`) to "uvicorn.access" whenever
     # that logger has a handler, whatever `access_log` says; ours redacts (api/middleware).

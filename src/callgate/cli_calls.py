@@ -17,20 +17,20 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import httpx
 import typer
 
 from callgate.domain.states import TERMINAL
 from callgate.errors import CallgateError, ConfigurationError
-from callgate.settings import Settings, load_settings
+from callgate.settings import load_settings
 
 if TYPE_CHECKING:  # loaded only by --direct: the use cases and their drivers are heavy imports
-    from callgate.calls.placing import Placing
-    from callgate.calls.reading import CallReads, CallView
-    from callgate.calls.service import CallService, Enterprise
-    from callgate.calls.watching import EnterpriseFeed, Watching
+    from callgate.calls.reading import CallView
+    from callgate.calls.service import Enterprise
+    from callgate.calls.services import Services
+    from callgate.calls.watching import EnterpriseFeed
     from callgate.domain.outcomes import Sides
 
 call_app = typer.Typer(
@@ -94,24 +94,14 @@ async def _client(
         yield client
 
 
-class _UseCases(Protocol):
-    """What ``--direct`` uses of the service's wiring."""
-
-    settings: Settings
-    calls: CallService
-    placing: Placing
-    reads: CallReads
-    watching: Watching
-
-
 @asynccontextmanager
-async def _direct(url: str | None, secret_env: str) -> AsyncIterator[tuple[_UseCases, Enterprise]]:
+async def _direct(url: str | None, secret_env: str) -> AsyncIterator[tuple[Services, Enterprise]]:
     """The service's use cases, wired in this process, and the enterprise of the secret."""
     if url is not None:
         _fail("--url and --direct exclude each other", 2)
     secret = _secret(secret_env)
-    from callgate.app import create_app
     from callgate.logs import configure_logging
+    from callgate.wiring import running
 
     settings = load_settings()
     # The service's log lines go to its log file (the call log stays whole), not between the
@@ -119,9 +109,7 @@ async def _direct(url: str | None, secret_env: str) -> AsyncIterator[tuple[_UseC
     configure_logging(
         settings.log_file, settings.log_format.value, settings.log_level, console=False
     )
-    app = create_app(settings, resume_calls=False)
-    async with app.router.lifespan_context(app):
-        cases: _UseCases = app.state.services
+    async with running(settings, resume_calls=False) as cases:
         yield cases, await cases.calls.authorise(secret)
 
 
@@ -196,7 +184,7 @@ def _transition(
     typer.echo(f"{at}  {call_id}  {state:<18} {reason or ''}" + (f"  [{ends}]" if ends else ""))
 
 
-async def _follow(cases: _UseCases, feed: EnterpriseFeed, call: CallView) -> None:
+async def _follow(cases: Services, feed: EnterpriseFeed, call: CallView) -> None:
     """Print the call's transitions until it ends (``place --direct``: nobody else follows it)."""
     if call.state in TERMINAL:
         return

@@ -1,17 +1,35 @@
-"""The composition root of the PBX side: the transports, their SSH pool and the database's host
-keys, the circuit breaker and the client, built from settings. Only here do pbx and db meet.
+"""The composition root: the database, the PBX transports (their SSH pool, the database's host
+keys, the circuit breaker), the client and the use cases, built from settings (`running`).
+Only here do pbx and db meet; the HTTP app (`callgate.app`) and the CLI's ``--direct`` runs
+take the use cases it builds.
 
 A transport is one module plus its registration below (see ``pbx/registry.py``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from callgate import __version__
+from callgate.calls.placing import Placing
+from callgate.calls.reading import CallReads
+from callgate.calls.reconcile import reconcile_pending, reconcile_until_done
+from callgate.calls.service import CallService
+from callgate.calls.services import Services
+from callgate.calls.status import ServiceStatus
 from callgate.calls.targets import build_target
-from callgate.db.executor import Executor
+from callgate.calls.tracker import CallTracker
+from callgate.calls.watching import Watching
+from callgate.db.executor import Executor, connect
 from callgate.db.guard import db_step
 from callgate.db.host_keys import DbHostKeyStore
 from callgate.db.hosts import get_host
-from callgate.errors import ConfigurationError
+from callgate.db.models import utcnow
+from callgate.errors import ConfigurationError, DatabaseUnavailable
+from callgate.logs import get_logger
 from callgate.pbx import console, rx
 from callgate.pbx.breaker import CircuitBreaker
 from callgate.pbx.client import PbxClient
@@ -19,7 +37,9 @@ from callgate.pbx.registry import TRANSPORTS, Shared
 from callgate.pbx.routing import RoutingTransport
 from callgate.pbx.ssh import PoolLimits, SshPool
 from callgate.pbx.transport import PbxTransport
-from callgate.settings import Settings, Transport
+from callgate.settings import HostKeyPolicy, Settings, Transport
+
+log = get_logger("callgate.app")
 
 TRANSPORTS.register(Transport.RX.value, rx.build)
 TRANSPORTS.register(Transport.CONSOLE.value, console.build)
@@ -69,3 +89,70 @@ async def check_host(settings: Settings, database: Executor, address: str) -> st
         return await build_client(settings, transport).version(target)
     finally:
         await transport.aclose()
+
+
+@asynccontextmanager
+async def running(
+    settings: Settings, *, transport: PbxTransport | None = None, resume_calls: bool = True
+) -> AsyncIterator[Services]:
+    """The service's use cases, wired once over one database pool and the PBX transports, for
+    as long as the block runs; stopped in order at its end (nothing in flight is lost).
+
+    ``transport`` replaces the SSH transports (tests of a unit only). ``resume_calls=False``
+    is an operator's run beside the service (``callgate call --direct``): it neither settles
+    the rows another process may be writing nor follows that process's calls, only the ones
+    it places itself.
+    """
+    started = utcnow()  # no call of this run exists yet: older pending rows are orphans
+    database = connect(settings.database_url)  # one pool, for every statement
+    await database.open()
+    demo = None
+    if settings.demo:
+        from callgate.demo import start_demo
+
+        demo = await start_demo(settings, database)
+    pbx_transport = transport or build_transport(settings, database)
+    pbx = build_client(settings, pbx_transport)
+    tracker = CallTracker(
+        pbx,
+        database,
+        settings,
+        interval=settings.track_interval,
+        lost_after=settings.track_lost_after,
+        listen=settings.track_listen,
+    )
+    reads = CallReads(database)
+    calls = CallService(settings, database, pbx, tracker, reads=reads)
+    services = Services(
+        settings=settings,
+        calls=calls,
+        placing=Placing(calls, reads),
+        reads=reads,
+        watching=Watching(tracker, reads),
+        status=ServiceStatus(database, pbx, tracker),
+    )
+    # Before the tracker resumes: a call a killed run left pending gets its outcome (and
+    # its state `lost`), so the tracker does not adopt it. Never re-dialled.
+    settling: asyncio.Task[None] | None = None
+    if resume_calls:
+        try:
+            await reconcile_pending(database, before=started)
+        except DatabaseUnavailable:  # the service still starts; the rows are settled later
+            settling = asyncio.create_task(reconcile_until_done(database, before=started))
+    await tracker.start(resume=resume_calls)  # resumes the calls a previous run left live
+    if settings.ssh_host_key_policy is HostKeyPolicy.OFF:
+        log.warning("SSH host key checking is off: any server answering is trusted")
+    log.info("service ready", port=settings.port, version=__version__)
+    try:
+        yield services
+    finally:
+        if settling is not None:
+            settling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await settling
+        await calls.drain()  # call-log writes still running: nothing is lost
+        await tracker.stop()  # before the transport closes: its last listings finish
+        await pbx_transport.aclose()
+        if demo is not None:
+            await demo.close()
+        await database.close()

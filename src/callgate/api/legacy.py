@@ -13,7 +13,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from callgate import __version__, errors
-from callgate.api.deps import Services, request_id, secret_from, services
+from callgate.api.deps import request_id, secret_from, services
+from callgate.calls.services import Services
 
 router = APIRouter()
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from callgate.api.deps import Services, services
+from callgate.api.deps import services
 from callgate.api.v1.problems import ApiProblem
 from callgate.calls.service import Enterprise
+from callgate.calls.services import Services
 
 _bearer = HTTPBearer(auto_error=False, description="The enterprise's secret.")
 

@@ -7,12 +7,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 
-from callgate.api.deps import Services, request_id, services
+from callgate.api.deps import request_id, services
 from callgate.api.v1 import render
 from callgate.api.v1.auth import authorised
 from callgate.api.v1.schemas import CallCreate, CallOut, CallPage, ChannelOut, Problem
 from callgate.calls.export import csv_text
 from callgate.calls.service import Enterprise
+from callgate.calls.services import Services
 from callgate.validation import normalize_phone, validate_code
 
 router = APIRouter(

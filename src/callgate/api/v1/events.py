@@ -13,12 +13,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 
-from callgate.api.deps import Services, services
+from callgate.api.deps import services
 from callgate.api.v1.auth import authorised
 from callgate.api.v1.render import sides_out
 from callgate.api.v1.schemas import Problem
 from callgate.calls.history import Transition
 from callgate.calls.service import Enterprise
+from callgate.calls.services import Services
 from callgate.calls.watching import EnterpriseFeed
 
 router = APIRouter(
