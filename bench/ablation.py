@@ -56,8 +56,8 @@ from bench.load import HttpLane
 from callgate import logs
 from callgate.api import legacy
 from callgate.api.deps import request_id, services
-from callgate.calls.services import Services
 from callgate.calls.service import CallService, Enterprise
+from callgate.calls.services import Services
 from callgate.cli import app
 
 DEFAULT = ("full", "remembered", "bare")

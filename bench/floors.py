@@ -7,9 +7,10 @@ benchmark's process, on the same event loop as the service's (uvloop), with the 
 code where it has one:
 
 - the PBX: ``PbxClient.originate`` over an open console (callgate's console transport, the
-  originate and its listing typed together), as issue 5's 1.8 ms measurement on a real
-  Asterisk did, plus the parsing that finds the new channel and the wait for the dialplan to
-  be seen taking the call, heard on a listening console as the service's tracker keeps one;
+  originate and its listing typed together), as the 1.8 ms measurement on a real Asterisk
+  (recordings/asterisk/README.md) did, plus the parsing that finds the new channel and the
+  wait for the dialplan to be seen taking the call, heard on a listening console as the
+  service's tracker keeps one;
 - HTTP: ``GET /health`` on the running service over a kept connection (HTTP/1.1, the
   framework's routing and middleware, a constant answer);
 - the database: the service's authorisation read (``db.enterprises.by_secret_with_host``)

@@ -1,5 +1,5 @@
 """Listening: how soon a transition Asterisk prints reaches `/v1/events`, and what the
-listening console costs per call (issue 11, part 3).
+listening console costs per call.
 
     python -m bench.listening [--calls N] [--rounds N]     # this part alone, about a minute
 

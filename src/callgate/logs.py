@@ -1,6 +1,6 @@
 """Logging: structlog over the standard library, to stdout and a rotating file.
 
-One line per step of a call, as the seed wrote them (request, authorised, SSH, CLI done),
+One line per step of a call, as the legacy service wrote them (request, authorised, SSH, CLI done),
 each with the request id, host, extension, masked phone and elapsed ms. Callers pass masked
 values; the ``_scrub`` processor is the safety net that masks any secret-looking key anyway.
 """

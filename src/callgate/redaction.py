@@ -10,7 +10,8 @@ PHONE_PARAMS = frozenset({"phone", "externalphone", "to"})
 
 
 def mask_secret(secret: str | None) -> str:
-    """At most the first 8 characters (as the seed showed), never more than a quarter."""
+    """At most the first 8 characters (as the legacy service's logs showed), never more
+    than a quarter."""
     if not secret:
         return "-"
     shown = min(8, len(secret) // 4)

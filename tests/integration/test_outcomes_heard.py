@@ -1,6 +1,6 @@
-"""Why each side ended, heard on the host's listening console, through HTTP (issue 11, parts
-2 and 3). The tracker lists channels only every 5 s here, so every move seen within a call's
-second of life came from a line Asterisk printed, not from a listing."""
+"""Why each side ended, heard on the host's listening console, through HTTP. The tracker
+lists channels only every 5 s here, so every move seen within a call's second of life came
+from a line Asterisk printed, not from a listing."""
 
 from __future__ import annotations
 

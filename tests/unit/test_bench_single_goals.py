@@ -1,4 +1,4 @@
-"""The single-host goals of `make bench`: issue 5's ratios judged against the floor parts."""
+"""The single-host goals of `make bench`: the ratios judged against the floor parts."""
 
 from __future__ import annotations
 
@@ -33,10 +33,9 @@ def _status(result: single.SingleResult) -> dict[str, bool | None]:
     return {goal: met for goal, met, _ in single.goals(result)}
 
 
-GOAL_100 = "single host: console median >= 100x below the seed's (issue 5)"
+GOAL_100 = "single host: console median >= 100x below the seed's"
 FIRST_BAR = (
-    "single host: console median >= 50x below the seed's (issue 5's first bar; issue 11: with "
-    "the honest check)"
+    "single host: console median >= 50x below the seed's (the first bar, with the honest check)"
 )
 OVER_FLOORS = "single host: console median <= 1.5x the sum of its floor parts"
 

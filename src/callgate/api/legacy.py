@@ -1,4 +1,5 @@
-"""The seed's contract, unchanged: same paths, parameters, keys, status codes and texts.
+"""The legacy contract (README, "The seed's contract"), unchanged: same paths, parameters,
+keys, status codes and texts.
 
 Additions only: `call_id` in the success body, RetailCRM's `userId` and `externalPhone`
 accepted, and the secret may come in `Authorization: Bearer` or `X-Client-Id` too.
@@ -28,7 +29,7 @@ class FieldError(BaseModel):
 
 
 class FieldErrors(BaseModel):
-    """The 422 body: FastAPI's validation error shape, which the seed answered with."""
+    """The 422 body: FastAPI's validation error shape, as the legacy contract has it."""
 
     detail: list[FieldError]
 

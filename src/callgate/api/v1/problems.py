@@ -1,6 +1,7 @@
 """Errors as `application/problem+json` (RFC 9457) with a stable `code`, in one place.
 
-The legacy endpoint never uses this: it keeps the seed's `{"detail": …}` bodies.
+The legacy endpoint never uses this: it keeps the legacy contract's `{"detail": …}`
+bodies (README, "The seed's contract").
 """
 
 from __future__ import annotations
