@@ -576,7 +576,7 @@ def section(result: ListeningResult) -> list[str]:
         "",
         f"Events that never came: with listening on {_missing_text(on)}; off "
         f"{_missing_text(off)} (a listing skips a stage it never sees, and a skipped stage is "
-        "not made up; `steps` in `src/callgate/calls/states.py`). With listening on, "
+        "not made up; `steps` in `src/callgate/domain/states.py`). With listening on, "
         f"{on.heard()} of {len(on.lags)} events followed a line that the listening console "
         "had received (whether the service moved on that line or on a listing). Failed calls "
         f"{on.failed_calls} on, {off.failed_calls} off; turns whose calls did not all end "

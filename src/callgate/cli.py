@@ -42,7 +42,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
-enterprise_app = typer.Typer(help="Tenants and their secrets.", no_args_is_help=True)
+enterprise_app = typer.Typer(help="Enterprises and their secrets.", no_args_is_help=True)
 host_app = typer.Typer(help="Per-host SSH settings and pinned host keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(enterprise_app, name="enterprise")

@@ -227,12 +227,12 @@ def place(
             _show(_answer(await client.post("/v1/calls", json=body, headers=headers)))
 
     async def here() -> None:
-        from callgate.validation import normalize_phone, validate_code
+        from callgate.validation import normalize_phone, validate_extension
 
         async with _direct(url, secret_env) as (cases, enterprise):
             max_length = cases.settings.code_max_length
             valid = (
-                validate_code(extension, max_length, field="from"),
+                validate_extension(extension, max_length, field="from"),
                 normalize_phone(to, field="to"),
             )
             # Subscribed before the call exists: none of its transitions can be missed.

@@ -15,7 +15,7 @@ from callgate.errors import ConfigurationError, InvalidInput
 # Longest raw value looked at: anything longer is rejected before any other work.
 MAX_RAW_LENGTH = 64
 
-_CODE_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+_EXTENSION_DIGITS = re.compile(r"[0-9]+", re.ASCII)
 _PHONE_SEPARATORS = str.maketrans("", "", " -.()")
 _PHONE_INTERNATIONAL = re.compile(r"\+[1-9][0-9]{6,14}", re.ASCII)
 _PHONE_LOCAL = re.compile(r"[0-9]{3,15}", re.ASCII)
@@ -25,11 +25,11 @@ _PROGRAM = re.compile(r"[A-Za-z0-9_./-]{1,255}", re.ASCII)
 _CHANNEL = re.compile(r"Local/\+?[0-9]{1,15}@[A-Za-z0-9_-]{1,79}-[0-9a-f]{8};[12]", re.ASCII)
 
 
-def validate_code(value: str | None, max_length: int = 6, field: str = "code") -> str:
+def validate_extension(value: str | None, max_length: int = 6, field: str = "code") -> str:
     """An internal extension: ASCII digits only, 2..max_length long."""
     if value is None or value == "":
         raise InvalidInput(field, "is required")
-    if len(value) > max_length or not _CODE_DIGITS.fullmatch(value):
+    if len(value) > max_length or not _EXTENSION_DIGITS.fullmatch(value):
         raise InvalidInput(field, f"must be 2 to {max_length} ASCII digits")
     if len(value) < 2:
         raise InvalidInput(field, f"must be 2 to {max_length} ASCII digits")

@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from callgate.errors import InvalidInput
-from callgate.validation import normalize_phone, validate_code
+from callgate.validation import normalize_phone, validate_extension
 from tests.support.sshd import SshdServer
 from tests.support.stack import Stack, call_stack
 
@@ -106,7 +106,7 @@ async def _new_originates(stack: Stack, seen: int) -> list[str]:
 def _expected(code: str, phone: str, code_field: str, phone_field: str) -> tuple[str, str] | None:
     """The values the service must dial, or None if it must refuse with a 422."""
     try:
-        return validate_code(code, field=code_field), normalize_phone(phone, field=phone_field)
+        return validate_extension(code, field=code_field), normalize_phone(phone, field=phone_field)
     except InvalidInput:
         return None
 

@@ -8,8 +8,8 @@ from callgate.errors import ConfigurationError, InvalidInput
 from callgate.validation import (
     normalize_phone,
     validate_channel,
-    validate_code,
     validate_context,
+    validate_extension,
     validate_host,
     validate_program_path,
 )
@@ -43,20 +43,20 @@ HOSTILE = [
 @pytest.mark.parametrize("value", ["10", "150", "0367", "123456"])
 def test_code_accepts_ascii_digits(value: str) -> None:
     """Extensions of 2..6 ASCII digits pass unchanged."""
-    assert validate_code(value) == value
+    assert validate_extension(value) == value
 
 
 @pytest.mark.parametrize("value", [*HOSTILE, "1", "1234567"])
 def test_code_rejects_everything_else(value: str) -> None:
     """Anything but 2..6 ASCII digits is refused, naming the field."""
     with pytest.raises(InvalidInput) as caught:
-        validate_code(value)
+        validate_extension(value)
     assert caught.value.field == "code"
 
 
 def test_code_max_length_is_configurable() -> None:
     """A longer maximum admits longer extensions."""
-    assert validate_code("12345678", max_length=8) == "12345678"
+    assert validate_extension("12345678", max_length=8) == "12345678"
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,12 @@ from hypothesis import strategies as st
 
 from callgate.errors import InvalidInput
 from callgate.pbx import commands
-from callgate.validation import MAX_RAW_LENGTH, is_plausible_secret, normalize_phone, validate_code
+from callgate.validation import (
+    MAX_RAW_LENGTH,
+    is_plausible_secret,
+    normalize_phone,
+    validate_extension,
+)
 
 ASCII_DIGITS = frozenset(string.digits)
 SEPARATORS = " -.()"
@@ -114,10 +119,10 @@ def _phone_oracle(value: str) -> str | None:
 @given(anything)
 @with_edges
 def test_code_is_refused_naming_the_field_or_plain_ascii_digits(value: str) -> None:
-    """validate_code: InvalidInput('code'), or the value itself, 2..6 ASCII digits."""
+    """validate_extension: InvalidInput('code'), or the value itself, 2..6 ASCII digits."""
     expected_ok = 2 <= len(value) <= 6 and set(value) <= ASCII_DIGITS
     try:
-        result = validate_code(value)
+        result = validate_extension(value)
     except InvalidInput as exc:
         assert exc.field == "code"
         assert not expected_ok, "a valid extension was refused"
@@ -207,7 +212,7 @@ def test_valid_values_are_accepted_unchanged(code: str, phone: str, noise: list[
     """The accepted side is reachable: valid values pass, separators are only removed."""
     assume(len(phone) + len(noise) <= MAX_RAW_LENGTH)
     spaced = phone[:1] + "".join(noise) + phone[1:]
-    assert validate_code(code) == code
+    assert validate_extension(code) == code
     assert normalize_phone(spaced) == phone
     assert commands.originate(code, spaced, "inoffice").endswith(f"Local/{phone}@inoffice")
 

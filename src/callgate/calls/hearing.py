@@ -3,7 +3,7 @@
 ``pbx.verbose`` reads a line into a ``Heard``; ``hear()`` says which followed call it concerns
 and what changes: a state reached (as the listing would show it a moment later), the customer
 pair learnt, and why a side ended, in Asterisk's words (``busy``, ``congestion``,
-``no_answer``). Lines about channels of calls not followed here (another tenant's, another
+``no_answer``). Lines about channels of calls not followed here (another enterprise's, another
 service's) concern none. The rules come from ``recordings/asterisk/console-verbose-outcomes.txt``:
 
 * ``<first;1> is ringing`` → ``ringing_agent``; ``<first;1> answered`` → ``agent_answered``;

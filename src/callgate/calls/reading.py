@@ -21,7 +21,7 @@ from callgate.db.executor import Executor
 from callgate.db.guard import db_step
 from callgate.domain.outcomes import Sides
 from callgate.domain.states import CallState, durations
-from callgate.validation import normalize_phone, validate_code
+from callgate.validation import normalize_phone, validate_extension
 
 ALL_STATES = frozenset(state.value for state in CallState)
 FILTER_EXTENSION_LENGTH = 32  # the longest extension a history filter takes
@@ -151,7 +151,7 @@ class CallReads:
             enterprise_number=enterprise_number,
             state=state,
             extension=(
-                validate_code(extension, FILTER_EXTENSION_LENGTH, field="extension")
+                validate_extension(extension, FILTER_EXTENSION_LENGTH, field="extension")
                 if extension
                 else None
             ),

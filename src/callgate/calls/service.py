@@ -48,7 +48,7 @@ from callgate.settings import Settings
 from callgate.validation import (
     is_plausible_secret,
     normalize_phone,
-    validate_code,
+    validate_extension,
     validate_host,
 )
 
@@ -117,7 +117,7 @@ class CallService:
 
     def validate(self, extension: str | None, phone: str | None) -> tuple[str, str]:
         """The allow-lists, first of all: a bad value is rejected before any other work."""
-        return validate_code(extension, self._settings.code_max_length), normalize_phone(phone)
+        return validate_extension(extension, self._settings.code_max_length), normalize_phone(phone)
 
     async def authorise(self, secret: str | None) -> Enterprise:
         """The enterprise of this secret and its host, SSH settings merged (one database read)."""

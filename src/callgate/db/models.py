@@ -80,7 +80,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 METADATA = MetaData()
 
-# A tenant, in the legacy table shared with the old service: exactly these five columns.
+# An enterprise, in the legacy table shared with the old service: exactly these five columns.
 # Production tables may lack any primary-key or unique constraint; ``number`` is a key only
 # where callgate made the table, so no statement depends on a constraint existing.
 ENTERPRISES = Table(
@@ -91,7 +91,7 @@ ENTERPRISES = Table(
     Column("ip", String(253), nullable=False),  # the Asterisk host: IP address or host name
     Column("secret", String(255), nullable=False),
     Column("active", Boolean, nullable=False, default=True, server_default=true()),
-    # Made only when callgate creates the table: one secret must name one tenant.
+    # Made only when callgate creates the table: one secret must name one enterprise.
     UniqueConstraint("secret", name="uq_enterprises_secret"),
 )
 

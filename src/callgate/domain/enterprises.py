@@ -1,4 +1,4 @@
-"""The checks of a new enterprise's fields (a tenant of the legacy ``enterprises`` table).
+"""The checks of a new enterprise's fields (a row of the legacy ``enterprises`` table).
 
 Pure: no I/O. The secret's own check is `validation.is_plausible_secret`, the one every path
 uses (a request's secret, an operator's new one).

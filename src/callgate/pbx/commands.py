@@ -9,7 +9,12 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from callgate.validation import normalize_phone, validate_channel, validate_code, validate_context
+from callgate.validation import (
+    normalize_phone,
+    validate_channel,
+    validate_context,
+    validate_extension,
+)
 
 CHANNELS_CONCISE = "core show channels concise"
 CHANNELS_COUNT = "core show channels count"
@@ -30,7 +35,7 @@ def originate(code: str, phone: str, context: str, ring_timeout: int | None = No
     `ring_timeout` becomes Dial's own timeout argument (`Dial(Local/…,25)`): how long the
     customer's phone may ring. The agent's side is bounded by the CLI originate's fixed 30 s.
     """
-    code = validate_code(code, max_length=32)
+    code = validate_extension(code, max_length=32)
     phone = normalize_phone(phone)
     context = validate_context(context)
     dial = f"Local/{phone}@{context}"

@@ -14,7 +14,7 @@ from callgate.api.v1.schemas import CallCreate, CallOut, CallPage, ChannelOut, P
 from callgate.calls.export import csv_text
 from callgate.calls.service import Enterprise
 from callgate.calls.services import Services
-from callgate.validation import normalize_phone, validate_code
+from callgate.validation import normalize_phone, validate_extension
 
 router = APIRouter(
     prefix="/v1",
@@ -42,7 +42,7 @@ async def create_call(
     """Place a call: ring `from`, then dial `to`. `Idempotency-Key` makes retries safe."""
     placement = await svc.placing.place(
         enterprise,
-        validate_code(body.extension, svc.settings.code_max_length, field="from"),
+        validate_extension(body.extension, svc.settings.code_max_length, field="from"),
         normalize_phone(body.to, field="to"),
         request_id=rid,
         ring_timeout=body.ring_timeout,

@@ -7,7 +7,7 @@ Create Date: 2026-12-06
 `calls` gains, per side (`agent_`, `customer_`), `…_outcome` (answered, busy, congestion,
 no_answer, canceled, failed, unknown; NULL while the call is live and for a side never reached),
 `…_ring_s` and `…_reason`. Calls that had ended before are given what their state and stored
-times say (the rules of `callgate/calls/outcomes.py` without Asterisk's words, which nobody
+times say (the rules of `callgate/domain/outcomes.py` without Asterisk's words, which nobody
 heard then): completed -> answered/answered; customer_no_answer -> answered/unknown;
 agent_no_answer -> no_answer when the agent's leg rang the originate's 30 s (29 s and more, as
 the tracker counts), else unknown; canceled -> answered where a side had answered, else
