@@ -29,7 +29,7 @@ from pathlib import Path
 
 import uvloop
 
-from bench import footprint, listening, procs, report, scale, setup, single, tracking
+from bench import footprint, listening, procs, protection, report, scale, setup, single, tracking
 from bench.farm_client import farm_process
 from callgate.db.migrate import upgrade
 from callgate.logs import configure_logging
@@ -52,6 +52,7 @@ class Plan:
     window: float = 10.0  # tracking: seconds counted
     listen_calls: int = 20  # listening: measured calls per turn (one service, one mode)
     listen_rounds: int = 2  # listening: rounds of a turn on and a turn off (ABBA)
+    check_calls: int = 20_000  # protection: calls whose policy and limit checks are timed
 
 
 QUICK = Plan(
@@ -66,6 +67,7 @@ QUICK = Plan(
     window=3.0,
     listen_calls=3,
     listen_rounds=1,
+    check_calls=2_000,
 )
 
 
@@ -78,6 +80,7 @@ class Results:
     tracking: tracking.TrackingResult
     footprint: footprint.FootprintResult
     listening: listening.ListeningResult
+    protection: protection.ProtectionResult
 
 
 async def measure(plan: Plan) -> Results:
@@ -115,7 +118,15 @@ async def measure(plan: Plan) -> Results:
             footprint_result = await footprint.measure(
                 url, farm, workdir, plan.footprint_hosts, plan.footprint_clients
             )
-    return Results(single_result, scale_result, tracking_result, footprint_result, listening_result)
+    protection_result = await protection.measure(plan.check_calls)
+    return Results(
+        single_result,
+        scale_result,
+        tracking_result,
+        footprint_result,
+        listening_result,
+        protection_result,
+    )
 
 
 def parse_plan(argv: list[str] | None = None) -> tuple[Plan, bool]:
@@ -168,6 +179,7 @@ def main() -> None:
         results.tracking,
         results.footprint,
         results.listening,
+        results.protection,
     )
     print(text)
     RESULTS.mkdir(exist_ok=True)

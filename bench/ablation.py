@@ -63,7 +63,7 @@ from callgate.cli import app
 DEFAULT = ("full", "remembered", "bare")
 TRICKS = ("inline-lines", "render-per-handler", "declared-params", "asyncio-h11")
 VARIANTS = DEFAULT + TRICKS
-_Authorise = Callable[[CallService, str | None], Coroutine[Any, Any, Enterprise]]
+_Authorise = Callable[..., Coroutine[Any, Any, Enterprise]]
 
 
 def remember_authorisation(service_class: type[CallService]) -> None:
@@ -71,9 +71,11 @@ def remember_authorisation(service_class: type[CallService]) -> None:
     original: _Authorise = service_class.authorise
     remembered: dict[str | None, Enterprise] = {}  # one service per process
 
-    async def authorise(self: CallService, secret: str | None) -> Enterprise:
+    async def authorise(
+        self: CallService, secret: str | None, *, client: str | None = None
+    ) -> Enterprise:
         if secret not in remembered:
-            remembered[secret] = await original(self, secret)
+            remembered[secret] = await original(self, secret, client=client)
         return remembered[secret]
 
     service_class.authorise = authorise  # type: ignore[method-assign]

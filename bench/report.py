@@ -7,9 +7,10 @@ import platform
 import time
 from dataclasses import dataclass
 
-from bench import footprint, listening, scale_report, single, tracking
+from bench import footprint, listening, protection, scale_report, single, tracking
 from bench.footprint import FootprintResult
 from bench.listening import ListeningResult
+from bench.protection import ProtectionResult
 from bench.scale import ScaleResult
 from bench.single import SingleResult
 from bench.tracking import TrackingResult
@@ -50,6 +51,7 @@ def render(
     tracking_result: TrackingResult,
     footprint_result: FootprintResult,
     listening_result: ListeningResult,
+    protection_result: ProtectionResult,
 ) -> str:
     """The whole report: head, each part's section, then one line per goal."""
     goals: list[Goal] = [
@@ -58,6 +60,7 @@ def render(
         *footprint.goals(footprint_result),
         *tracking.goals(tracking_result),
         *listening.goals(listening_result),
+        *protection.goals(protection_result),
     ]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.started))
     kind = "quick smoke run (small counts: not a measurement)" if info.quick else "full run"
@@ -76,6 +79,8 @@ def render(
         *tracking.section(tracking_result),
         "",
         *listening.section(listening_result),
+        "",
+        *protection.section(protection_result),
         "",
         "## Goals",
         "",

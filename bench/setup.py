@@ -127,6 +127,17 @@ class Service:
     pid: int
 
 
+LIMITS_OFF = (
+    "CALLGATE_LIMIT_ENTERPRISE_PER_SECOND",
+    "CALLGATE_LIMIT_ENTERPRISE_PER_MINUTE",
+    "CALLGATE_LIMIT_EXTENSION_PER_MINUTE",
+    "CALLGATE_LIMIT_DESTINATION_PER_10_MINUTES",
+    "CALLGATE_LIMIT_DESTINATION_PER_DAY",
+    "CALLGATE_LIMIT_LIVE_CALLS_PER_ENTERPRISE",
+    "CALLGATE_LIMIT_LIVE_CALLS_PER_HOST",
+)
+
+
 @contextlib.asynccontextmanager
 async def callgate_service(
     url: str,
@@ -144,6 +155,9 @@ async def callgate_service(
         "CALLGATE_LOG_FILE": os.environ.get("BENCH_LOG_FILE", str(workdir / "callgate.log")),
         # The service's default level: a line per step of every call, as in production.
         "CALLGATE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        # One enterprise places every call of a run: its rate limits would answer most with
+        # 429. The limits' own cost per call is measured by `python -m bench.rate_limits`.
+        **dict.fromkeys(LIMITS_OFF, "0"),
         **(extra_env or {}),
     }
     argv = command or [str(Path(sys.executable).with_name("callgate")), "serve"]

@@ -9,6 +9,8 @@ import pytest
 
 from tests.support.hygiene import REGISTRY
 from tests.support.postgres import fresh_database
+from tests.support.redis import fresh_prefix
+from tests.support.services import REDIS_URL
 
 
 @pytest.fixture
@@ -34,6 +36,19 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on both databases: an empty SQLite file, then an empty PostgreSQL DB."""
     name = "pg_url" if request.param == "postgres" else "sqlite_url"
     return str(request.getfixturevalue(name))
+
+
+@pytest.fixture(
+    params=[pytest.param("memory", id="memory"), pytest.param("redis", marks=pytest.mark.redis)]
+)
+def limit_store(request: pytest.FixtureRequest) -> Iterator[dict[str, object]]:
+    """The settings that count the rate limits in memory, then in the real Redis (a key prefix
+    of the test's own)."""
+    if request.param == "memory":
+        yield {}
+        return
+    with fresh_prefix() as prefix:
+        yield {"redis_url": REDIS_URL, "redis_prefix": prefix}
 
 
 # -- leak hygiene (tests/support/hygiene.py) ----------------------------------------------------

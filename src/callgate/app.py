@@ -7,6 +7,7 @@ import logging
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TypedDict
 
 import uvicorn
 from fastapi import FastAPI
@@ -22,6 +23,13 @@ from callgate.settings import Settings
 from callgate.wiring import check_settings, running
 
 log = get_logger("callgate.app")
+
+
+class ServerLimits(TypedDict):
+    """uvicorn's options that bound what clients can hold (`server_limits`)."""
+
+    limit_concurrency: int
+    timeout_keep_alive: int
 
 
 def create_app(
@@ -46,7 +54,7 @@ def create_app(
         description="Start and follow phone calls on remote Asterisk PBXs over SSH.",
         lifespan=lifespan,
     )
-    middleware.install(app)
+    middleware.install(app, max_body_bytes=settings.max_body_bytes)
     problems.install(app)
     legacy.install(app)
     app.include_router(v1_calls.router)
@@ -111,4 +119,16 @@ def serve(settings: Settings) -> None:
         access_log=False,  # ours redacts secrets: see callgate.api.middleware
         log_config=None,
         timeout_graceful_shutdown=graceful_timeout(settings),
+        **server_limits(settings),
+    )
+
+
+def server_limits(settings: Settings) -> ServerLimits:
+    """The HTTP server's own bounds (README, "Resource bounds"): beyond
+    `limit_concurrency` connections and tasks at once a request gets 503 at once instead of
+    queueing; an idle keep-alive connection is closed after `timeout_keep_alive` seconds.
+    uvicorn has no timeout for slowly sent headers: the proxy in front sets that one."""
+    return ServerLimits(
+        limit_concurrency=settings.http_limit_concurrency,
+        timeout_keep_alive=settings.http_keepalive_timeout,
     )

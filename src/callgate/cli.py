@@ -9,9 +9,11 @@ read by the service on its next call: nothing needs a restart.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import os
 import secrets
 import stat
+import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
@@ -20,7 +22,15 @@ import typer
 
 from callgate.calls import admin
 from callgate.cli_calls import call_app, calls_app
-from callgate.domain.hosts import HostRow, host_address, key_fingerprint, validate_ssh_user
+from callgate.domain.destinations import POLICY_FIELDS, DestinationPolicy, describe
+from callgate.domain.hosts import (
+    HostRow,
+    host_address,
+    key_fingerprint,
+    normalize_public_key,
+    validate_ssh_user,
+)
+from callgate.domain.sealed import is_sealed, new_key
 from callgate.errors import (
     AlreadyExists,
     CallgateError,
@@ -28,7 +38,8 @@ from callgate.errors import (
     DatabaseUnavailable,
     InvalidInput,
 )
-from callgate.settings import HostKeyPolicy, Settings, load_settings
+from callgate.redaction import mask_secret
+from callgate.settings import ENTERPRISE_LIMITS, HostKeyPolicy, Settings, load_settings
 from callgate.validation import validate_context
 
 _T = TypeVar("_T")
@@ -110,11 +121,6 @@ def _check(option: str, check: Callable[[str], str], value: str) -> str:
         _fail(f"{option}: {exc.message}", 2)
 
 
-def mask_secret(secret: str) -> str:
-    """The first 8 characters and ``…`` (fewer for short secrets: never more than half)."""
-    return secret[: min(8, len(secret) // 2)] + "…"
-
-
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=False)]
     for line in (header, *rows):
@@ -131,6 +137,14 @@ def serve() -> None:
         run_service(settings)
     except ConfigurationError as exc:
         _fail(exc.message, 2)
+
+
+@app.command("secret-key")
+def secret_key() -> None:
+    """Print a new key for CALLGATE_SECRET_KEY (it encrypts the SSH passwords stored by
+    `host set`). Keep it out of the database's backups; a lost key means setting the
+    passwords again."""
+    typer.echo(new_key())
 
 
 @db_app.command("upgrade")
@@ -155,33 +169,186 @@ def enterprise_add(
     number: Annotated[str, typer.Option(help="Short code, e.g. 0367.")],
     name: Annotated[str, typer.Option(help="Short name, e.g. june.")],
     ip: Annotated[str, typer.Option(help="The enterprise's Asterisk host.")],
-    secret: Annotated[str | None, typer.Option(help="The clientId; generated if omitted.")] = None,
+    secret_env: Annotated[
+        str | None, typer.Option(metavar="VAR", help="Environment variable with the clientId.")
+    ] = None,
+    secret_stdin: Annotated[
+        bool, typer.Option("--secret-stdin", help="Read the clientId from standard input.")
+    ] = False,
+    secret: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
-    """Add an active enterprise and print its secret (the clientId of its requests)."""
+    """Add an active enterprise. Its secret (the clientId of its requests) is generated and
+    printed once, unless given with --secret-env or --secret-stdin (then it is not printed)."""
+    if secret is not None:
+        _fail(
+            "--secret: a secret on the command line shows in `ps` and shell history; "
+            "give it with --secret-env VAR or --secret-stdin",
+            2,
+        )
     settings = _settings()
     address = _check("--ip", host_address, ip)
-    if secret is None:
-        secret = secrets.token_urlsafe(GENERATED_SECRET_BYTES)
-    elif len(secret) < MIN_SECRET_LENGTH:
+    given = _given_secret(secret_env, secret_stdin)
+    chosen = given or secrets.token_urlsafe(GENERATED_SECRET_BYTES)
+    if given is not None and len(given) < MIN_SECRET_LENGTH:
         typer.echo(f"warning: a secret under {MIN_SECRET_LENGTH} characters is guessable", err=True)
     url = settings.database_url
-    added = _with_db(lambda: admin.add_enterprise(url, number, name, address, secret))
+    added = _with_db(lambda: admin.add_enterprise(url, number, name, address, chosen))
     typer.echo(f"enterprise {added.number} ({added.name}) added, PBX host {added.ip}")
-    typer.echo(f"secret: {secret}")
+    if given is None:
+        typer.echo(f"secret: {chosen}")  # generated: shown this once, never again
+    else:
+        typer.echo(f"secret stored as given: {mask_secret(given)}")
+
+
+def _given_secret(env: str | None, stdin: bool) -> str | None:
+    """The secret given in the environment or on standard input (its first line); None: none
+    was given, one is generated."""
+    if env is not None and stdin:
+        _fail("--secret-env and --secret-stdin: give one of them", 2)
+    if env is not None:
+        value = os.environ.get(env)
+        if not value:
+            _fail(f"--secret-env: environment variable {env} is not set or empty", 2)
+        return value
+    if stdin:
+        # Typed at a terminal: not echoed. Piped: its first line.
+        tty = sys.stdin.isatty()
+        value = getpass.getpass("secret: ") if tty else sys.stdin.readline().rstrip("\r\n")
+        if not value:
+            _fail("--secret-stdin: standard input holds no secret", 2)
+        return value
+    return None
 
 
 @enterprise_app.command("list")
 def enterprise_list() -> None:
-    """List enterprises; secrets are shown as their first 8 characters only."""
-    url = _settings().database_url
+    """List enterprises (secrets shown as their first 8 characters only) and where each may
+    call: its own destination policy, or "default" (shown below the table)."""
+    settings = _settings()
+    url, region = settings.database_url, settings.default_region
+    listed = _with_db(lambda: admin.list_enterprises(url))
+    default, own = _with_db(lambda: admin.destination_policies(url, region))
     rows = [
-        [e.number, e.name, e.ip, "yes" if e.active else "no", mask_secret(secret)]
-        for e, secret in _with_db(lambda: admin.list_enterprises(url))
+        [e.number, e.name, e.ip, "yes" if e.active else "no", mask_secret(secret), shown]
+        for e, secret in listed
+        for shown in [describe(own[e.number]) if e.number in own else "default"]
     ]
     if rows:
-        _table(["NUMBER", "NAME", "IP", "ACTIVE", "SECRET"], rows)
+        _table(["NUMBER", "NAME", "IP", "ACTIVE", "SECRET", "DESTINATIONS"], rows)
     else:
         typer.echo("no enterprises")
+    typer.echo(f"default destinations: {describe(default)}")
+
+
+_LIST = "comma-separated; '' for none"
+
+
+@enterprise_app.command("policy")
+def enterprise_policy(
+    number: Annotated[str | None, typer.Argument(help="Its number (or --default).")] = None,
+    is_default: Annotated[
+        bool, typer.Option("--default", help="The global default, for every enterprise's unset.")
+    ] = False,
+    region: Annotated[
+        str | None,
+        typer.Option(metavar="CC", help="Its country: numbers without + are read in it."),
+    ] = None,
+    allowed_regions: Annotated[
+        str | None, typer.Option(metavar="CC,…", help=f"Only these regions (or prefixes); {_LIST}.")
+    ] = None,
+    allowed_prefixes: Annotated[
+        str | None, typer.Option(metavar="P,…", help=f"Only these prefixes (or regions); {_LIST}.")
+    ] = None,
+    denied_prefixes: Annotated[
+        str | None, typer.Option(metavar="P,…", help=f"e.g. +882 (international form); {_LIST}.")
+    ] = None,
+    denied_types: Annotated[
+        str | None,
+        typer.Option(metavar="T,…", help=f"e.g. PREMIUM_RATE,SHARED_COST,EMERGENCY,UAN; {_LIST}."),
+    ] = None,
+    max_length: Annotated[int | None, typer.Option(min=1, max=15, help="Digits.")] = None,
+    extensions: Annotated[
+        str | None, typer.Option(metavar="R,…", help=f"Who may call, e.g. 100-199,250; {_LIST}.")
+    ] = None,
+    inherit: Annotated[
+        list[str] | None, typer.Option(metavar="FIELD", help="Inherit a field again, e.g. region.")
+    ] = None,
+) -> None:
+    """Show or change where an enterprise's calls may go (its destination policy); fields it
+    leaves unset come from the global default, then from the shipped policy."""
+    settings = _settings()
+    if (number is None) == (not is_default):
+        _fail("give an enterprise's number or --default, not both", 2)
+    key = "*" if is_default else str(number)
+    given = {
+        "region": region,
+        "allowed_regions": allowed_regions,
+        "allowed_prefixes": allowed_prefixes,
+        "denied_prefixes": denied_prefixes,
+        "denied_types": denied_types,
+        "max_length": max_length,
+        "extensions": extensions,
+    }
+    changes: dict[str, str | int | None] = {k: v for k, v in given.items() if v is not None}
+    for name in inherit or ():
+        field = name.replace("-", "_")
+        if field not in POLICY_FIELDS:
+            _fail(f"--inherit: {name!r} is not one of {', '.join(POLICY_FIELDS)}", 2)
+        changes[field] = None
+    url, default_region = settings.database_url, settings.default_region
+    policy: DestinationPolicy | None
+    if changes:
+        policy = _with_db(lambda: admin.set_policy(url, key, changes, default_region))
+        if policy is None:
+            _fail(f"no enterprise with number {key!r}")
+    else:
+        default, own = _with_db(lambda: admin.destination_policies(url, default_region))
+        policy = own.get(key, default)
+    typer.echo(f"{'default' if is_default else f'enterprise {key}'}: {describe(policy)}")
+
+
+_LIMIT = "0: off"
+
+
+@enterprise_app.command("limits")
+def enterprise_limits(
+    number: Annotated[str, typer.Argument(help="Its number.")],
+    enterprise_per_second: Annotated[int | None, typer.Option(min=0, help=_LIMIT)] = None,
+    enterprise_per_minute: Annotated[int | None, typer.Option(min=0, help=_LIMIT)] = None,
+    extension_per_minute: Annotated[int | None, typer.Option(min=0, help=_LIMIT)] = None,
+    destination_per_10_minutes: Annotated[int | None, typer.Option(min=0, help=_LIMIT)] = None,
+    destination_per_day: Annotated[int | None, typer.Option(min=0, help=_LIMIT)] = None,
+    live_calls_per_enterprise: Annotated[int | None, typer.Option(min=0, help=_LIMIT)] = None,
+    default: Annotated[
+        list[str] | None,
+        typer.Option("--default", metavar="LIMIT", help="Back to CALLGATE_LIMIT_<LIMIT>."),
+    ] = None,
+) -> None:
+    """Show or change an enterprise's own rate and live-call limits (the others are the
+    CALLGATE_LIMIT_* defaults); a running service applies a change within
+    CALLGATE_LIMIT_REFRESH_INTERVAL seconds."""
+    settings = _settings()
+    given = {
+        "enterprise_per_second": enterprise_per_second,
+        "enterprise_per_minute": enterprise_per_minute,
+        "extension_per_minute": extension_per_minute,
+        "destination_per_10_minutes": destination_per_10_minutes,
+        "destination_per_day": destination_per_day,
+        "live_calls_per_enterprise": live_calls_per_enterprise,
+    }
+    changes: dict[str, int | None] = {k: v for k, v in given.items() if v is not None}
+    for name in default or ():
+        field = name.replace("-", "_")
+        if field not in ENTERPRISE_LIMITS:
+            _fail(f"--default: {name!r} is not one of {', '.join(ENTERPRISE_LIMITS)}", 2)
+        changes[field] = None
+    url = settings.database_url
+    if changes and not _with_db(lambda: admin.set_limits(url, number, changes)):
+        _fail(f"no enterprise with number {number!r}")
+    own = _with_db(lambda: admin.own_limits(url)).get(number, {})
+    for name in ENTERPRISE_LIMITS:
+        value = own.get(name, getattr(settings, f"limit_{name}"))
+        typer.echo(f"{name}: {value or 'off'}{'' if name in own else ' (default)'}")
 
 
 def _set_active(number: str, active: bool) -> None:
@@ -209,10 +376,21 @@ def host_set(
     ssh_port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
     ssh_user: Annotated[str | None, typer.Option()] = None,
     password_env: Annotated[
-        str | None, typer.Option(metavar="VAR", help="Environment variable with the password.")
+        str | None,
+        typer.Option(
+            metavar="VAR", help="Environment variable with the password (stored encrypted)."
+        ),
     ] = None,
     key_file: Annotated[Path | None, typer.Option(metavar="FILE", help="Private key.")] = None,
     host_key_policy: Annotated[HostKeyPolicy | None, typer.Option()] = None,
+    host_key: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KEY",
+            help="The host's OpenSSH public key ('<type> <base64>'), pinned before the first "
+            "contact (e.g. from ssh-keyscan, checked out of band).",
+        ),
+    ] = None,
     context: Annotated[str | None, typer.Option(metavar="C", help="Dialplan context.")] = None,
     transport: Annotated[
         str | None, typer.Option(metavar="NAME", help="A registered transport: rx, console, ...")
@@ -238,13 +416,16 @@ def host_set(
         overrides["ssh_key_file"] = str(_checked_key_file(key_file))
     if host_key_policy is not None:
         overrides["host_key_policy"] = host_key_policy
+    if host_key is not None:
+        overrides["host_key"] = _check("--host-key", normalize_public_key, host_key)
     if context is not None:
         overrides["dial_context"] = _check("--context", validate_context, context)
     if transport is not None:
         from callgate.wiring import registered_transport  # lazily: asyncssh loads only here
 
         overrides["transport"] = _check("--transport", registered_transport, transport)
-    row = _with_db(lambda: admin.set_host(settings.database_url, address, overrides))
+    key = settings.secret_key
+    row = _with_db(lambda: admin.set_host(settings.database_url, address, overrides, key))
     _table(_HOST_HEADER, [_host_cells(row)])
 
 
@@ -266,9 +447,17 @@ def _host_cells(row: HostRow) -> list[str]:
         pinned = key_fingerprint(row.host_key) if row.host_key else "-"
     except ValueError:
         pinned = "unreadable"
-    values = [row.ssh_port, row.ssh_user, "set" if row.ssh_password else None, row.ssh_key_file]
+    values = [row.ssh_port, row.ssh_user, _password_cell(row.ssh_password), row.ssh_key_file]
     values += [row.host_key_policy, row.dial_context, row.transport]
     return [row.address, *("-" if value is None else str(value) for value in values), pinned]
+
+
+def _password_cell(stored: str | None) -> str | None:
+    """How a password is stored: ``encrypted``, or ``plain`` (stored in clear by an earlier
+    version; the next `host set` of the host encrypts it)."""
+    if stored is None or stored == "set":
+        return stored
+    return "encrypted" if is_sealed(stored) else "plain"
 
 
 @host_app.command("list")

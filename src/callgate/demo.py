@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from callgate.db.enterprises import add_enterprise, list_enterprises
 from callgate.db.executor import Database
 from callgate.db.hosts import set_host
+from callgate.domain.sealed import seal
 from callgate.logs import get_logger
 from callgate.settings import Settings
 from callgate.simulator.engine import SimulatedAsterisk
@@ -51,7 +52,9 @@ async def start_demo(settings: Settings, database: Database) -> Demo:
     changes = {
         "ssh_port": simulator.port,
         "ssh_user": DEMO_USER,
-        "ssh_password": password,
+        # The in-process simulator's password, new each run: sealed when there is a key, in
+        # clear otherwise (it opens nothing once this process ends).
+        "ssh_password": seal(password, settings.secret_key) if settings.secret_key else password,
         "host_key_policy": "strict",
         "host_key": simulator.host_key,
         "dial_context": settings.dial_context,

@@ -4,6 +4,7 @@
     ├── ConfigurationError             a setting, enterprise or host row is unusable
     ├── InvalidInput                   a request value failed the allow-list (.field)
     ├── AuthenticationFailed           unknown or inactive secret
+    ├── DestinationNotAllowed          the enterprise's destination policy refuses the call
     ├── DatabaseUnavailable            the database could not be reached in time
     ├── Conflict                       a write clashed with a constraint (idempotency key)
     │   └── AlreadyExists              a row with this key is there already
@@ -69,6 +70,13 @@ class InvalidInput(CallgateError):
 
 class AuthenticationFailed(CallgateError):
     code = "unauthorized"
+
+
+class DestinationNotAllowed(CallgateError):
+    """The enterprise's destination policy refuses the call (domain/destinations.py): nothing
+    is dialled. The message says why, the number masked."""
+
+    code = "destination_not_allowed"
 
 
 class DatabaseUnavailable(CallgateError):

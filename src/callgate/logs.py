@@ -11,6 +11,7 @@ import asyncio
 import functools
 import logging
 import logging.handlers
+import re
 import sys
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from callgate.private_files import owner_only_opener
 from callgate.redaction import mask_secret
 
 _SECRET_KEYS = frozenset({"secret", "password", "clientid", "client_id", "authorization", "token"})
@@ -27,6 +29,39 @@ def _scrub(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutable
     for key in list(event):
         if key.lower() in _SECRET_KEYS and isinstance(event[key], str):
             event[key] = mask_secret(event[key])
+    return event
+
+
+# What could end a line or rewrite one on a terminal: C0 and C1 controls, DEL, and Unicode's
+# line and paragraph separators (str.splitlines breaks at them too).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Multi-line by design; they follow the record's own line.
+_MULTILINE_KEYS = frozenset({"exception", "stack"})
+# A value holding one of these is written as its repr by the console renderer, which escapes
+# every control character itself (escaping it here too would double its backslashes).
+_QUOTED_BY_RENDERER = frozenset(" \t=\r\n\"'")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def _escape_controls(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Text lines: control characters in the event and in string values written as ``\\xNN``,
+    so request data (a path with ``%0A``, a header) can never start a line of its own. The
+    console renderer writes the event as it is, and other values as they are unless they
+    hold a space, a quote, ``=`` or a line break (then as their repr)."""
+    for key, value in event.items():
+        if (
+            isinstance(value, str)
+            and key not in _MULTILINE_KEYS
+            and _CONTROL.search(value)
+            and (key == "event" or _QUOTED_BY_RENDERER.isdisjoint(value))
+        ):
+            event[key] = _CONTROL.sub(_escaped, value)
     return event
 
 
@@ -41,6 +76,20 @@ class _RenderOnce(structlog.stdlib.ProcessorFormatter):
             line = super().format(record)
             record._callgate_line = line  # a cache, read above
         return line
+
+
+class _OwnerOnlyFileHandler(logging.handlers.RotatingFileHandler):
+    """The rotating file, each one it creates (the first, and the new one at each rollover)
+    readable by the owner only: request lines name enterprises and hosts."""
+
+    def _open(self) -> Any:
+        return open(
+            self.baseFilename,
+            self.mode,
+            encoding=self.encoding,
+            errors=self.errors,
+            opener=owner_only_opener,
+        )
 
 
 def configure_logging(
@@ -67,13 +116,14 @@ def configure_logging(
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             structlog.processors.format_exc_info,  # plain tracebacks, in either format
+            *([] if log_format == "json" else [_escape_controls]),  # JSON escapes them itself
             renderer,
         ],
     )
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stdout)] if console else []
     if log_file is not None:
         handlers.append(
-            logging.handlers.RotatingFileHandler(
+            _OwnerOnlyFileHandler(
                 log_file, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
             )
         )

@@ -6,6 +6,8 @@ starts, so a misconfiguration fails there with a message that names the setting.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from enum import StrEnum
 from pathlib import Path
@@ -50,6 +52,18 @@ def transport_name(value: str) -> str:
     return value
 
 
+# The limits (`CALLGATE_LIMIT_<NAME>`) an enterprise may have a value of its own of
+# (`callgate enterprise limits`, calls/rate_limits.py).
+ENTERPRISE_LIMITS = (
+    "enterprise_per_second",
+    "enterprise_per_minute",
+    "extension_per_minute",
+    "destination_per_10_minutes",
+    "destination_per_day",
+    "live_calls_per_enterprise",
+)
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Field names map to ``CALLGATE_<NAME>`` variables."""
 
@@ -65,6 +79,8 @@ class Settings(BaseSettings):
     ssh_user: str = "root"
     ssh_password: SecretStr | None = None
     ssh_key_file: Path | None = None
+    # Seals the SSH passwords stored in pbx_hosts (domain/sealed.py): `callgate secret-key`.
+    secret_key: SecretStr | None = None
     ssh_host_key_policy: HostKeyPolicy = HostKeyPolicy.ACCEPT_NEW
     ssh_known_hosts: Path | None = None
     ssh_connect_timeout: float = Field(10.0, gt=0, le=300)
@@ -101,6 +117,36 @@ class Settings(BaseSettings):
     # The double-click guard: the same (enterprise, extension, phone) again within this many
     # seconds returns the call already placed instead of dialling twice; 0 turns it off.
     duplicate_window: float = Field(5.0, ge=0, le=300)
+    # The country a number without "+" is read in, for an enterprise whose destination policy
+    # names none (domain/destinations.py). BY: the legacy service's enterprises dial Belarusian
+    # numbers (+375, national 8 0XX ...), so their national numbers keep their meaning.
+    default_region: str = "BY"
+    # Rate and concurrency limits (calls/rate_limits.py; README, "Rate and concurrency
+    # limits"); 0 turns one off. Numbers are counted per enterprise and number.
+    limit_enterprise_per_second: int = Field(10, ge=0)
+    limit_enterprise_per_minute: int = Field(300, ge=0)
+    limit_extension_per_minute: int = Field(10, ge=0)
+    limit_destination_per_10_minutes: int = Field(5, ge=0)
+    limit_destination_per_day: int = Field(30, ge=0)
+    limit_auth_failures_per_minute: int = Field(20, ge=0)
+    limit_live_calls_per_enterprise: int = Field(50, ge=0)
+    limit_live_calls_per_host: int = Field(200, ge=0)
+    # Seconds between two reads of the enterprises' own limits (`callgate enterprise limits`).
+    limit_refresh_interval: float = Field(5.0, gt=0, le=3600)
+    # Where the rates are counted: this process's memory, or a Redis shared by instances
+    # (`redis://[:password@]host:port/db`), its keys under `redis_prefix`.
+    redis_url: SecretStr | None = None
+    redis_prefix: str = Field("callgate", min_length=1, max_length=64)
+
+    # Resource bounds (README, "Protection"): request bodies above this many bytes are refused
+    # (413) before they are parsed or any authentication runs; the HTTP server's limits.
+    max_body_bytes: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    http_limit_concurrency: int = Field(1000, ge=1)  # connections + tasks; above: 503
+    http_keepalive_timeout: int = Field(5, ge=1, le=300)  # an idle keep-alive is closed
+    # Event streams (/v1/events) one enterprise may hold open at once.
+    streams_per_enterprise: int = Field(5, ge=1, le=1000)
+    # Shows host addresses, errors and pool details in /api/status (`Authorization: Bearer`).
+    admin_token: SecretStr | None = None
 
     log_file: Path | None = Path("asterisk_service.log")
     log_format: LogFormat = LogFormat.TEXT
@@ -127,6 +173,29 @@ class Settings(BaseSettings):
     @classmethod
     def _transport_is_a_name(cls, value: str) -> str:
         return transport_name(value)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_is_a_key(cls, value: SecretStr | None) -> SecretStr | None:
+        # Fernet's key format, checked here so that a bad key fails at start, not at a call.
+        if value is None:
+            return None
+        try:
+            raw = base64.urlsafe_b64decode(value.get_secret_value().encode("ascii"))
+        except (binascii.Error, UnicodeError):
+            raw = b""
+        if len(raw) != 32:
+            raise ValueError(
+                "must be 32 bytes in URL-safe base64: make one with `callgate secret-key`"
+            )
+        return value
+
+    @field_validator("default_region")
+    @classmethod
+    def _region_is_known(cls, value: str) -> str:
+        from callgate.domain.destinations import check_region
+
+        return check_region(value)
 
     @field_validator("log_level")
     @classmethod

@@ -15,6 +15,13 @@ from contextlib import asynccontextmanager
 
 from callgate import __version__
 from callgate.calls.placing import Placing
+from callgate.calls.rate_limits import (
+    Limits,
+    LiveCalls,
+    adopt_live_calls,
+    keep_refreshed,
+    storage_for,
+)
 from callgate.calls.reading import CallReads
 from callgate.calls.reconcile import reconcile_pending, reconcile_until_done
 from callgate.calls.service import CallService
@@ -23,6 +30,7 @@ from callgate.calls.status import ServiceStatus
 from callgate.calls.targets import build_target
 from callgate.calls.tracker import CallTracker
 from callgate.calls.watching import Watching
+from callgate.db.engine import sqlite_file
 from callgate.db.executor import Executor, connect
 from callgate.db.guard import db_step
 from callgate.db.host_keys import DbHostKeyStore
@@ -37,6 +45,7 @@ from callgate.pbx.registry import TRANSPORTS, Shared
 from callgate.pbx.routing import RoutingTransport
 from callgate.pbx.ssh import PoolLimits, SshPool
 from callgate.pbx.transport import PbxTransport
+from callgate.private_files import wider_than_owner
 from callgate.settings import HostKeyPolicy, Settings, Transport
 
 log = get_logger("callgate.app")
@@ -91,6 +100,17 @@ async def check_host(settings: Settings, database: Executor, address: str) -> st
         await transport.aclose()
 
 
+def warn_about_open_files(settings: Settings) -> None:
+    """A warning per secret-holding file (the SQLite database, the log file) that users other
+    than its owner may read: callgate creates them ``0600`` (`private_files`), an older or
+    hand-made one may be wider; changing its mode is left to the operator."""
+    database_file = sqlite_file(settings.database_url)
+    for path in (database_file, settings.log_file):
+        mode = None if path is None else wider_than_owner(path)
+        if mode is not None:
+            log.warning("file readable by other users: chmod 600 it", file=str(path), mode=mode)
+
+
 @asynccontextmanager
 async def running(
     settings: Settings, *, transport: PbxTransport | None = None, resume_calls: bool = True
@@ -122,14 +142,22 @@ async def running(
         listen=settings.track_listen,
     )
     reads = CallReads(database)
-    calls = CallService(settings, database, pbx, tracker, reads=reads)
+    live = LiveCalls(
+        settings.limit_live_calls_per_enterprise,
+        settings.limit_live_calls_per_host,
+        followed=tracker.live_calls,
+    )
+    limits = Limits(settings, live, storage_for(settings))
+    calls = CallService(settings, database, pbx, tracker, reads=reads, limits=limits)
     services = Services(
         settings=settings,
         calls=calls,
         placing=Placing(calls, reads),
         reads=reads,
-        watching=Watching(tracker, reads),
-        status=ServiceStatus(database, pbx, tracker),
+        watching=Watching(
+            tracker, database, streams_per_enterprise=settings.streams_per_enterprise
+        ),
+        status=ServiceStatus(database, pbx, tracker, settings),
     )
     # Before the tracker resumes: a call a killed run left pending gets its outcome (and
     # its state `lost`), so the tracker does not adopt it. Never re-dialled.
@@ -140,19 +168,39 @@ async def running(
         except DatabaseUnavailable:  # the service still starts; the rows are settled later
             settling = asyncio.create_task(reconcile_until_done(database, before=started))
     await tracker.start(resume=resume_calls)  # resumes the calls a previous run left live
+    if resume_calls:
+        try:  # they count against the live-call caps again
+            await adopt_live_calls(live, database)
+        except DatabaseUnavailable:
+            log.warning("live calls not counted: the database is unavailable")
+    with contextlib.suppress(DatabaseUnavailable):  # read again every few seconds
+        await limits.refresh(database)
+    refreshing = asyncio.create_task(
+        keep_refreshed(limits, database, settings.limit_refresh_interval)
+    )
     if settings.ssh_host_key_policy is HostKeyPolicy.OFF:
         log.warning("SSH host key checking is off: any server answering is trusted")
+    for address in await services.status.unchecked_hosts() or ():
+        log.warning(
+            "SSH host key checking is off for a host: any server answering is trusted", host=address
+        )
+    warn_about_open_files(settings)
     log.info("service ready", port=settings.port, version=__version__)
     try:
         yield services
     finally:
+        refreshing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refreshing
         if settling is not None:
             settling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await settling
         await calls.drain()  # call-log writes still running: nothing is lost
+        await services.watching.aclose()
         await tracker.stop()  # before the transport closes: its last listings finish
         await pbx_transport.aclose()
+        await limits.aclose()
         if demo is not None:
             await demo.close()
         await database.close()

@@ -12,19 +12,23 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner, Result
 
-from callgate.cli import app, mask_secret
+from callgate.cli import app
 from callgate.db.enterprises import EnterpriseRow, by_secret_with_host
 from callgate.db.executor import Database
-from callgate.db.hosts import get_host, pin_host_key
+from callgate.db.hosts import get_host, pin_host_key, set_host
 from callgate.domain.hosts import HostRow
+from callgate.domain.sealed import SEALED_PREFIX, is_sealed, new_key, unseal
 from callgate.errors import SshConnectTimeout
+from callgate.redaction import mask_secret
 from callgate.settings import Settings
 from tests.support.database import opened
 
 _T = TypeVar("_T")
 PASSWORD = "pbx-Password-7f3a9c"
+SECRET_KEY = new_key()
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
 
@@ -100,28 +104,69 @@ def test_add_prints_a_strong_generated_secret(cli_db: str) -> None:
     assert secret_of(again) != secret
 
 
-def test_add_keeps_a_given_secret_and_list_masks_it(cli_db: str) -> None:
-    """--secret is stored as given; `enterprise list` shows only its first 8 characters."""
+@pytest.mark.parametrize("how", ["env", "stdin"])
+def test_add_keeps_a_given_secret_never_prints_it_and_list_masks_it(
+    cli_db: str, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """A secret given in the environment or on stdin is stored as given and never printed
+    (a quarter of it at most), and `enterprise list` shows no more of it."""
     secret = "Given-Secret-0123456789abcdef"
-    added = run_cli(
-        "enterprise", "add", "--number", "0367", "--name", "june", "--ip", "10.0.0.5",
-        "--secret", secret,
-    )  # fmt: skip
+    args = ["enterprise", "add", "--number", "0367", "--name", "june", "--ip", "10.0.0.5"]
+    if how == "env":
+        monkeypatch.setenv("NEW_SECRET", secret)
+        added = run_cli(*args, "--secret-env", "NEW_SECRET")
+    else:
+        added = CliRunner().invoke(app, [*args, "--secret-stdin"], input=secret + "\n")
     assert added.exit_code == 0, added.output
-    assert secret_of(added) == secret
+    assert secret not in added.output and secret[7:] not in added.output
+    assert "secret stored as given: Given-S…" in added.stdout  # 7 of 29 characters
+    assert enterprise(cli_db, secret) is not None
     listed = run_cli("enterprise", "list")
     assert listed.exit_code == 0, listed.output
     assert "0367" in listed.stdout and "june" in listed.stdout
-    assert "Given-Se…" in listed.stdout
+    assert "Given-S…" in listed.stdout
     assert secret not in listed.output
-    assert secret[8:] not in listed.output
+    assert secret[7:] not in listed.output
 
 
-def test_mask_secret_never_shows_more_than_half() -> None:
+def test_add_refuses_a_secret_on_the_command_line(cli_db: str) -> None:
+    """--secret VALUE (visible in `ps` and shell history) is refused, naming the safe ways;
+    nothing is stored and the value is not echoed."""
+    secret = "Argv-Secret-0123456789abcdef"
+    result = run_cli(
+        "enterprise", "add", "--number", "0367", "--name", "june", "--ip", "10.0.0.5",
+        "--secret", secret,
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "--secret-env" in result.stderr and "--secret-stdin" in result.stderr
+    assert secret not in result.output
+    assert enterprise(cli_db, secret) is None
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["--secret-env", "NO_SUCH_VARIABLE"], None, "--secret-env"),
+        (["--secret-stdin"], "", "--secret-stdin"),
+        (["--secret-env", "NO_SUCH_VARIABLE", "--secret-stdin"], "x", "give one of them"),
+    ],
+)
+def test_add_with_a_missing_given_secret_fails(
+    cli_db: str, args: list[str], stdin: str | None, message: str
+) -> None:
+    base = ["enterprise", "add", "--number", "0367", "--name", "june", "--ip", "10.0.0.5"]
+    result = CliRunner().invoke(app, [*base, *args], input=stdin)
+    assert result.exit_code == 2 and message in result.stderr
+    assert "0367" not in run_cli("enterprise", "list").stdout
+
+
+def test_mask_secret_never_shows_more_than_a_quarter() -> None:
     """Short secrets are masked harder than the usual 8 characters."""
-    assert mask_secret("abcdefghijklmnopqrstuvwxyz") == "abcdefgh…"
-    assert mask_secret("abcdef") == "abc…"
-    assert mask_secret("") == "…"
+    assert mask_secret("abcdefghijklmnopqrstuvwxyz0123456789") == "abcdefgh…"
+    assert mask_secret("abcdefghijklmnopqrstuvwxyz") == "abcdef…"
+    assert mask_secret("abcdef") == "a…"
+    assert mask_secret("abc") == "…"
+    assert mask_secret("") == "-"
 
 
 def test_disable_and_enable(cli_db: str) -> None:
@@ -161,7 +206,9 @@ def test_add_with_a_bad_ip_names_the_option(cli_db: str, ip: str) -> None:
 def test_host_set_reads_the_password_from_the_environment(
     cli_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--password-env stores the variable's value; neither set nor list ever prints it."""
+    """--password-env stores the variable's value encrypted with CALLGATE_SECRET_KEY (the
+    stored bytes hold no part of it); neither set nor list ever prints it."""
+    monkeypatch.setenv("CALLGATE_SECRET_KEY", SECRET_KEY)
     monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
     result = run_cli(
         "host", "set", "10.0.0.5", "--password-env", "PBX_PASSWORD", "--ssh-port", "22",
@@ -171,8 +218,13 @@ def test_host_set_reads_the_password_from_the_environment(
     assert result.exit_code == 0, result.output
     assert PASSWORD not in result.output
     row = host(cli_db, "10.0.0.5")
-    assert row is not None
-    assert (row.ssh_password, row.ssh_port, row.ssh_user) == (PASSWORD, 22, "pbx")
+    assert row is not None and row.ssh_password is not None
+    assert row.ssh_password.startswith(SEALED_PREFIX)
+    assert (
+        PASSWORD[4:12] not in row.ssh_password and PASSWORD.encode().hex() not in row.ssh_password
+    )
+    assert unseal(row.ssh_password, SecretStr(SECRET_KEY)) == PASSWORD
+    assert (row.ssh_port, row.ssh_user) == (22, "pbx")
     assert (row.host_key_policy, row.dial_context, row.transport) == (
         "strict",
         "from-crm",
@@ -180,18 +232,56 @@ def test_host_set_reads_the_password_from_the_environment(
     )
     listed = run_cli("host", "list")
     assert listed.exit_code == 0, listed.output
-    assert PASSWORD not in listed.output
+    assert PASSWORD not in listed.output and row.ssh_password not in listed.output
     line = next(line for line in listed.stdout.splitlines() if line.startswith("10.0.0.5"))
-    assert line.split()[3] == "set"
+    assert line.split()[3] == "encrypted"
 
 
 def test_host_set_changes_only_what_is_given(cli_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A second `host set` keeps the fields it does not mention."""
+    monkeypatch.setenv("CALLGATE_SECRET_KEY", SECRET_KEY)
     monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
     assert run_cli("host", "set", "10.0.0.5", "--password-env", "PBX_PASSWORD").exit_code == 0
+    stored = host(cli_db, "10.0.0.5")
     assert run_cli("host", "set", "10.0.0.5", "--ssh-port", "2222").exit_code == 0
     row = host(cli_db, "10.0.0.5")
-    assert row is not None and (row.ssh_password, row.ssh_port) == (PASSWORD, 2222)
+    assert stored is not None and row is not None
+    assert (row.ssh_password, row.ssh_port) == (stored.ssh_password, 2222)
+
+
+def test_host_set_refuses_a_password_without_a_key(
+    cli_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without CALLGATE_SECRET_KEY no password is stored; the message says how to make a key
+    (and the command it names prints one the settings accept)."""
+    monkeypatch.setenv("PBX_PASSWORD", PASSWORD)
+    result = run_cli("host", "set", "10.0.0.5", "--password-env", "PBX_PASSWORD")
+    assert result.exit_code == 2
+    assert "CALLGATE_SECRET_KEY" in result.stderr and "callgate secret-key" in result.stderr
+    assert PASSWORD not in result.output
+    assert host(cli_db, "10.0.0.5") is None
+    made = run_cli("secret-key")
+    assert made.exit_code == 0
+    key = made.stdout.strip()
+    assert Settings(secret_key=key).secret_key is not None
+    assert run_cli("secret-key").stdout.strip() != key
+
+
+def test_host_set_encrypts_a_password_stored_in_clear(
+    cli_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A password an earlier version stored in clear still reads; the next `host set` of the
+    host (of any field) stores it encrypted, and `host list` tells the two apart."""
+    query(cli_db, lambda database: set_host(database, "10.0.0.5", {"ssh_password": PASSWORD}))
+    listed = run_cli("host", "list")
+    line = next(line for line in listed.stdout.splitlines() if line.startswith("10.0.0.5"))
+    assert line.split()[3] == "plain" and PASSWORD not in listed.output
+    monkeypatch.setenv("CALLGATE_SECRET_KEY", SECRET_KEY)
+    assert run_cli("host", "set", "10.0.0.5", "--ssh-port", "2222").exit_code == 0
+    row = host(cli_db, "10.0.0.5")
+    assert row is not None and row.ssh_password is not None and row.ssh_port == 2222
+    assert is_sealed(row.ssh_password)
+    assert unseal(row.ssh_password, SecretStr(SECRET_KEY)) == PASSWORD
 
 
 @pytest.mark.parametrize(

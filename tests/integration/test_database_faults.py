@@ -118,7 +118,7 @@ async def test_database_fault_fails_fast_dials_nothing_and_recovers(
     # Timed, but asserted last: a slow answer must not hide whether the rest holds.
     slow = {name: round(s, 2) for name, s in (("legacy", legacy_s), ("v1", v1_s)) if s > BOUND}
 
-    status = await faulty.stack.service.client.get("/api/status")
+    status = await faulty.stack.service.status()
     assert status.status_code == 200
     state = status.json()["database"]
     assert state != "connected"
@@ -133,7 +133,7 @@ async def test_database_fault_fails_fast_dials_nothing_and_recovers(
     created = await _one_of_two(faulty.v1)
     assert created.status_code == 201, created.text
     assert await faulty.stack.originates() == 3  # failed attempts dialled nothing
-    recovered = await faulty.stack.service.client.get("/api/status")
+    recovered = await faulty.stack.service.status()
     assert recovered.json()["database"] == "connected"
     assert not slow, f"database fault answered after more than {BOUND} s: {slow}"
 

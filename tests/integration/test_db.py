@@ -354,7 +354,7 @@ async def test_enterprises_round_trip(database: Database) -> None:
     await add_enterprise(database, "0100", "may", "pbx.example.com", "t" * 32)
     assert added == EnterpriseRow("0367", "june", "10.0.0.5", True)
     found = await by_secret_with_host(database, "s" * 32)
-    assert found == (added, None)
+    assert found is not None and found[:2] == (added, None)
     assert await by_secret_with_host(database, "nope") is None
     listed = await list_enterprises(database)
     assert [(e.number, secret) for e, secret in listed] == [("0100", "t" * 32), ("0367", "s" * 32)]
@@ -372,7 +372,7 @@ async def test_the_per_call_read_sees_fresh_rows(database: Database) -> None:
     await add_enterprise(database, "0100", "may", "10.0.0.6", "t" * 32)
     await set_host(database, "10.0.0.5", {"ssh_port": 2222, "ssh_user": "callgate"})
     found = await by_secret_with_host(database, "s" * 32)
-    assert found == (
+    assert found is not None and found[:2] == (
         EnterpriseRow("0367", "june", "10.0.0.5", True),
         HostRow("10.0.0.5", ssh_port=2222, ssh_user="callgate"),
     )

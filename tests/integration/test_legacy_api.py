@@ -122,7 +122,7 @@ async def test_hundred_calls_share_one_ssh_connection(stack: Stack) -> None:
             await stack.control.rx("channel request hangup all")
     assert await stack.originates() == 100
     assert stack.sshd.count_log("Accepted password") == 1
-    status = (await stack.service.client.get("/api/status")).json()
+    status = (await stack.service.status()).json()
     assert status["pbx"]["connections_opened"] == 1
 
 

@@ -73,7 +73,7 @@ async def timed_call(stack: Stack, **params: str) -> tuple[Any, float]:
 
 
 async def breaker_of(stack: Stack, label: str) -> dict[str, Any]:
-    status = (await stack.service.client.get("/api/status")).json()
+    status = (await stack.service.status()).json()
     hosts: dict[str, Any] = status["pbx"]["breaker"]["hosts"]
     return dict(hosts.get(label, {}))
 

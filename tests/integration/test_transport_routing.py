@@ -50,6 +50,7 @@ async def service_on(
         port=free_port(),
         log_file=tmp_path / "callgate.log",
         track_interval=0.1,
+        admin_token="admin-token-for-the-status",
     )
     assert config.transport == "console"
     REGISTRY.record_stack(secret, config.log_file)  # leak hygiene: see tests/support/hygiene.py
@@ -58,7 +59,7 @@ async def service_on(
 
 
 async def pbx_status(service: RunningService) -> dict[str, Any]:
-    status: dict[str, Any] = (await service.client.get("/api/status")).json()["pbx"]
+    status: dict[str, Any] = (await service.status()).json()["pbx"]
     return status
 
 

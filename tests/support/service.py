@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import httpx
 import uvicorn
 
-from callgate.app import create_app
+from callgate.app import create_app, server_limits
 from callgate.pbx.transport import PbxTransport
 from callgate.settings import Settings
 
@@ -30,6 +30,12 @@ class RunningService:
     client: httpx.AsyncClient
     server: uvicorn.Server
 
+    async def status(self) -> httpx.Response:
+        """`/api/status` as an operator sees it: with the admin token when one is set."""
+        token = self.settings.admin_token
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
+        return await self.client.get("/api/status", headers=headers)
+
 
 @contextlib.asynccontextmanager
 async def running_service(
@@ -38,7 +44,13 @@ async def running_service(
     """Start uvicorn on settings.port (127.0.0.1) and yield an HTTP client pointed at it."""
     app = create_app(settings, transport=transport)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.port, access_log=False, log_config=None, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=settings.port,
+        access_log=False,
+        log_config=None,
+        lifespan="on",
+        **server_limits(settings),  # as `callgate serve` runs it
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

@@ -28,6 +28,17 @@ from tests.support.service import RunningService, free_port, running_service
 from tests.support.sshd import SshdServer
 
 ENTERPRISE = {"number": "0367", "name": "june", "ip": "127.0.0.1"}
+# Tests place calls faster than any enterprise should: the rate and live-call limits off.
+LIMITS_OFF = {
+    "limit_enterprise_per_second": 0,
+    "limit_enterprise_per_minute": 0,
+    "limit_extension_per_minute": 0,
+    "limit_destination_per_10_minutes": 0,
+    "limit_destination_per_day": 0,
+    "limit_live_calls_per_enterprise": 0,
+    "limit_live_calls_per_host": 0,
+    "limit_auth_failures_per_minute": 0,
+}
 
 
 @dataclass
@@ -112,6 +123,8 @@ async def call_stack(
         "database_url": db_url,
         "port": free_port(),
         "log_file": tmp_path / "callgate.log",
+        **LIMITS_OFF,  # tests of the limits set their own
+        "admin_token": secrets.token_hex(16),  # `service.status()` shows what operators see
     }
     config = Settings(**(values | settings))
     REGISTRY.record_stack(secret, config.log_file)  # leak hygiene: see tests/support/hygiene.py

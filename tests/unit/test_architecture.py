@@ -30,6 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "callgate.redaction",
         "callgate.settings",
         "callgate.logs",
+        "callgate.private_files",
     ),
 }
 ORDER = list(LAYERS)

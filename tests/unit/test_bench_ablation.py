@@ -22,7 +22,7 @@ def _probe() -> tuple[type[CallService], list[str | None]]:
     reads: list[str | None] = []
 
     class Probe(CallService):
-        async def authorise(self, secret: str | None) -> Any:
+        async def authorise(self, secret: str | None, *, client: str | None = None) -> Any:
             reads.append(secret)
             return (f"enterprise of {secret}", None)
 

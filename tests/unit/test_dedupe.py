@@ -4,6 +4,7 @@ once; a failed one is forgotten; expiry costs the same however many calls are re
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -159,3 +160,23 @@ async def test_expiry_looks_at_the_old_calls_only() -> None:
     assert clock.looks <= 6  # the 3 dropped, the first one kept, the placed call's own age
     assert await recent.once(_key(3), lambda: pytest.fail("dialled twice")) == (4, True)
     assert await recent.once(_key(0), dial.to(_key(0))) == (3002, False)
+
+
+async def test_memory_is_bounded_under_a_flood_of_distinct_calls() -> None:
+    """Distinct calls beyond the bound within one window are placed (unguarded), never
+    remembered: the map holds at most `max_remembered` calls."""
+    recent: RecentCalls[str] = RecentCalls(WINDOW, clock=lambda: 0.0, max_remembered=100)
+    placed: list[str] = []
+
+    async def place(number: str) -> str:
+        placed.append(number)
+        return number
+
+    for index in range(1000):
+        number = f"+3752962{index:05d}"
+        await recent.once(("0367", "150", number), functools.partial(place, number))
+    assert len(placed) == 1000
+    assert len(recent._recent) == len(recent._order) == 100
+    # The first 100 are still guarded: asked again, they are not placed again.
+    _, reused = await recent.once(("0367", "150", "+375296200000"), lambda: place("again"))
+    assert reused and len(placed) == 1000

@@ -1,57 +1,101 @@
-"""calls.watching.EnterpriseFeed: one enterprise's transitions only, keep-alive gaps, its end."""
+"""calls.watching: transitions routed to their own enterprise's feeds only (nothing read to
+filter them), keep-alive gaps, a cap per enterprise, a disabled enterprise's feeds end."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any, cast
 
-from callgate.calls.history import Subscription, Transition
-from callgate.calls.reading import CallReads
-from callgate.calls.watching import EnterpriseFeed
+import pytest
+
+from callgate.calls import watching
+from callgate.calls.history import Transition
+from callgate.calls.tracker import CallTracker
+from callgate.calls.watching import TooManyStreams, Watching
+from callgate.db.executor import Executor
 from callgate.domain.states import CallState
+from callgate.settings import Settings
 
 OURS, THEIRS = "0367", "0999"
 
 
-class Owners(CallReads):
-    """Who owns each call, as the database would say; counts the reads."""
+class Enterprises:
+    """The database as `active_numbers` reads it; counts the reads."""
 
-    def __init__(self, owners: dict[str, str], delay: float = 0.0) -> None:
-        self._owners = owners
-        self._delay = delay
-        self.reads: list[str] = []
+    def __init__(self, active: set[str]) -> None:
+        self.active = active
+        self.reads = 0
 
-    async def owns(self, enterprise_number: str, call_id: str) -> bool:
-        self.reads.append(call_id)
-        await asyncio.sleep(self._delay)
-        return self._owners.get(call_id) == enterprise_number
+    async def rows(self, _statement: object, _values: object = None) -> Sequence[dict[str, Any]]:
+        self.reads += 1
+        return [{"number": number} for number in self.active]
 
 
-def _move(call_id: str, state: CallState) -> Transition:
-    return Transition(call_id, state, datetime.now(UTC), "test")
+def _tracker() -> CallTracker:
+    return CallTracker(cast(Any, None), cast(Any, None), Settings())
 
 
-async def test_only_the_enterprises_calls_each_owner_read_once() -> None:
-    subscription = Subscription(set(), 100)
-    reads = Owners({"a": OURS, "b": THEIRS})
-    feed = EnterpriseFeed(subscription, reads, OURS, quiet=5.0)
-    for call_id, state in [("b", CallState.RINGING_AGENT), ("a", CallState.RINGING_AGENT)]:
-        subscription.offer(_move(call_id, state))
-    subscription.offer(_move("b", CallState.CONNECTED))
-    subscription.offer(_move("a", CallState.CONNECTED))
-    subscription.close()
-    seen = [(t.call_id, t.state) async for t in feed if t is not None]
+def _move(call_id: str, state: CallState, enterprise: str) -> Transition:
+    return Transition(call_id, state, datetime.now(UTC), "test", enterprise_number=enterprise)
+
+
+async def test_each_feed_gets_its_own_enterprises_calls_only() -> None:
+    tracker, database = _tracker(), Enterprises({OURS, THEIRS})
+    cases = Watching(tracker, cast(Executor, database), streams_per_enterprise=5)
+    ours, theirs = cases.feed(OURS, quiet=5.0), cases.feed(THEIRS, quiet=5.0)
+    everything = tracker.subscribe()  # `calls watch`: every enterprise's
+    for call_id, state, owner in [
+        ("b", CallState.RINGING_AGENT, THEIRS),
+        ("a", CallState.RINGING_AGENT, OURS),
+        ("b", CallState.CONNECTED, THEIRS),
+        ("a", CallState.CONNECTED, OURS),
+    ]:
+        tracker._publish(_move(call_id, state, owner))
+    await tracker.stop()
+    seen = [(t.call_id, t.state) async for t in ours if t is not None]
     assert seen == [("a", CallState.RINGING_AGENT), ("a", CallState.CONNECTED)]
-    assert sorted(reads.reads) == ["a", "b"]  # a call never changes owner: read once
+    assert [t.call_id async for t in theirs if t is not None] == ["b", "b"]
+    assert [t.call_id async for t in everything] == ["b", "a", "b", "a"]
+    await cases.aclose()
 
 
-async def test_quiet_gives_none_and_a_slow_owner_read_loses_nothing() -> None:
-    subscription = Subscription(set(), 100)
-    feed = EnterpriseFeed(subscription, Owners({"a": OURS}, delay=0.1), OURS, quiet=0.02)
+async def test_quiet_gives_none_then_the_transition() -> None:
+    tracker = _tracker()
+    cases = Watching(tracker, cast(Executor, Enterprises({OURS})), streams_per_enterprise=5)
+    feed = cases.feed(OURS, quiet=0.02)
     assert await anext(feed) is None  # nothing within `quiet`: time for a keep-alive
-    subscription.offer(_move("a", CallState.RINGING_AGENT))
-    # The owner's read takes longer than `quiet`: the transition still comes, not a gap.
+    tracker._publish(_move("a", CallState.RINGING_AGENT, OURS))
     found = await anext(feed)
     assert found is not None and found.call_id == "a"
     feed.close()
     assert [t async for t in feed] == []
+    await cases.aclose()
+
+
+async def test_feeds_per_enterprise_are_capped_and_a_closed_one_frees_its_place() -> None:
+    cases = Watching(_tracker(), cast(Executor, Enterprises({OURS})), streams_per_enterprise=2)
+    first, _second = cases.feed(OURS, quiet=5.0), cases.feed(OURS, quiet=5.0)
+    with pytest.raises(TooManyStreams):
+        cases.feed(OURS, quiet=5.0)
+    cases.feed(THEIRS, quiet=5.0)  # another enterprise's share is its own
+    first.close()
+    cases.feed(OURS, quiet=5.0)
+    await cases.aclose()
+
+
+async def test_a_disabled_enterprises_feeds_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(watching, "RECHECK", 0.05)
+    database = Enterprises({OURS, THEIRS})
+    cases = Watching(_tracker(), cast(Executor, database), streams_per_enterprise=5)
+    ours, theirs = cases.feed(OURS, quiet=0.01), cases.feed(THEIRS, quiet=0.01)
+    database.active = {THEIRS}  # `callgate enterprise disable 0367`
+    ended = [t async for t in ours]  # keep-alives until the check closes it
+    assert set(ended) <= {None}
+    assert await anext(theirs) is None  # still open
+    assert database.reads >= 1
+    theirs.close()
+    await asyncio.sleep(0.15)
+    assert cases._feeds == {}  # no key stays for an enterprise without feeds
+    await cases.aclose()

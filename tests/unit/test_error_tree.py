@@ -19,6 +19,10 @@ OUTSIDE = {
     "callgate.pbx.ssh._MaybeStarted",
     # A pure parser's ValueError (no host, no decision); its callers translate it at once.
     "callgate.pbx.console_framing.ConsoleGarbage",
+    # A pure function's ValueErrors (a stored password it cannot open); calls/targets.py
+    # translates them at once into a ConfigurationError naming the host.
+    "callgate.domain.sealed.KeyMissing",
+    "callgate.domain.sealed.WrongKey",
     # The HTTP layer's own answers (404, 409, 422 of the API), not errors of the service.
     "callgate.api.v1.problems.ApiProblem",
 }

@@ -200,3 +200,20 @@ async def test_a_line_heard_before_the_originate_proves_nothing() -> None:
     client.heard(WRONG, Heard(Said.STARTED, "Local/150@nosuchcontext-0000005f;2"))
     with pytest.raises(errors.CallNotCreated):
         await client.originate(WRONG, "150", "+375296254070")
+
+
+async def test_the_lock_of_an_extension_goes_once_nobody_holds_it() -> None:
+    """Originates per (host, extension) are serialized; the lock is dropped once free, so
+    extensions called once each leave nothing behind (a bounded map)."""
+
+    class Empty(ScriptedTransport):  # no channel ever: each call ends CallNotCreated
+        async def run(
+            self, target: HostTarget, commands: Sequence[str], *, notices: list[str] | None = None
+        ) -> list[str]:
+            return [""] * len(commands)
+
+    client = PbxClient(Empty(), verify_window=0.05, poll_interval=0.01)
+    for code in ("150", "151"):
+        with pytest.raises(errors.CallNotCreated):
+            await client.originate(TARGET, code, "+375296254070")
+    assert client._locks == {}

@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from callgate import __version__, errors
-from callgate.api.deps import request_id, secret_from, services
+from callgate.api.deps import client_address, is_admin, request_id, secret_from, services
+from callgate.calls.rate_limits import RateLimited
 from callgate.calls.services import Services
 
 router = APIRouter()
@@ -72,11 +73,23 @@ async def make_call_external(request: Request) -> JSONResponse:
         extension, number = svc.calls.validate(code, phone)
         if secret is None:
             raise errors.InvalidInput("clientId", "field required")
-        placed = await svc.calls.place_call(secret, extension, number, request_id=rid)
+        placed = await svc.calls.place_call(
+            secret, extension, number, request_id=rid, client=client_address(request)
+        )
     except errors.InvalidInput as exc:
         return JSONResponse(status_code=422, content=_field_error(exc))
     except errors.AuthenticationFailed:
         return JSONResponse(status_code=401, content={"detail": "Invalid clientId"})
+    except errors.DestinationNotAllowed as exc:
+        return JSONResponse(
+            status_code=403, content={"detail": f"Destination not allowed: {exc.message}"}
+        )
+    except RateLimited as exc:
+        return JSONResponse(
+            status_code=429,
+            content={"detail": f"Rate limit exceeded: {exc.message}"},
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     except errors.CallgateError as exc:
         return JSONResponse(
             status_code=500, content={"detail": f"Call initiation failed: {exc.message}"}
@@ -112,15 +125,23 @@ async def health(svc: Services = Depends(services)) -> dict[str, Any]:  # noqa: 
 
 
 @router.get("/api/status")
-async def status(svc: Services = Depends(services)) -> dict[str, Any]:  # noqa: B008
+async def status(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:  # noqa: B008
+    """The legacy contract's keys for anyone; host addresses, error names and the transports'
+    and tracker's details only with the admin token (README, "Isolation and status")."""
     settings = svc.settings
+    admin = is_admin(request, settings)
+    database = await svc.status.database()
+    unchecked = await svc.status.unchecked_hosts()
     warnings = []
     if settings.ssh_host_key_policy.value == "off":
         warnings.append("SSH host key checking is off (CALLGATE_SSH_HOST_KEY_POLICY=off)")
-    return {
+    if unchecked:
+        where = ", ".join(unchecked) if admin else f"{len(unchecked)} host(s)"
+        warnings.append(f"SSH host key checking is off for {where} (callgate host set)")
+    body: dict[str, Any] = {
         "service": SERVICE_NAME,
         "version": __version__,
-        "database": await svc.status.database(),
+        "database": database if admin or database == "connected" else "unavailable",
         "asterisk_config": {
             "method": "SSH CLI",
             "ssh_port": settings.ssh_port,
@@ -133,7 +154,9 @@ async def status(svc: Services = Depends(services)) -> dict[str, Any]:  # noqa: 
             "asterisk_bin": settings.asterisk_bin,
             "transport": settings.transport,
         },
-        "pbx": svc.status.pbx(),
-        "tracking": svc.status.tracking(),
+        "host_key_checking_off": settings.ssh_host_key_policy.value == "off" or bool(unchecked),
         "warnings": warnings,
     }
+    if admin:
+        body |= {"pbx": svc.status.pbx(), "tracking": svc.status.tracking()}
+    return body

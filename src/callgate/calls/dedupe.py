@@ -19,10 +19,19 @@ Key = tuple[str, str, str]
 _Entry = tuple[float, asyncio.Future[T]]  # when the call was asked for, and its outcome
 
 
+MAX_REMEMBERED = 10_000  # calls remembered at most: the guard's memory is bounded
+
+
 class RecentCalls(Generic[T]):
-    def __init__(self, window: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        window: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_remembered: int = MAX_REMEMBERED,
+    ) -> None:
         self._window = window
         self._clock = clock
+        self._max = max_remembered
         self._recent: dict[Key, _Entry[T]] = {}
         # The same entries, oldest first (each is appended when asked for, and the clock only
         # moves forward): expiry pops from the front and stops at the first one still inside
@@ -43,6 +52,8 @@ class RecentCalls(Generic[T]):
         if key in self._recent:
             _, pending = self._recent[key]
             return await asyncio.shield(pending), True
+        if len(self._recent) >= self._max:  # a flood of distinct calls: placed unguarded
+            return await place(), False
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         entry = (now, future)
         # `key` is not remembered (checked above), so both go at the end, in time order.

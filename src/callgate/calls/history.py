@@ -37,6 +37,7 @@ class Transition:
     customer_channel: str | None = None
     bridge_id: str | None = None
     sides: Sides | None = None  # a terminal move's: why each side ended (domain.outcomes)
+    enterprise_number: str | None = None  # whose call: its subscribers alone get it
 
 
 def allowed(expected: CallState, state: CallState) -> bool:

@@ -45,7 +45,12 @@ class Placing:
         idempotency_key: str | None = None,
     ) -> Placement:
         """Place a call to the validated `extension` and `phone` (`metadata` is checked here)."""
-        encoded = json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        try:  # Python's JSON reads NaN and Infinity, which JSON itself (and PostgreSQL) refuse
+            encoded = json.dumps(
+                metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
+        except ValueError:
+            raise errors.InvalidInput("metadata", "holds NaN or Infinity: not JSON") from None
         try:
             size = len(encoded.encode("utf-8"))  # a lone surrogate cannot be stored or answered
         except UnicodeEncodeError:

@@ -23,8 +23,11 @@ from sqlalchemy.exc import IntegrityError
 from callgate import errors
 from callgate.calls.dedupe import RecentCalls
 from callgate.calls.history import end_call
+from callgate.calls.own_channels import OLDEST, RECENT, own_channels
+from callgate.calls.rate_limits import Limits, RateLimited
 from callgate.calls.reading import CallReads
 from callgate.calls.targets import build_target
+from callgate.db.call_tracking import channels_of
 from callgate.db.calls import (
     call_exists,
     finish_call,
@@ -37,11 +40,12 @@ from callgate.db.executor import Database
 from callgate.db.guard import bounded_retry, db_step
 from callgate.db.hosts import get_host
 from callgate.db.models import utcnow
+from callgate.domain.destinations import DestinationPolicy, effective_policy
 from callgate.domain.hosts import HostRow
 from callgate.domain.states import CallState
 from callgate.logs import LinesSoon, get_logger
 from callgate.pbx.client import PbxClient
-from callgate.pbx.parsing import Listing
+from callgate.pbx.parsing import Channel
 from callgate.pbx.transport import HostTarget
 from callgate.redaction import mask_phone, mask_secret
 from callgate.settings import Settings
@@ -67,6 +71,7 @@ class Enterprise:
     name: str
     ip: str
     target: HostTarget
+    policy: DestinationPolicy  # where it may call (domain/destinations.py)
 
 
 class CallNotLive(errors.CallgateError):
@@ -106,8 +111,10 @@ class CallService:
         tracker: CallTracker | None = None,
         *,
         reads: CallReads,
+        limits: Limits,
     ) -> None:
         self._settings = settings
+        self._limits = limits
         self._database = database
         self._pbx = pbx
         self._reads = reads
@@ -119,27 +126,49 @@ class CallService:
         """The allow-lists, first of all: a bad value is rejected before any other work."""
         return validate_extension(extension, self._settings.code_max_length), normalize_phone(phone)
 
-    async def authorise(self, secret: str | None) -> Enterprise:
-        """The enterprise of this secret and its host, SSH settings merged (one database read)."""
+    async def authorise(self, secret: str | None, *, client: str | None = None) -> Enterprise:
+        """The enterprise of this secret and its host, SSH settings merged (one database read).
+
+        ``client``: the address the request came from (None: not from the network), whose
+        failed attempts are limited; checked before the secret is looked at.
+        """
+        if client is not None:
+            await self._limits.check_authentication(client)
+        try:
+            return await self._authorise(secret)
+        except errors.AuthenticationFailed:
+            if client is not None:
+                await self._limits.failed_authentication(client)
+            raise
+
+    async def _authorise(self, secret: str | None) -> Enterprise:
         if not is_plausible_secret(secret):
             raise errors.AuthenticationFailed("Invalid clientId")
 
-        async def lookup() -> tuple[EnterpriseRow, HostRow | None, str]:
+        async def lookup() -> tuple[EnterpriseRow, HostRow | None, str, DestinationPolicy]:
             found = await by_secret_with_host(self._database, secret)
             if found is None:
                 raise errors.AuthenticationFailed("Invalid clientId")
-            enterprise, host = found
+            enterprise, host, own, default = found
+            policy = effective_policy(own, default, self._settings.default_region)
             # A bad `ip` is a configuration error: reported, and nothing is executed.
             address = validate_host(enterprise.ip)
             if host is None and address != enterprise.ip:  # stored in another spelling
                 host = await get_host(self._database, address)
-            return enterprise, host, address
+            return enterprise, host, address, policy
 
-        row, host, address = await bounded_retry("checking the clientId", lookup)
-        return Enterprise(row.number, row.name, row.ip, build_target(self._settings, address, host))
+        row, host, address, policy = await bounded_retry("checking the clientId", lookup)
+        target = build_target(self._settings, address, host)
+        return Enterprise(row.number, row.name, row.ip, target, policy)
 
     async def place_call(
-        self, secret: str | None, extension: str | None, phone: str | None, *, request_id: str
+        self,
+        secret: str | None,
+        extension: str | None,
+        phone: str | None,
+        *,
+        request_id: str,
+        client: str | None = None,
     ) -> PlacedCall:
         """The legacy flow: validate, authorise, then place (or reuse a double click's call)."""
         started = time.perf_counter()
@@ -154,7 +183,7 @@ class CallService:
             client=mask_secret(secret),
         )
         try:
-            enterprise = await self.authorise(secret)
+            enterprise = await self.authorise(secret, client=client)
         finally:
             lines.flush()  # before any line about the outcome
         request = CallRequest(extension, number)
@@ -176,13 +205,52 @@ class CallService:
         the call right after the answer); otherwise the row is written while the PBX works.
         """
         began = started if started is not None else time.perf_counter()
+        self._check_destination(enterprise, request, request_id)
         if request.idempotency_key:  # the client said which requests are one: no guessing
-            placed = await self._originate(enterprise, request, request_id, began, True)
+            placed = await self._limited(enterprise, request, request_id, began, True)
             return placed, False
         key = (enterprise.number, request.extension, request.phone)
         return await self._recent.once(
-            key, lambda: self._originate(enterprise, request, request_id, began, record_first)
+            key, lambda: self._limited(enterprise, request, request_id, began, record_first)
         )
+
+    def _check_destination(
+        self, enterprise: Enterprise, request: CallRequest, request_id: str
+    ) -> None:
+        """The enterprise's destination policy, before anything is counted, written or dialled
+        (DestinationNotAllowed, its message naming the number masked)."""
+        try:
+            enterprise.policy.check(request.extension, request.phone)
+        except errors.DestinationNotAllowed as exc:
+            _refused(request_id, enterprise, request, exc)
+            raise
+
+    async def _limited(
+        self,
+        enterprise: Enterprise,
+        request: CallRequest,
+        request_id: str,
+        started: float,
+        record_first: bool,
+    ) -> PlacedCall:
+        """The call, within the rate and live-call limits (RateLimited: no row, no dial)."""
+        call_id = request.call_id or str(uuid.uuid4())
+        live = self._limits.live
+        try:
+            self._limits.reserve(call_id, enterprise.number, enterprise.target.address)
+            try:
+                await self._limits.check_call(enterprise.number, request.extension, request.phone)
+                placed = await self._originate(
+                    enterprise, request, request_id, started, record_first, call_id
+                )
+            except BaseException:
+                live.release(call_id)
+                raise
+        except RateLimited as exc:
+            _refused(request_id, enterprise, request, exc)
+            raise
+        live.placed(call_id)
+        return placed
 
     async def _originate(
         self,
@@ -191,9 +259,9 @@ class CallService:
         request_id: str,
         started: float,
         record_first: bool,
+        call_id: str,
     ) -> PlacedCall:
         extension, number, target = request.extension, request.phone, enterprise.target
-        call_id = request.call_id or str(uuid.uuid4())
         bound = log.bind(
             request_id=request_id,
             ext=extension,
@@ -229,7 +297,9 @@ class CallService:
             )
             if self._tracker is not None:  # the call's state: failed, or lost if it may exist
                 unknown = outcome == "unknown"
-                self._tracker.record_failure(call_id, exc.message, maybe_created=unknown)
+                self._tracker.record_failure(
+                    call_id, exc.message, maybe_created=unknown, enterprise_number=enterprise.number
+                )
             finishing = self._spawn(self._finish(inserted, call_id, outcome, started, error=exc))
             if record_first:
                 await finishing
@@ -245,7 +315,9 @@ class CallService:
             elapsed_ms=elapsed,
         )
         if self._tracker is not None:
-            self._tracker.track(call_id, target, originated.channel, number)
+            self._tracker.track(
+                call_id, target, originated.channel, number, enterprise_number=enterprise.number
+            )
         finishing = self._spawn(
             self._finish(inserted, call_id, "success", started, channel=originated.channel.name)
         )
@@ -278,9 +350,20 @@ class CallService:
         await self._pbx.hangup(enterprise.target, call.channel)
         await self._record_canceled(call.id, state)
 
-    async def channels(self, enterprise: Enterprise) -> Listing:
-        """The live channels on the enterprise's host, as its PBX lists them."""
-        return await self._pbx.channels(enterprise.target)
+    async def channels(self, enterprise: Enterprise) -> list[Channel]:
+        """The live channels of the enterprise's own calls on its host (`own_channels`): never
+        another enterprise's sharing the host."""
+        listing = await self._pbx.channels(enterprise.target)
+        now = utcnow()
+        async with db_step("reading the calls' channels"):
+            calls = await channels_of(
+                self._database,
+                enterprise.number,
+                enterprise.target.address,
+                since=now - OLDEST,
+                ended_after=now - RECENT,
+            )
+        return own_channels(listing, calls)
 
     async def _record_canceled(self, call_id: str, seen: CallState) -> None:
         """Compare-and-set, like the tracker's moves: if the follower ended the call meanwhile
@@ -379,6 +462,20 @@ class CallService:
 
     async def _row_exists(self, call_id: str) -> bool:
         return await call_exists(self._database, call_id)
+
+
+def _refused(
+    request_id: str, enterprise: Enterprise, request: CallRequest, exc: errors.CallgateError
+) -> None:
+    """The line of a call refused before anything was written or dialled (the number masked)."""
+    log.warning(
+        "call refused",
+        request_id=request_id,
+        enterprise_number=enterprise.number,
+        ext=request.extension,
+        phone=mask_phone(request.phone),
+        reason=exc.message,
+    )
 
 
 def _ms(started: float) -> float:

@@ -13,6 +13,7 @@ from typing import TypeVar
 from pydantic import SecretStr
 
 from callgate.domain.hosts import HostRow, host_address, normalize_public_key, validate_ssh_user
+from callgate.domain.sealed import KeyMissing, WrongKey, unseal
 from callgate.errors import ConfigurationError
 from callgate.pbx.transport import HostTarget
 from callgate.settings import HostKeyPolicy, Settings, transport_name
@@ -47,7 +48,7 @@ def build_target(settings: Settings, address: str, row: HostRow | None) -> HostT
         if row.ssh_user is not None:
             user = _checked(host, "ssh_user", validate_ssh_user, row.ssh_user)
         if row.ssh_password is not None:
-            password = SecretStr(row.ssh_password)
+            password = SecretStr(_password(host, row.ssh_password, settings.secret_key))
         if row.ssh_key_file is not None:
             key_file = Path(row.ssh_key_file)
         if row.host_key_policy is not None:
@@ -74,6 +75,23 @@ def build_target(settings: Settings, address: str, row: HostRow | None) -> HostT
         connect_timeout=settings.ssh_connect_timeout,
         command_timeout=settings.ssh_command_timeout,
     )
+
+
+def _password(host: str, stored: str, key: SecretStr | None) -> str:
+    """The host's stored password opened here, so the PBX layer never sees the sealed value
+    and the database layer never sees the key; a failure names the host, never the value."""
+    try:
+        return unseal(stored, key)
+    except KeyMissing:
+        raise ConfigurationError(
+            f"PBX host {host}: pbx_hosts.ssh_password is encrypted and CALLGATE_SECRET_KEY is "
+            "not set"
+        ) from None
+    except WrongKey:
+        raise ConfigurationError(
+            f"PBX host {host}: pbx_hosts.ssh_password cannot be decrypted with "
+            "CALLGATE_SECRET_KEY (it was stored with another key)"
+        ) from None
 
 
 def _checked(host: str, column: str, convert: Callable[[str], _T], value: str) -> _T:

@@ -81,6 +81,7 @@ class _Call:
     history: History = field(default_factory=History)  # as the database holds it, and pending
     customer_base: str = ""
     resumed: bool = False
+    enterprise_number: str | None = None  # whose call (routes its transitions)
     seen: bool = False
     cancel_reason: str | None = None
     # What Asterisk itself said of each side (its verbose console lines), for whoever hears
@@ -152,7 +153,8 @@ class CallTracker:
         self._last_query: dict[HostKey, float] = {}
         self._unstored: dict[str, _Call] = {}  # ended calls whose history is not all stored
         self._tasks: set[asyncio.Task[None]] = set()
-        self._subscribers: set[Subscription] = set()
+        # By enterprise number; None: every enterprise's transitions (`calls watch` ...).
+        self._subscribers: dict[str | None, set[Subscription]] = {}
         self._db_slots = asyncio.Semaphore(4)  # leave the pool to the call requests
         self._stopped = False
 
@@ -178,23 +180,39 @@ class CallTracker:
         self._hosts.clear()
         self._ears.clear()
         self._unstored.clear()
-        for subscriber in list(self._subscribers):
+        for subscriber in [s for group in self._subscribers.values() for s in group]:
             subscriber.close()
 
-    def track(self, call_id: str, target: HostTarget, first_leg: Channel, phone: str) -> None:
+    def track(
+        self,
+        call_id: str,
+        target: HostTarget,
+        first_leg: Channel,
+        phone: str,
+        *,
+        enterprise_number: str | None = None,
+    ) -> None:
         """Follow a call whose first leg ``;1`` the originate has just verified."""
         if self._stopped:
             log.warning("call not tracked: the tracker is stopped", call_id=call_id)
             return
         call = _Call(call_id, target, first_leg.base_name, phone, _now(), first_leg.uniqueid)
+        call.enterprise_number = enterprise_number
         self._move(call, CallState.INITIATED, f"first leg {first_leg.name} verified", first_leg)
         self._watch(call)
         self.listen_to(target)
         self._replay(call)
 
-    def record_failure(self, call_id: str, reason: str, *, maybe_created: bool) -> None:
+    def record_failure(
+        self,
+        call_id: str,
+        reason: str,
+        *,
+        maybe_created: bool,
+        enterprise_number: str | None = None,
+    ) -> None:
         """End a call whose originate was not verified: ``failed``, or ``lost`` if it may exist."""
-        call = _Call(call_id, None, "", "", _now())
+        call = _Call(call_id, None, "", "", _now(), enterprise_number=enterprise_number)
         self._move(call, CallState.LOST if maybe_created else CallState.FAILED, reason)
         self._store_later(call)
 
@@ -212,10 +230,15 @@ class CallTracker:
             raise
         return True
 
-    def subscribe(self, maxsize: int = 10_000) -> Subscription:
-        """Every transition stored from now on, in order."""
-        subscriber = Subscription(self._subscribers, maxsize)
-        self._subscribers.add(subscriber)
+    def subscribe(
+        self, maxsize: int = 10_000, *, enterprise_number: str | None = None
+    ) -> Subscription:
+        """Every transition stored from now on, in order: of one enterprise's calls only, or
+        of all (``enterprise_number`` None). Each goes to its own enterprise's subscribers,
+        never offered to the others'."""
+        group = self._subscribers.setdefault(enterprise_number, set())
+        subscriber = Subscription(group, maxsize)
+        group.add(subscriber)
         return subscriber
 
     def live_calls(self) -> dict[str, CallState]:
@@ -414,8 +437,10 @@ class CallTracker:
             else:
                 self._spawn(self._end_heard(host, call, heed.state, heed.reason))
             return True
+        # The pair Dial made for the customer, as its ``;1`` leg: what a listing would store.
+        leg = f"{call.customer_base};1" if call.customer_base else None
         for state in steps(call.state, heed.state):
-            self._move(call, state, heed.reason)
+            self._move(call, state, heed.reason, customer_leg=leg)
         host.heard.set()
         return True
 
@@ -446,7 +471,10 @@ class CallTracker:
         reason: str,
         first: Channel | None = None,
         customer: Channel | None = None,
+        customer_leg: str | None = None,
     ) -> None:
+        """Record a move; the customer's leg from a listing's ``customer``, or by name
+        (``customer_leg``) when a heard line named its pair."""
         call.state = state
         now = _now()
         answered = state in RANK and RANK[state] >= RANK[CallState.AGENT_ANSWERED]
@@ -467,10 +495,22 @@ class CallTracker:
                 reason=reason,
                 words=Words(call.agent_said, call.customer_said, call.customer_ring_ms),
             )
-        leg, bridge = (customer.name, customer.bridge_id or None) if customer else (None, None)
+        leg, bridge = (
+            (customer.name, customer.bridge_id or None) if customer else (customer_leg, None)
+        )
         first_name = first.name if first else None
         call.history.pending.append(
-            Transition(call.call_id, state, utcnow(), reason, first_name, leg, bridge, sides)
+            Transition(
+                call.call_id,
+                state,
+                utcnow(),
+                reason,
+                first_name,
+                leg,
+                bridge,
+                sides,
+                call.enterprise_number,
+            )
         )
         host, phone = call.target.label if call.target else "-", mask_phone(call.phone)
         # Every transition is stored (call_events) and streamed (/v1/events); the log keeps
@@ -526,8 +566,14 @@ class CallTracker:
         return done
 
     def _publish(self, transition: Transition) -> None:
-        for subscriber in list(self._subscribers):
-            subscriber.offer(transition)
+        for key in {None, transition.enterprise_number}:
+            group = self._subscribers.get(key)
+            if group is None:
+                continue
+            if not group:  # its last subscriber left: no key stays for a gone enterprise
+                del self._subscribers[key]
+            for subscriber in list(group):
+                subscriber.offer(transition)
 
     def _store_later(self, call: _Call) -> None:
         self._unstored[call.call_id] = call
@@ -587,6 +633,7 @@ class CallTracker:
         first_base = (row.channel or "").rsplit(";", 1)[0]
         call = _Call(row.id, target, first_base, row.phone, _now() - age, state=state)
         call.history.persisted, call.resumed = state, True
+        call.enterprise_number = row.enterprise_number
         call.customer_base = (row.customer_channel or "").rsplit(";", 1)[0]
         now, wall = _now(), utcnow()  # the phases the row holds, on the loop's clock
         if row.agent_answered_at is not None:

@@ -1,64 +1,121 @@
 """Following an enterprise's calls as they change: the tracker's transitions of its calls only.
 
-The tracker hands every stored transition to every subscriber; a feed keeps those of one
-enterprise's calls, reading each new call's owner once (a call never changes owner).
+The tracker routes each transition to the subscribers of the enterprise whose call it is
+(`CallTracker.subscribe`): a feed reads nothing to filter. An enterprise holds at most
+`CALLGATE_STREAMS_PER_ENTERPRISE` feeds at once, and the feeds of an enterprise disabled
+meanwhile (`callgate enterprise disable`) end within `RECHECK` seconds: one read of the active
+enterprises per period, however many feeds are open.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
+from callgate import errors
 from callgate.calls.history import Subscription, Transition
-from callgate.calls.reading import CallReads
 from callgate.calls.tracker import CallTracker
+from callgate.db.enterprises import active_numbers
+from callgate.db.executor import Executor
+from callgate.db.guard import db_step
+from callgate.logs import get_logger
+
+log = get_logger("callgate.watching")
+RECHECK = 2.0  # seconds between two checks that the enterprises with open feeds are active
+
+
+class TooManyStreams(errors.CallgateError):
+    code = "too_many_streams"
 
 
 class EnterpriseFeed:
     """``async for transition in feed``: a transition of the enterprise's calls, or None
     after ``quiet`` seconds without one (time for a keep-alive); it ends when the tracker
-    stops. ``close()`` when done."""
+    stops or the enterprise is disabled. ``close()`` when done."""
 
-    def __init__(
-        self, subscription: Subscription, reads: CallReads, enterprise_number: str, quiet: float
-    ) -> None:
+    def __init__(self, subscription: Subscription, enterprise_number: str, quiet: float) -> None:
         self._subscription = subscription
-        self._reads = reads
-        self._enterprise_number = enterprise_number
+        self.enterprise_number = enterprise_number
         self._quiet = quiet
-        self._owned: dict[str, bool] = {}  # call id -> one of this enterprise's calls
+        self._closed: list[EnterpriseFeed] | None = None  # set by Watching: where to leave
 
     def __aiter__(self) -> EnterpriseFeed:
         return self
 
     async def __anext__(self) -> Transition | None:
-        while True:
-            try:
-                transition = await asyncio.wait_for(anext(self._subscription), self._quiet)
-            except TimeoutError:
-                return None
-            # Outside the wait: a read cut short by the timeout would lose the transition.
-            if await self._owns(transition.call_id):
-                return transition
-
-    async def _owns(self, call_id: str) -> bool:
-        owned = self._owned.get(call_id)
-        if owned is None:
-            owned = self._owned[call_id] = await self._reads.owns(self._enterprise_number, call_id)
-        return owned
+        try:
+            transition = await asyncio.wait_for(anext(self._subscription), self._quiet)
+        except TimeoutError:
+            return None
+        if transition.enterprise_number not in (None, self.enterprise_number):
+            return None  # never: the tracker routes by enterprise (a guard, not a filter)
+        return transition
 
     def close(self) -> None:
         self._subscription.close()
+        if self._closed is not None and self in self._closed:
+            self._closed.remove(self)
 
 
 class Watching:
-    def __init__(self, tracker: CallTracker, reads: CallReads) -> None:
+    def __init__(
+        self, tracker: CallTracker, database: Executor, *, streams_per_enterprise: int
+    ) -> None:
         self._tracker = tracker
-        self._reads = reads
+        self._database = database
+        self._cap = streams_per_enterprise
+        self._feeds: dict[str, list[EnterpriseFeed]] = {}  # open feeds by enterprise number
+        self._checking: asyncio.Task[None] | None = None
+
+    def check_room(self, enterprise_number: str) -> None:
+        """TooManyStreams when the enterprise already holds its share of feeds."""
+        if len(self._feeds.get(enterprise_number, ())) >= self._cap:
+            raise TooManyStreams(
+                f"at most {self._cap} event streams per enterprise are open at once"
+            )
 
     def feed(self, enterprise_number: str, *, quiet: float) -> EnterpriseFeed:
-        """From now on: no transition stored after this call is missed."""
-        return EnterpriseFeed(self._tracker.subscribe(), self._reads, enterprise_number, quiet)
+        """From now on: no transition stored after this call is missed (``check_room``
+        first)."""
+        self.check_room(enterprise_number)
+        open_feeds = self._feeds.setdefault(enterprise_number, [])
+        subscription = self._tracker.subscribe(enterprise_number=enterprise_number)
+        feed = EnterpriseFeed(subscription, enterprise_number, quiet)
+        feed._closed = open_feeds
+        open_feeds.append(feed)
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._check_active())
+        return feed
 
     def follows(self, call_id: str) -> bool:
         """Whether this process's tracker follows the call (another process may)."""
         return call_id in self._tracker.live_calls()
+
+    async def _check_active(self) -> None:
+        """End the feeds of disabled enterprises, while any feed is open."""
+        while any(self._feeds.values()):
+            await asyncio.sleep(RECHECK)
+            self._forget_empty()
+            try:
+                async with db_step("checking the enterprises of the event streams"):
+                    active = await active_numbers(self._database)
+            except errors.DatabaseUnavailable as exc:  # the next period tries again
+                log.warning("active enterprises not read", detail=exc.message)
+                continue
+            for number, feeds in list(self._feeds.items()):
+                if number not in active:
+                    for feed in list(feeds):
+                        feed.close()
+        self._forget_empty()
+
+    def _forget_empty(self) -> None:
+        """No key stays for an enterprise without feeds."""
+        for number in [n for n, feeds in self._feeds.items() if not feeds]:
+            del self._feeds[number]
+
+    async def aclose(self) -> None:
+        """Stop the check (shutdown): the tracker's stop ends the feeds themselves."""
+        if self._checking is not None:
+            self._checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checking

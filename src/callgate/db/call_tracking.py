@@ -23,6 +23,7 @@ from sqlalchemy import (
     insert,
     literal,
     null,
+    or_,
     select,
     update,
 )
@@ -184,6 +185,26 @@ async def move(
 async def live_calls(database: Executor) -> list[CallRecord]:
     """Every call in a non-terminal state, oldest first (what a restarted tracker resumes)."""
     return [call_record(found) for found in await database.rows(_LIVE_CALLS)]
+
+
+_CHANNELS_OF = select(CALLS.c.channel, CALLS.c.customer_channel, CALLS.c.bridge_id).where(
+    CALLS.c.enterprise_number == bindparam("p_number"),
+    CALLS.c.host == bindparam("p_host"),
+    CALLS.c.created_at >= bindparam("p_since"),
+    CALLS.c.channel.is_not(None),
+    # Live (not ended), or ended a moment ago.
+    or_(CALLS.c.ended_at.is_(None), CALLS.c.ended_at >= bindparam("p_ended_after")),
+)
+
+
+async def channels_of(
+    database: Executor, enterprise_number: str, host: str, since: datetime, ended_after: datetime
+) -> list[tuple[str | None, str | None, str | None]]:
+    """The channel names (first leg, customer leg) and bridge of the enterprise's calls on
+    ``host`` created since ``since`` that are live or ended after ``ended_after``."""
+    params = {"p_number": enterprise_number, "p_host": host, "p_since": since}
+    rows = await database.rows(_CHANNELS_OF, params | {"p_ended_after": ended_after})
+    return [(row["channel"], row["customer_channel"], row["bridge_id"]) for row in rows]
 
 
 async def call_events(database: Executor, call_id: str) -> list[CallEvent]:

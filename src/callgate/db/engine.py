@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
@@ -20,6 +21,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from callgate.errors import ConfigurationError
+from callgate.private_files import create_owner_only
 
 if TYPE_CHECKING:
     from callgate.db.executor import Executor
@@ -89,7 +91,27 @@ def make_engine(
         target, pool_pre_ping=True, connect_args={"timeout": SQLITE_BUSY_TIMEOUT}
     )
     _configure_sqlite(engine, transactional_ddl=for_migrations)
+    path = sqlite_file(url)
+    if path is not None:
+
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _create_owner_only(*_args: Any) -> None:
+            # Before SQLite creates the file with the umask's mode: it holds every
+            # enterprise's secret. SQLite gives its -wal and -shm files the file's mode.
+            create_owner_only(path)
+
     return engine
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL; None for an in-memory database or another database."""
+    target = async_url(url)
+    name = target.database
+    if target.drivername != "sqlite+aiosqlite" or not name or name == ":memory:":
+        return None
+    if name.startswith("file:"):  # a URI filename (``?uri=true``): SQLite resolves it
+        return None
+    return Path(name)
 
 
 def _configure_sqlite(engine: AsyncEngine, *, transactional_ddl: bool) -> None:

@@ -1,12 +1,14 @@
 """The legacy ``enterprises`` table (five columns), and the per-call authorisation read.
 
-Nothing is cached: the service reads an enterprise and its host row per call, so CLI changes
-apply to the next call without a restart. A legacy table may lack any constraint, so a clash
-is checked here too, and a secret stored twice names its lowest number, deterministically.
+Nothing is cached: the service reads an enterprise, its host row and its destination policy
+per call, so CLI changes apply to the next call without a restart. A legacy table may lack
+any constraint, so a clash is checked here too, and a secret stored twice names its lowest
+number, deterministically.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, insert, select, true, update
@@ -15,6 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from callgate.db.executor import Database, Executor
 from callgate.db.hosts import HOST_COLUMNS, host_row
 from callgate.db.models import ENTERPRISES, PBX_HOSTS
+from callgate.db.policies import POLICY_COLUMNS, joined, overrides_of
+from callgate.domain.destinations import PolicyOverrides
 from callgate.domain.enterprises import check_enterprise
 from callgate.domain.hosts import HostRow
 from callgate.errors import AlreadyExists
@@ -34,9 +38,16 @@ class EnterpriseRow:
 
 
 # The per-call read: the active enterprise with this secret and its host row, one round trip.
+# The stored secret comes back too, to be compared in constant time (`by_secret_with_host`).
+# With them the enterprise's destination policy: its own and the global default's rows.
+_OWN, _ON_OWN, _DEFAULT, _ON_DEFAULT = joined(ENTERPRISES.c.number)
 _BY_SECRET_WITH_HOST = (
-    select(*_COLUMNS, *HOST_COLUMNS)
-    .select_from(ENTERPRISES.outerjoin(PBX_HOSTS, PBX_HOSTS.c.address == ENTERPRISES.c.ip))
+    select(*_COLUMNS, ENTERPRISES.c.secret, *HOST_COLUMNS, *POLICY_COLUMNS)
+    .select_from(
+        ENTERPRISES.outerjoin(PBX_HOSTS, PBX_HOSTS.c.address == ENTERPRISES.c.ip)
+        .outerjoin(_OWN, _ON_OWN)
+        .outerjoin(_DEFAULT, _ON_DEFAULT)
+    )
     .where(ENTERPRISES.c.secret == bindparam("secret"), ENTERPRISES.c.active == true())
     .order_by(ENTERPRISES.c.number)
     .limit(1)
@@ -60,14 +71,29 @@ _SET_ACTIVE = (
 
 async def by_secret_with_host(
     database: Executor, secret: str
-) -> tuple[EnterpriseRow, HostRow | None] | None:
-    """The active enterprise with this secret, and its ``pbx_hosts`` row (None: no row, the
-    defaults apply). Check the secret first (`validation.is_plausible_secret`)."""
+) -> tuple[EnterpriseRow, HostRow | None, PolicyOverrides, PolicyOverrides] | None:
+    """The active enterprise with this secret, its ``pbx_hosts`` row (None: no row, the
+    defaults apply), its own stored destination policy and the global default's. Check the
+    secret first (`validation.is_plausible_secret`).
+
+    The request carries nothing but the secret, so the row is found by it (the legacy table
+    has no other key a client sends, and other systems read its ``secret`` column as it is).
+    The row found is then accepted only if its secret equals the one given, compared with
+    `hmac.compare_digest`: whatever the database's comparison is (a case-insensitive
+    collation, say), nothing but the exact bytes authorise, and that last comparison takes
+    the same time wherever the strings differ. The index lookup before it is not
+    constant time (its byte comparisons stop at the first difference), a difference of
+    nanoseconds inside a database round trip of a millisecond or more: accepted, since a
+    lookup by anything else would need a column other systems do not maintain.
+    """
     found = await database.row(_BY_SECRET_WITH_HOST, {"secret": secret})
-    if found is None:
+    # A legacy ``char(n)`` column returns its value padded with spaces; a secret has none.
+    stored = str(found["secret"]).rstrip(" ") if found is not None else ""
+    if found is None or not hmac.compare_digest(stored.encode(), secret.encode()):
         return None
     enterprise = EnterpriseRow(*(found[column.name] for column in _COLUMNS))
-    return enterprise, None if found["address"] is None else host_row(found)
+    host = None if found["address"] is None else host_row(found)
+    return enterprise, host, overrides_of(found, "own_"), overrides_of(found, "default_")
 
 
 async def add_enterprise(
@@ -92,6 +118,14 @@ async def list_enterprises(database: Executor) -> list[tuple[EnterpriseRow, str]
         (EnterpriseRow(*(found[column.name] for column in _COLUMNS)), found["secret"])
         for found in await database.rows(_ALL)
     ]
+
+
+_ACTIVE_NUMBERS = select(ENTERPRISES.c.number).where(ENTERPRISES.c.active == true())
+
+
+async def active_numbers(database: Executor) -> set[str]:
+    """The numbers of the active enterprises (open event streams are checked against it)."""
+    return {found["number"] for found in await database.rows(_ACTIVE_NUMBERS)}
 
 
 async def set_active(database: Executor, number: str, active: bool) -> bool:

@@ -26,6 +26,15 @@ from callgate.errors import ConfigurationError, InvalidInput
 HOST_COLUMNS = tuple(PBX_HOSTS.c[name] for name in ("address", *HOST_FIELDS))
 _BY_ADDRESS = select(*HOST_COLUMNS).where(PBX_HOSTS.c.address == bindparam("address"))
 _ALL = select(*HOST_COLUMNS).order_by(PBX_HOSTS.c.address)
+_REPLACE_PASSWORD = (
+    update(PBX_HOSTS)
+    .where(
+        PBX_HOSTS.c.address == bindparam("p_address"),
+        PBX_HOSTS.c.ssh_password == bindparam("p_old"),
+    )
+    .values(ssh_password=bindparam("p_new"), updated_at=bindparam("p_at"))
+    .returning(*HOST_COLUMNS)
+)
 _FORGET_KEY = (
     update(PBX_HOSTS)
     .where(PBX_HOSTS.c.address == bindparam("p_address"), PBX_HOSTS.c.host_key.is_not(None))
@@ -99,6 +108,16 @@ async def set_host(database: Executor, address: str, changes: Mapping[str, Any])
     found = await database.row(stmt)
     assert found is not None  # an upsert returns its row
     return host_row(found)
+
+
+async def replace_password(database: Executor, address: str, old: str, new: str) -> HostRow | None:
+    """Store ``new`` as the host's password if it still holds ``old`` (a concurrent change
+    wins); the row as stored, or None if the password had changed meanwhile."""
+    found = await database.row(
+        _REPLACE_PASSWORD,
+        {"p_address": address_of(address), "p_old": old, "p_new": new, "p_at": utcnow()},
+    )
+    return None if found is None else host_row(found)
 
 
 async def pin_host_key(database: Executor, address: str, public_key: str) -> str:

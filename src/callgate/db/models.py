@@ -95,6 +95,40 @@ ENTERPRISES = Table(
     UniqueConstraint("secret", name="uq_enterprises_secret"),
 )
 
+# An enterprise's destination policy (domain/destinations.py): a table of its own, because
+# the legacy ``enterprises`` table keeps exactly its five columns. The row numbered ``*`` is
+# the global default; NULL means "inherited" (the enterprise's, then the default's, then the
+# shipped value); lists are space-separated. No foreign key: the legacy table may have none.
+ENTERPRISE_POLICIES = Table(
+    "enterprise_policies",
+    METADATA,
+    Column("enterprise_number", String(32), primary_key=True),
+    Column("region", String(3)),
+    Column("allowed_regions", Text),
+    Column("allowed_prefixes", Text),
+    Column("denied_prefixes", Text),
+    Column("denied_types", Text),
+    Column("max_length", Integer),
+    Column("extensions", Text),
+    Column("updated_at", UtcDateTime, nullable=False, default=utcnow, server_default=func.now()),
+)
+
+# An enterprise's rate and live-call limits where they differ from the ``CALLGATE_LIMIT_*``
+# defaults (calls/rate_limits.py); NULL means "the default", 0 "off". A table of its own: the
+# legacy ``enterprises`` table keeps exactly its five columns.
+ENTERPRISE_LIMITS = Table(
+    "enterprise_limits",
+    METADATA,
+    Column("enterprise_number", String(32), primary_key=True),
+    Column("enterprise_per_second", Integer),
+    Column("enterprise_per_minute", Integer),
+    Column("extension_per_minute", Integer),
+    Column("destination_per_10_minutes", Integer),
+    Column("destination_per_day", Integer),
+    Column("live_calls_per_enterprise", Integer),
+    Column("updated_at", UtcDateTime, nullable=False, default=utcnow, server_default=func.now()),
+)
+
 # Per-host overrides of the ``CALLGATE_SSH_*`` defaults; NULL means "use the default".
 PBX_HOSTS = Table(
     "pbx_hosts",

@@ -7,7 +7,7 @@ import math
 import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
 from callgate import errors
@@ -45,11 +45,26 @@ class PbxClient:
         # unambiguous; channels already credited to a call are never credited again (by
         # uniqueid: it carries a timestamp, so it stays unique across an Asterisk restart that
         # starts channel numbers at 0 again).
-        self._locks: defaultdict[tuple[str, int, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        # A lock lives while someone holds or waits for it (`_one_at_a_time`): one per
+        # extension ever called would otherwise stay for the process's life.
+        self._locks: dict[tuple[str, int, str], tuple[asyncio.Lock, list[int]]] = {}
         self._credited: defaultdict[tuple[str, int, str], deque[str]] = defaultdict(
             lambda: deque(maxlen=256)
         )
         self._heard = HeardProgress()
+
+    @asynccontextmanager
+    async def _one_at_a_time(self, key: tuple[str, int, str]) -> AsyncIterator[None]:
+        """Hold ``key``'s lock; the last one to leave drops it."""
+        lock, users = self._locks.setdefault(key, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[key]
 
     def listening(self, target: HostTarget, on: bool) -> None:
         """Whether a listening console on ``target`` hands its lines to ``heard`` now."""
@@ -75,7 +90,7 @@ class PbxClient:
         prefix = commands.first_leg_prefix(code, target.dial_context)
         key = (target.address, target.port, prefix)
         refusal = originate_check.refusal_mark(code, target.dial_context)
-        async with self._locks[key]:
+        async with self._one_at_a_time(key):
             started = time.monotonic()
             originate = commands.originate(code, phone, target.dial_context, ring_timeout)
             notices: list[str] = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from callgate.api.deps import services
+from callgate.api.deps import client_address, services
 from callgate.api.v1.problems import ApiProblem
 from callgate.calls.service import Enterprise
 from callgate.calls.services import Services
@@ -34,4 +34,4 @@ async def authorised(
     secret = credentials.credentials if credentials else request.headers.get("x-client-id")
     if not secret:
         raise ApiProblem(401, "unauthorized", "missing `Authorization: Bearer <secret>`")
-    return await svc.calls.authorise(secret)
+    return await svc.calls.authorise(secret, client=client_address(request))

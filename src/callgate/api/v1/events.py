@@ -15,18 +15,20 @@ from fastapi.responses import StreamingResponse
 
 from callgate.api.deps import services
 from callgate.api.v1.auth import authorised
+from callgate.api.v1.problems import ApiProblem
 from callgate.api.v1.render import sides_out
 from callgate.api.v1.schemas import Problem
 from callgate.calls.history import Transition
 from callgate.calls.service import Enterprise
 from callgate.calls.services import Services
-from callgate.calls.watching import EnterpriseFeed
+from callgate.calls.watching import EnterpriseFeed, TooManyStreams
 
 router = APIRouter(
     prefix="/v1",
     tags=["v1"],
     responses={
-        code: {"model": Problem, "content": {"application/problem+json": {}}} for code in (401, 503)
+        code: {"model": Problem, "content": {"application/problem+json": {}}}
+        for code in (401, 429, 503)
     },
 )
 KEEPALIVE = 15.0  # a comment line this often lets both ends notice a dead connection
@@ -39,7 +41,12 @@ async def events(
 ) -> StreamingResponse:
     """`event: call.<state>` for this enterprise's calls only; `data` is JSON: `call_id`,
     `state`, `at`, `reason`, and `sides` (why each side ended, as in a call's body: null before
-    the call ends)."""
+    the call ends). At most `CALLGATE_STREAMS_PER_ENTERPRISE` streams per enterprise (429);
+    a disabled enterprise's streams end within seconds."""
+    try:
+        svc.watching.check_room(enterprise.number)
+    except TooManyStreams as exc:
+        raise ApiProblem(429, exc.code, exc.message) from None
     return StreamingResponse(
         _stream(svc, enterprise.number),
         media_type="text/event-stream",
@@ -48,7 +55,12 @@ async def events(
 
 
 async def _stream(svc: Services, enterprise_number: str) -> AsyncIterator[str]:
-    feed: EnterpriseFeed = svc.watching.feed(enterprise_number, quiet=KEEPALIVE)
+    # Opened here, not in the handler: the generator's `finally` is what closes it, and runs
+    # only once the generator has started.
+    try:
+        feed: EnterpriseFeed = svc.watching.feed(enterprise_number, quiet=KEEPALIVE)
+    except TooManyStreams:  # another stream took the last place since the check
+        return
     try:
         yield ": connected\n\n"
         async for transition in feed:

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from callgate import errors
 from callgate.calls.idempotency import IdempotencyKeyReused
+from callgate.calls.rate_limits import RateLimited
 from callgate.calls.reading import CallNotFound
 from callgate.calls.service import CallNotLive
 
@@ -42,6 +43,10 @@ def status_for(exc: errors.CallgateError) -> int:
         return 409
     if isinstance(exc, errors.AuthenticationFailed):
         return 401
+    if isinstance(exc, RateLimited):
+        return 429
+    if isinstance(exc, errors.DestinationNotAllowed):
+        return 403
     if isinstance(exc, _UNAVAILABLE):
         return 503
     if isinstance(exc, _PBX_TIMEOUTS):
@@ -64,7 +69,10 @@ def from_error(exc: errors.CallgateError) -> JSONResponse:
         extra["field"] = exc.field
     if isinstance(exc, errors.PbxError):
         extra["outcome"] = exc.outcome
-    return problem(status_for(exc), exc.code, exc.message, **extra)
+    response = problem(status_for(exc), exc.code, exc.message, **extra)
+    if isinstance(exc, RateLimited):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def install(app: FastAPI) -> None:
