@@ -57,7 +57,7 @@ async def measure(
         )
         rss_warm = procs.rss_kib(service.pid)
         async with httpx.AsyncClient(base_url=service.base, timeout=30) as client:
-            status = (await client.get("/api/status")).json()["pbx"]
+            status = (await client.get("/api/status", headers=setup.ADMIN)).json()["pbx"]
         farm_connections = int((await farm.stats())["connections"])
         await farm.hangup()
         await asyncio.sleep(QUIET)

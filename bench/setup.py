@@ -118,6 +118,10 @@ async def sessions_opened(database: str) -> int:
         await admin.close()
 
 
+ADMIN_TOKEN = secrets.token_hex(16)  # the bench's services' admin token, new each run
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 @dataclass(frozen=True)
 class Service:
     """A running `callgate serve`: its base URL, port and process id."""
@@ -155,6 +159,8 @@ async def callgate_service(
         "CALLGATE_LOG_FILE": os.environ.get("BENCH_LOG_FILE", str(workdir / "callgate.log")),
         # The service's default level: a line per step of every call, as in production.
         "CALLGATE_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "INFO"),
+        # /api/status shows the pool and the tracker only to an admin (the footprint reads them).
+        "CALLGATE_ADMIN_TOKEN": ADMIN_TOKEN,
         # One enterprise places every call of a run: its rate limits would answer most with
         # 429. The limits' own cost per call is measured by `python -m bench.rate_limits`.
         **dict.fromkeys(LIMITS_OFF, "0"),

@@ -21,7 +21,7 @@ router = APIRouter(
     tags=["v1"],
     responses={
         code: {"model": Problem, "content": {"application/problem+json": {}}}
-        for code in (401, 403, 404, 409, 413, 422, 502, 503, 504)
+        for code in (401, 403, 404, 409, 413, 422, 429, 502, 503, 504)
     },
 )
 Svc = Annotated[Services, Depends(services)]
