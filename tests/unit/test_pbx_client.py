@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
+from typing import Any, cast
 
 import pytest
 
@@ -217,3 +219,19 @@ async def test_the_lock_of_an_extension_goes_once_nobody_holds_it() -> None:
         with pytest.raises(errors.CallNotCreated):
             await client.originate(TARGET, code, "+375296254070")
     assert client._locks == {}
+
+
+def test_credited_channels_are_forgotten_once_too_old_to_matter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Per (host, extension) the credited uniqueids are kept while a channel of theirs could
+    still be a candidate, then forgotten: the map holds the keys of recent calls only."""
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    client = PbxClient(cast(Any, None), verify_window=1.5)
+    for host in range(500):
+        client._credit((f"10.0.{host // 250}.{host % 250}", 22, "Local/150@inoffice-"), f"u{host}")
+    assert len(client._credited) == 500  # all recent: each could still match a listing
+    now[0] += client._forget_after + 0.1
+    client._credit(("10.9.9.9", 22, "Local/150@inoffice-"), "fresh")
+    assert list(client._credited) == [("10.9.9.9", 22, "Local/150@inoffice-")]

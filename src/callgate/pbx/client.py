@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -48,9 +48,11 @@ class PbxClient:
         # A lock lives while someone holds or waits for it (`_one_at_a_time`): one per
         # extension ever called would otherwise stay for the process's life.
         self._locks: dict[tuple[str, int, str], tuple[asyncio.Lock, list[int]]] = {}
-        self._credited: defaultdict[tuple[str, int, str], deque[str]] = defaultdict(
-            lambda: deque(maxlen=256)
-        )
+        # Per (host, extension): the uniqueids credited, and when the last one was. A channel
+        # older than the window is never a candidate (`_find_new`), so a key idle for twice
+        # that is forgotten (`_credit`): the map holds the keys of recent calls only.
+        self._credited: dict[tuple[str, int, str], tuple[deque[str], list[float]]] = {}
+        self._forget_after = 2.0 * (int(verify_window) + 2)
         self._heard = HeardProgress()
 
     @asynccontextmanager
@@ -65,6 +67,23 @@ class PbxClient:
             users[0] -= 1
             if not users[0]:
                 del self._locks[key]
+
+    def _credit(self, key: tuple[str, int, str], uniqueid: str) -> None:
+        """Remember ``uniqueid`` as a call's; forget the keys idle for ``_forget_after``.
+
+        A key credited again moves to the end, so the oldest are first: pruning stops at the
+        first key still in use, amortised constant time a call."""
+        now = time.monotonic()
+        found = self._credited.pop(key, None)
+        uniqueids, last = found if found is not None else (deque(maxlen=256), [now])
+        uniqueids.append(uniqueid)
+        last[0] = now
+        self._credited[key] = (uniqueids, last)
+        while self._credited:
+            oldest = next(iter(self._credited))
+            if now - self._credited[oldest][1][0] < self._forget_after:
+                break
+            del self._credited[oldest]
 
     def listening(self, target: HostTarget, on: bool) -> None:
         """Whether a listening console on ``target`` hands its lines to ``heard`` now."""
@@ -112,7 +131,7 @@ class PbxClient:
                 listed = parse_channels(listing, name_prefix=prefix)
                 leg = self._find_new(key, prefix, listed, pending)
                 if leg is not None and originate_check.progressed(leg, listed):
-                    self._credited[key].append(leg.uniqueid)
+                    self._credit(key, leg.uniqueid)
                     return Originated(leg, checks)
                 # The verdict is the pair seen, then gone from a listing that hides nothing;
                 # Asterisk's notice only gives the reason: its words could be a caller id's.
@@ -127,7 +146,7 @@ class PbxClient:
                     raise _unconfirmed(prefix, pending, unsure, said, self._verify_window, target)
                 if await self._heard.progress(target, leg, started, pause):
                     assert leg is not None
-                    self._credited[key].append(leg.uniqueid)  # its dialplan was heard running
+                    self._credit(key, leg.uniqueid)  # its dialplan was heard running
                     return Originated(leg, checks)
                 pause = min(self._poll_interval, max(_FIRST_PAUSE, 2 * pause))
                 try:
@@ -146,12 +165,13 @@ class PbxClient:
         if pending is not None:
             return next((c for c in listed if c.uniqueid == pending.uniqueid), None)
         max_age = int(self._verify_window) + 1
+        credited = self._credited[key][0] if key in self._credited else ()
         candidates = [
             channel
             for channel in listed
             if channel.half == "1"
             and channel.duration <= max_age
-            and channel.uniqueid not in self._credited[key]
+            and channel.uniqueid not in credited
         ]
         # Asterisk numbers Local channels with a growing hex counter: the highest is newest.
         return max(candidates, key=lambda c: _counter(c.name, prefix), default=None)
