@@ -18,7 +18,6 @@ from callgate.api.v1 import calls as v1_calls
 from callgate.api.v1 import events as v1_events
 from callgate.api.v1 import problems
 from callgate.logs import configure_logging, get_logger
-from callgate.pbx.transport import PbxTransport
 from callgate.settings import Settings
 from callgate.wiring import check_settings, running
 
@@ -32,16 +31,13 @@ class ServerLimits(TypedDict):
     timeout_keep_alive: int
 
 
-def create_app(
-    settings: Settings, *, transport: PbxTransport | None = None, resume_calls: bool = True
-) -> FastAPI:
-    """The ASGI app; `transport` and `resume_calls` as in `wiring.running`."""
-    if transport is None:
-        check_settings(settings)  # a bad CALLGATE_TRANSPORT fails here, not in the lifespan
+def create_app(settings: Settings) -> FastAPI:
+    """The ASGI app, serving the use cases `wiring.running` builds while it runs."""
+    check_settings(settings)  # a bad CALLGATE_TRANSPORT fails here, not in the lifespan
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running(settings, transport=transport, resume_calls=resume_calls) as services:
+        async with running(settings) as services:
             app.state.services = services
             yield
 

@@ -112,16 +112,13 @@ def warn_about_open_files(settings: Settings) -> None:
 
 
 @asynccontextmanager
-async def running(
-    settings: Settings, *, transport: PbxTransport | None = None, resume_calls: bool = True
-) -> AsyncIterator[Services]:
+async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIterator[Services]:
     """The service's use cases, wired once over one database pool and the PBX transports, for
     as long as the block runs; stopped in order at its end (nothing in flight is lost).
 
-    ``transport`` replaces the SSH transports (tests of a unit only). ``resume_calls=False``
-    is an operator's run beside the service (``callgate call --direct``): it neither settles
-    the rows another process may be writing nor follows that process's calls, only the ones
-    it places itself.
+    ``resume_calls=False`` is an operator's run beside the service (``callgate call
+    --direct``): it neither settles the rows another process may be writing nor follows that
+    process's calls, only the ones it places itself.
     """
     started = utcnow()  # no call of this run exists yet: older pending rows are orphans
     database = connect(settings.database_url)  # one pool, for every statement
@@ -131,7 +128,7 @@ async def running(
         from callgate.demo import start_demo
 
         demo = await start_demo(settings, database)
-    pbx_transport = transport or build_transport(settings, database)
+    pbx_transport = build_transport(settings, database)
     pbx = build_client(settings, pbx_transport)
     tracker = CallTracker(
         pbx,

@@ -12,7 +12,6 @@ import httpx
 import uvicorn
 
 from callgate.app import create_app, server_limits
-from callgate.pbx.transport import PbxTransport
 from callgate.settings import Settings
 
 
@@ -38,11 +37,9 @@ class RunningService:
 
 
 @contextlib.asynccontextmanager
-async def running_service(
-    settings: Settings, *, transport: PbxTransport | None = None
-) -> AsyncIterator[RunningService]:
+async def running_service(settings: Settings) -> AsyncIterator[RunningService]:
     """Start uvicorn on settings.port (127.0.0.1) and yield an HTTP client pointed at it."""
-    app = create_app(settings, transport=transport)
+    app = create_app(settings)
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
