@@ -16,10 +16,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from bench import bodies
-from callgate.calls.rate_limits import Limits, LiveCalls, storage_for
+from bench import bodies, rate_limits
 from callgate.domain.destinations import PolicyOverrides, classify, effective_policy
-from callgate.settings import Settings
 
 CHECKS_GOAL_MS = 0.2
 
@@ -34,13 +32,7 @@ class ProtectionResult:
 
 async def measure_checks(calls: int) -> list[float]:
     """Seconds per call for the policy and the limits together."""
-    settings = Settings(_env_file=None, log_file=None)
-    live = LiveCalls(
-        settings.limit_live_calls_per_enterprise,
-        settings.limit_live_calls_per_host,
-        followed=lambda: (),
-    )
-    limits = Limits(settings, live, storage_for(settings))
+    live, limits = rate_limits.default_limits()
     own, default = PolicyOverrides(), PolicyOverrides()
     took = []
     try:

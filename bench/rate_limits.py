@@ -19,14 +19,19 @@ from callgate.calls.rate_limits import Limits, LiveCalls, storage_for
 from callgate.settings import Settings
 
 
-async def measure(calls: int) -> list[float]:
+def default_limits() -> tuple[LiveCalls, Limits]:
+    """The default limits on memory storage, with no call followed (`bench.protection` too)."""
     settings = Settings(_env_file=None, log_file=None)
     live = LiveCalls(
         settings.limit_live_calls_per_enterprise,
         settings.limit_live_calls_per_host,
         followed=lambda: (),
     )
-    limits = Limits(settings, live, storage_for(settings))
+    return live, Limits(settings, live, storage_for(settings))
+
+
+async def measure(calls: int) -> list[float]:
+    live, limits = default_limits()
     took = []
     for number in range(calls):
         enterprise, call_id = f"e{number}", str(number)

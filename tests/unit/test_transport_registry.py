@@ -34,7 +34,7 @@ class Echo:
         return [f"{self.name}: {command}" for command in cli_commands]
 
     def status(self) -> dict[str, object]:
-        return {"transport": self.name, f"{self.name}_only": 1, "shared": self.name}
+        return {"transport": self.name, f"{self.name}_only": 1, "common": self.name}
 
     async def aclose(self) -> None:
         self.closed = True
@@ -133,7 +133,7 @@ async def test_status_keeps_the_first_registered_keys_on_top() -> None:
     transport, _ = routing(registry)
     status = transport.status()
     assert status["transport"] == "per-host" and status["transports"] == ["one", "two"]
-    assert status["shared"] == "one" and status["one_only"] == status["two_only"] == 1
+    assert status["common"] == "one" and status["one_only"] == status["two_only"] == 1
     await transport.aclose()
 
 
