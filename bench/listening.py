@@ -57,7 +57,6 @@ from tests.support.sshd import SshdServer
 from bench import procs, setup
 from bench.load import HttpLane
 from bench.stats import percentile
-from callgate.calls.tracker import END_GRACE
 from callgate.domain.states import CallState
 from callgate.simulator.daemon import HOST, Pushed, SimulatorControl
 from callgate.simulator.timeline import Scenario
@@ -581,9 +580,9 @@ def section(result: ListeningResult) -> list[str]:
         "had received (whether the service moved on that line or on a listing). Failed calls "
         f"{on.failed_calls} on, {off.failed_calls} off; turns whose calls did not all end "
         f"within {END_WAIT:g} s {on.unended_turns} on, {off.unended_turns} off; events "
-        f"without a line {on.unmatched + off.unmatched}. A heard end is stored after the "
-        f"tracker's {END_GRACE * 1000:.0f} ms grace for another process's hangup "
-        "(`END_GRACE` in `src/callgate/calls/tracker.py`).",
+        f"without a line {on.unmatched + off.unmatched}. A heard end is stored at once (a "
+        "hangup by another process holds it instead: `HANGUP_HOLD` in "
+        "`src/callgate/db/call_tracking.py`).",
         "",
         "| CPU per call, ms | service | simulated Asterisk | sshd + consoles | PostgreSQL | all |",
         "|---|---:|---:|---:|---:|---:|",

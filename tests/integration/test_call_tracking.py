@@ -538,6 +538,46 @@ async def test_compare_and_set_lets_one_writer_move_a_call(any_rig: Rig) -> None
         )
 
 
+async def test_a_requested_hangup_holds_the_followers_end(any_rig: Rig) -> None:
+    """A process that hangs up a call it does not follow says so first: the follower's own end
+    of that call (it hears the channels go) waits, so the hanger's `canceled` stands; past
+    `HANGUP_HOLD` (that process died) the follower's end is stored after all."""
+    call_id = await new_call(any_rig.database, host="127.0.0.1")
+    now = datetime.now(UTC)
+    assert (await move(any_rig.database, call_id, S.RINGING_AGENT, expected=S.INITIATED, at=now))
+    await call_tracking.request_hangup(any_rig.database, call_id, now)
+
+    async def ends(state: CallState, at: datetime) -> Any:
+        return await move(any_rig.database, call_id, state, expected=S.RINGING_AGENT, at=at)
+
+    held = await ends(S.AGENT_NO_ANSWER, now)
+    assert (held.applied, held.current) == (False, S.RINGING_AGENT)
+    long_ago = now - call_tracking.HANGUP_HOLD - timedelta(seconds=1)
+    await call_tracking.request_hangup(any_rig.database, call_id, long_ago)
+    assert (await ends(S.AGENT_NO_ANSWER, now)).applied  # the hanger never stored its end
+    other = await new_call(any_rig.database, host="127.0.0.1")
+    await call_tracking.request_hangup(any_rig.database, other, now)
+    assert (await move(any_rig.database, other, S.CANCELED, expected=S.INITIATED, at=now)).applied
+
+
+async def test_a_held_end_is_stored_once_the_hold_is_over(rig: Rig) -> None:
+    """The tracker keeps a held end pending and stores it at a later try: a process that
+    asked to hang up and died leaves no call live for ever."""
+    rig.engine.set_scenario("150", Scenario(agent_answer_after=None))
+    tracker = await rig.tracker()
+    call_id = await rig.place(tracker)
+    await rig.reaches(call_id, "ringing_agent")
+    record, _ = await read(rig.database, call_id)
+    assert record.channel is not None
+    hold = call_tracking.HANGUP_HOLD.total_seconds()
+    asked = datetime.now(UTC) - call_tracking.HANGUP_HOLD + timedelta(seconds=1.5)
+    await call_tracking.request_hangup(rig.database, call_id, asked)
+    await rig.pbx.hangup(rig.target, record.channel)  # ... and nothing stores `canceled`
+    await asyncio.sleep(0.8)
+    assert await rig.state(call_id) == "ringing_agent"  # held
+    await rig.reaches(call_id, "agent_no_answer", within=hold)
+
+
 async def test_start_ends_rows_older_than_any_call_in_bulk(any_rig: Rig) -> None:
     """Rows still live but days old (from before tracking existed): lost at start, not polled."""
     database = any_rig.database

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from callgate.db import call_tracking
@@ -38,6 +38,8 @@ class Transition:
     bridge_id: str | None = None
     sides: Sides | None = None  # a terminal move's: why each side ended (domain.outcomes)
     enterprise_number: str | None = None  # whose call: its subscribers alone get it
+    extension: str | None = None  # the agent's extension (an event stream's filter)
+    event_id: int | None = None  # its ``call_events.id`` once stored (`db.event_log`)
 
 
 def allowed(expected: CallState, state: CallState) -> bool:
@@ -103,13 +105,15 @@ class Subscription:
     """Stored transitions in order: ``async for t in sub`` until ``close()`` or tracker stop.
 
     A subscriber ``maxsize`` behind loses the oldest (counted in ``dropped``): a slow consumer
-    must never hold the tracker up.
+    must never hold the tracker up. ``overflowed`` is set at the first loss, for a consumer
+    that ends its stream then (the client resumes from the event log, `calls.event_log`).
     """
 
     def __init__(self, owner: set[Subscription], maxsize: int) -> None:
         self._owner = owner
         self._queue: asyncio.Queue[Transition | None] = asyncio.Queue(maxsize)
         self.dropped = 0
+        self.overflowed = asyncio.Event()
 
     def __aiter__(self) -> Subscription:
         return self
@@ -129,6 +133,8 @@ class Subscription:
         if self._queue.full():
             self._queue.get_nowait()
             self.dropped += 1
+            if item is not None:  # a close makes room for its end mark: no overflow
+                self.overflowed.set()
         self._queue.put_nowait(item)
 
 
@@ -173,9 +179,13 @@ class History:
             )
             if result.current is None:
                 return _Outcome(persisted, index, stored, done=False)
+            if not result.applied and result.current is persisted:
+                # Held: another process hangs the call up and stores its `canceled` in a
+                # moment (`call_tracking.HANGUP_HOLD`); the next try sees it, or stores this.
+                return _Outcome(persisted, index, stored, done=False)
             persisted = result.current
             if result.applied:
-                stored.append(step)
+                stored.append(replace(step, event_id=result.event_id))
                 index += 1
             elif persisted.is_terminal:
                 index = len(steps)  # another writer ended the call: nothing more to store

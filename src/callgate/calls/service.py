@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
-from callgate import errors
+from callgate import errors, metrics
 from callgate.calls.dedupe import RecentCalls
 from callgate.calls.history import end_call
 from callgate.calls.own_channels import OLDEST, RECENT, own_channels
 from callgate.calls.rate_limits import Limits, RateLimited
 from callgate.calls.reading import CallReads
 from callgate.calls.targets import build_target
-from callgate.db.call_tracking import channels_of
+from callgate.db.call_tracking import channels_of, request_hangup
 from callgate.db.calls import (
     call_exists,
     finish_call,
@@ -222,6 +222,7 @@ class CallService:
         try:
             enterprise.policy.check(request.extension, request.phone)
         except errors.DestinationNotAllowed as exc:
+            metrics.rejected("destination_policy")
             _refused(request_id, enterprise, request, exc)
             raise
 
@@ -287,6 +288,7 @@ class CallService:
             # What the failure means for the call is decided once, by `exc.outcome` (the v1
             # problem shows it as is); the call log has no `not_dialled`: such a call `failed`.
             outcome = "unknown" if exc.outcome == "unknown" else "failed"
+            metrics.placed(enterprise.number, outcome)
             bound.warning(
                 "call failed",
                 host=target.label,
@@ -304,6 +306,7 @@ class CallService:
             if record_first:
                 await finishing
             raise
+        metrics.placed(enterprise.number, "success")
         elapsed = _ms(started)
         # Written once the answer is on its way: the client waits for the answer, not the line
         # (the access line follows it, see api.middleware).
@@ -347,6 +350,8 @@ class CallService:
             raise CallNotLive(f"the call is {call.state}: nothing to hang up")
         if self._tracker is not None and await self._tracker.cancel(call.id, HUNG_UP):
             return
+        async with db_step("recording the hangup"):  # before it: the follower's end waits
+            await request_hangup(self._database, call.id, utcnow())
         await self._pbx.hangup(enterprise.target, call.channel)
         await self._record_canceled(call.id, state)
 

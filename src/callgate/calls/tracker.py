@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from callgate import errors
+from callgate import errors, metrics
 from callgate.calls.channels import CallChannels, assign_channels, derive
 from callgate.calls.hearing import hear
 from callgate.calls.history import (
@@ -44,7 +44,7 @@ from callgate.db.guard import db_step
 from callgate.db.hosts import get_host
 from callgate.db.models import utcnow
 from callgate.domain.hosts import HostRow
-from callgate.domain.outcomes import Seen, SideOutcome, Words, decide
+from callgate.domain.outcomes import Seen, SideOutcome, Sides, Words, decide
 from callgate.domain.states import RANK, CallState, steps
 from callgate.logs import get_logger
 from callgate.pbx.client import PbxClient
@@ -64,7 +64,6 @@ HostKey = tuple[str, int]
 LISTEN_RETRY = 5.0  # seconds before a listening console that could not be had is tried again
 LISTEN_LINGER = 300.0  # seconds a host's listening console stays after its last call
 UNCLAIMED_KEEP = 5.0  # seconds a heard line waits for its call to be tracked (_Ear)
-END_GRACE = 0.05  # seconds a heard end waits for another process's `canceled` (_end_heard)
 
 
 @dataclass(eq=False)
@@ -151,6 +150,7 @@ class CallTracker:
         self.queries: Counter[str] = Counter()  # channel listings sent, per host label
         self._hosts: dict[HostKey, _Host] = {}
         self._last_query: dict[HostKey, float] = {}
+        self._listed: dict[HostKey, float] = {}  # when each host's last listing answered
         self._unstored: dict[str, _Call] = {}  # ended calls whose history is not all stored
         self._tasks: set[asyncio.Task[None]] = set()
         # By enterprise number; None: every enterprise's transitions (`calls watch` ...).
@@ -241,6 +241,10 @@ class CallTracker:
         group.add(subscriber)
         return subscriber
 
+    def subscribers(self) -> int:
+        """Subscriptions open now (metrics)."""
+        return sum(len(group) for group in self._subscribers.values())
+
     def live_calls(self) -> dict[str, CallState]:
         """The calls followed now and their states (status pages, tests)."""
         return {c.call_id: c.state for h in self._hosts.values() for c in h.calls.values()}
@@ -261,6 +265,22 @@ class CallTracker:
             "calls": {h.target.label: len(h.calls) for h in self._hosts.values()},
             "listening": listening,
         }
+
+    def polling(self) -> dict[str, dict[str, float | int | None]]:
+        """Per host with live calls (the status page): how many, the seconds since its last
+        listing answered (None: none yet) and since its listings started failing (None: they
+        do not)."""
+        now = _now()
+        hosts: dict[str, dict[str, float | int | None]] = {}
+        for key, host in self._hosts.items():
+            listed = self._listed.get(key)
+            failing = host.failing_since
+            hosts[host.target.label] = {
+                "calls": len(host.calls),
+                "listed_s": None if listed is None else round(now - listed, 1),
+                "failing_s": None if failing is None else round(now - failing, 1),
+            }
+        return hosts
 
     def _watch(self, call: _Call) -> None:
         assert call.target is not None
@@ -296,14 +316,17 @@ class CallTracker:
     async def _tick(self, host: _Host) -> None:
         calls = list(host.calls.values())  # a call tracked during the listing waits a tick
         self.queries[host.target.label] += 1
+        asked = _now()
         try:
             listing = await self._pbx.channels(host.target)
         except errors.PbxError as exc:
             self._unreachable(host, calls, exc)
         else:
+            metrics.listed(host.target.label, _now() - asked)
             if host.failing_since is not None:
                 log.info("host reachable again", host=host.target.label)
             host.failing_since, now = None, _now()
+            self._listed[(host.target.address, host.target.port)] = now
             found = assign_channels(listing, calls, now)
             for call in calls:  # a listing with fragments may hide channels: not an end
                 if listing.conclusive or not found[call.call_id].gone:
@@ -434,8 +457,9 @@ class CallTracker:
             if call.cancel_reason:  # hung up by this process: that is why it ended
                 self._move(call, CallState.CANCELED, call.cancel_reason)
                 host.heard.set()
-            else:
-                self._spawn(self._end_heard(host, call, heed.state, heed.reason))
+            else:  # a hangup by another process holds this move (`HANGUP_HOLD`): its word stands
+                self._move(call, heed.state, heed.reason)
+                host.heard.set()
             return True
         # The pair Dial made for the customer, as its ``;1`` leg: what a listing would store.
         leg = f"{call.customer_base};1" if call.customer_base else None
@@ -443,16 +467,6 @@ class CallTracker:
             self._move(call, state, heed.reason, customer_leg=leg)
         host.heard.set()
         return True
-
-    async def _end_heard(self, host: _Host, call: _Call, state: CallState, reason: str) -> None:
-        """End a call whose end was heard, after ``END_GRACE``: Asterisk prints the same lines
-        when another process hangs the call up (``callgate call hangup --direct``), which then
-        stores `canceled` by compare-and-set; waiting lets that word land first and stand."""
-        await asyncio.sleep(END_GRACE)
-        if call.state.is_terminal or host.calls.get(call.call_id) is not call:
-            return
-        self._move(call, state, reason)
-        host.heard.set()
 
     def _unreachable(self, host: _Host, calls: list[_Call], exc: errors.PbxError) -> None:
         label = host.target.label
@@ -475,6 +489,7 @@ class CallTracker:
     ) -> None:
         """Record a move; the customer's leg from a listing's ``customer``, or by name
         (``customer_leg``) when a heard line named its pair."""
+        ended_before = call.state.is_terminal  # a call's end is counted once
         call.state = state
         now = _now()
         answered = state in RANK and RANK[state] >= RANK[CallState.AGENT_ANSWERED]
@@ -495,6 +510,8 @@ class CallTracker:
                 reason=reason,
                 words=Words(call.agent_said, call.customer_said, call.customer_ring_ms),
             )
+            if not ended_before:
+                _count_end(call, state, sides, now)
         leg, bridge = (
             (customer.name, customer.bridge_id or None) if customer else (customer_leg, None)
         )
@@ -510,6 +527,7 @@ class CallTracker:
                 bridge,
                 sides,
                 call.enterprise_number,
+                call.extension,
             )
         )
         host, phone = call.target.label if call.target else "-", mask_phone(call.phone)
@@ -566,6 +584,7 @@ class CallTracker:
         return done
 
     def _publish(self, transition: Transition) -> None:
+        metrics.LAG.observe((utcnow() - transition.at).total_seconds())
         for key in {None, transition.enterprise_number}:
             group = self._subscribers.get(key)
             if group is None:
@@ -651,6 +670,19 @@ class CallTracker:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+
+def _count_end(call: _Call, state: CallState, sides: Sides, now: float) -> None:
+    """A call's end in the metrics: its state, how long each side rang, how long they talked
+    (not for a ``lost`` call: its end is when the tracker gave up)."""
+    talked = call.connected_at is not None and state is not CallState.LOST
+    metrics.finished(
+        call.enterprise_number,
+        state.value,
+        agent_ring=sides.agent.ring_s if sides.agent else None,
+        customer_ring=sides.customer.ring_s if sides.customer else None,
+        talk=now - call.connected_at if talked and call.connected_at is not None else None,
+    )
 
 
 def _now() -> float:

@@ -9,7 +9,7 @@ tracker's most frequent write: its statements are built once per shape (see `_mo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -31,17 +31,19 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from callgate.db.calls import CallRecord, call_record
 from callgate.db.executor import Database, Executor, UpdateWithRow
-from callgate.db.models import CALL_EVENTS, CALLS, UtcDateTime
+from callgate.db.models import CALL_EVENTS, CALLS, UtcDateTime, utcnow
 from callgate.domain.outcomes import SideOutcome, SideResult, Sides
 from callgate.domain.states import LIVE, RANK, CallState
 
 
 @dataclass(frozen=True, slots=True)
 class TransitionResult:
-    """``applied``: the row moved. Otherwise ``current`` is the row's state (None: no row)."""
+    """``applied``: the row moved (``event_id``: its event's ``call_events.id``). Otherwise
+    ``current`` is the row's state (None: no row)."""
 
     applied: bool
     current: CallState | None
+    event_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,11 @@ class CallEvent:
     at: datetime
     detail: str | None
 
+
+# How long a hangup asked for by a process that does not follow the call holds the follower's
+# own end of it (see `_move`): that process stores `canceled` right after its hangup answers,
+# within milliseconds unless it died; past this, the follower's word is stored after all.
+HANGUP_HOLD = timedelta(seconds=5)
 
 # The parameters are named p_*: no name of theirs may be a column of the tables written.
 _STATE_OF = select(CALLS.c.state).where(CALLS.c.id == bindparam("p_call"))
@@ -100,6 +107,10 @@ def _move(
     exactly when the call moved. Built once per shape (a few dozen in all), so running one
     costs no compilation; the values are parameters. A terminal move with ``sides`` stores
     why each side ended in the same statement.
+
+    A terminal move other than `canceled` does not match while a hangup requested by another
+    process (`request_hangup`) is younger than `HANGUP_HOLD`: the follower hears the channels
+    go as that process hangs them up, and its `canceled` is the truth of why the call ended.
     """
     at = bindparam("p_at", type_=UtcDateTime())
     reason = bindparam("p_reason", type_=Text())
@@ -129,6 +140,10 @@ def _move(
         .where(CALLS.c.id == bindparam("p_call"), CALLS.c.state == bindparam("p_expected"))
         .values(values)
     )
+    if _held(state):
+        requested = CALLS.c.hangup_requested_at
+        since = bindparam("p_hold_since", type_=UtcDateTime())
+        moved = moved.where(or_(requested.is_(None), requested < since))
     event: dict[str, ColumnElement[Any]] = {
         "call_id": bindparam("p_call", type_=String()),
         "state": new_state,
@@ -175,11 +190,30 @@ async def move(
     }
     if sides is not None:
         params |= {f"p_{name}": value for name, value in side_values(sides).items()}
-    if await database.update_with_row(statement, params) == 1:
-        return TransitionResult(True, state)
+    if _held(state):
+        params["p_hold_since"] = utcnow() - HANGUP_HOLD  # now: a retry of a held move counts on
+    event_id = await database.update_with_row(statement, params)
+    if event_id is not None:
+        return TransitionResult(True, state, event_id)
     # A new statement: under READ COMMITTED it sees the other writer's committed move.
     current = await database.value(_STATE_OF, params)
     return TransitionResult(False, None if current is None else CallState(current))
+
+
+def _held(state: CallState) -> bool:
+    """Whether a move to ``state`` waits for a hangup another process asked for."""
+    return state.is_terminal and state is not CallState.CANCELED
+
+
+# Without .values(): the parameter named like the column is SET (as `calls.FINISH_CALL`). On
+# an ended call it changes nothing that matters: only the moves of live calls read it.
+_REQUEST_HANGUP = update(CALLS).where(CALLS.c.id == bindparam("call_id"))
+
+
+async def request_hangup(database: Executor, call_id: str, at: datetime) -> None:
+    """Say, before hanging a live call up from a process that does not follow it, that the
+    end about to come is this hangup (`HANGUP_HOLD`)."""
+    await database.rowcount(_REQUEST_HANGUP, {"call_id": call_id, "hangup_requested_at": at})
 
 
 async def live_calls(database: Executor) -> list[CallRecord]:

@@ -56,6 +56,7 @@ class CallRecord:
     customer_outcome: str | None
     customer_ring_s: float | None
     customer_reason: str | None
+    hangup_requested_at: datetime | None
 
 
 def call_record(found: Row) -> CallRecord:

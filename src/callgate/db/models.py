@@ -201,6 +201,9 @@ CALLS = Table(
     Column("customer_outcome", String(16)),
     Column("customer_ring_s", Float),
     Column("customer_reason", Text),
+    # A hangup sent by a process that does not follow the call (migration 0007): the
+    # follower's own end of the call yields to that process's `canceled` for a moment.
+    Column("hangup_requested_at", UtcDateTime),
     Index("ix_calls_enterprise_number_created_at", "enterprise_number", "created_at"),
     Index("ix_calls_host_extension", "host", "extension"),
     CheckConstraint(
