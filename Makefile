@@ -24,16 +24,17 @@ lint: venv
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-# Every test. Tests that need PostgreSQL, Redis or sshd skip when those are missing, unless
-# CALLGATE_REQUIRE_SERVICES=1 (CI), which makes them fail instead.
+# Every test. Tests that need PostgreSQL, Redis, sshd or nginx skip when those are missing,
+# unless CALLGATE_REQUIRE_SERVICES=1 (CI), which makes them fail instead. The script installs
+# the Debian packages the tests use (sshd, nginx, chromium) when run as root.
 test: venv
-	bash scripts/ensure-sshd.sh
+	bash scripts/ensure-packages.sh
 	$(MAKE) --no-print-directory lint
 	$(BIN)/pytest
 
 # The benchmark: the seed's way against callgate, in the same run. See README.
 bench: venv
-	bash scripts/ensure-sshd.sh sshpass
+	bash scripts/ensure-packages.sh sshpass
 	$(BIN)/python -m bench
 
 clean:

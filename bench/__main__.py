@@ -9,10 +9,17 @@
 4. Footprint: the service's RSS with a thousand hosts' connections open.
 5. Listening: the lag from the simulator printing a call's line to the SSE event, and the CPU
    per call of the listening console, with listening on and off (`bench/listening.py`).
+6. Events: the lag from the simulator's line to SSE, WebSocket and webhook clients, and the
+   service's CPU per call with 100 subscribers and 10 webhook endpoints against none
+   (`bench/events.py`).
+7. Several instances: calls per second and CPU per call with one and two instances on one
+   PostgreSQL against one instance as before and the seed's way, the event lag across
+   instances, the takeover after SIGKILL (`bench/instances.py`, a stage of its own).
 
 Prints one Markdown report and writes it to bench/results/latest.md (gitignored). ``--quick``
 is a smoke run with small counts, written to bench/results/quick.md instead so that it never
-replaces a real measurement; the full run takes about six minutes.
+replaces a real measurement; the full run takes about ten minutes (the
+several-instances part about two and a half of them).
 """
 
 from __future__ import annotations
@@ -29,7 +36,19 @@ from pathlib import Path
 
 import uvloop
 
-from bench import footprint, listening, procs, protection, report, scale, setup, single, tracking
+from bench import (
+    events,
+    footprint,
+    instances,
+    listening,
+    procs,
+    protection,
+    report,
+    scale,
+    setup,
+    single,
+    tracking,
+)
 from bench.farm_client import farm_process
 from callgate.db.migrate import upgrade
 from callgate.logs import configure_logging
@@ -53,6 +72,8 @@ class Plan:
     listen_calls: int = 20  # listening: measured calls per turn (one service, one mode)
     listen_rounds: int = 2  # listening: rounds of a turn on and a turn off (ABBA)
     check_calls: int = 20_000  # protection: calls whose policy and limit checks are timed
+    events_calls: int = 30  # events: measured calls per turn (attached or none)
+    events_rounds: int = 2  # events: rounds of an attached turn and one with none (ABBA)
 
 
 QUICK = Plan(
@@ -68,6 +89,8 @@ QUICK = Plan(
     listen_calls=3,
     listen_rounds=1,
     check_calls=2_000,
+    events_calls=8,
+    events_rounds=1,
 )
 
 
@@ -81,6 +104,7 @@ class Results:
     footprint: footprint.FootprintResult
     listening: listening.ListeningResult
     protection: protection.ProtectionResult
+    events: events.EventsResult
 
 
 async def measure(plan: Plan) -> Results:
@@ -90,6 +114,9 @@ async def measure(plan: Plan) -> Results:
         single_result = await single.measure(sshd, control, workdir, plan.samples, plan.warmup)
         listening_result = await listening.measure(
             sshd, control, daemon.pid, workdir, plan.listen_calls, plan.listen_rounds
+        )
+        events_result = await events.measure(
+            sshd, control, daemon.pid, workdir, plan.events_calls, plan.events_rounds
         )
         async with farm_process() as farm, setup.database() as url:
             await asyncio.to_thread(upgrade, url)
@@ -126,6 +153,7 @@ async def measure(plan: Plan) -> Results:
         footprint_result,
         listening_result,
         protection_result,
+        events_result,
     )
 
 
@@ -180,7 +208,11 @@ def main() -> None:
         results.footprint,
         results.listening,
         results.protection,
+        results.events,
     )
+    several_started = time.time()
+    several = uvloop.run(instances.measure(instances.QUICK if quick else instances.Plan()))
+    text += "\n\n" + instances.render(several, quick, time.time() - several_started)
     print(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / ("quick.md" if quick else "latest.md")).write_text(text + "\n")

@@ -120,13 +120,14 @@ def declare_parameters() -> None:
 
 
 def plain_asyncio() -> None:
-    """uvicorn.run with asyncio's loop and h11, whatever the service asks for."""
-    run = uvicorn.run
+    """uvicorn's configuration with asyncio's loop and h11, whatever the service asks for
+    (`callgate.app.serve` builds a `uvicorn.Config`, looked up when it runs)."""
 
-    def on_asyncio(application: Any, **options: Any) -> None:
-        run(application, **{**options, "loop": "asyncio", "http": "h11"})
+    class OnAsyncio(uvicorn.Config):
+        def __init__(self, application: Any, **options: Any) -> None:
+            super().__init__(application, **{**options, "loop": "asyncio", "http": "h11"})
 
-    uvicorn.run = on_asyncio  # type: ignore[assignment]
+    uvicorn.Config = OnAsyncio  # type: ignore[misc, assignment]
 
 
 def prepare(variant: str) -> None:

@@ -15,7 +15,8 @@ the same `Executor` interface:
   (autocommit, no pre-ping, no reset on return).
 
 Then a tracker's state change that is alone in its tick, N times each way: one statement
-committed by itself (what `calls.history.store_histories` does), or inside BEGIN and COMMIT.
+committed by itself (what `calls.history.store_histories` does), or inside BEGIN and COMMIT;
+and alone, fenced with its host's lease token (several instances, `calls.leases`).
 
 The service's CPU per call is what bounds its calls per second.
 """
@@ -28,13 +29,14 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
 from unittest import mock
 
 import uvloop
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench import setup
-from callgate.db import postgres
+from callgate.db import leases, postgres
 from callgate.db.call_tracking import move
 from callgate.db.calls import finish_call, finish_values, insert_call, new_call_values
 from callgate.db.engine import POOL_SIZE, async_url
@@ -73,12 +75,15 @@ async def one_call(database: Executor, secret: str) -> None:
     await finish_call(database, finish_values(call_id, "success", channel="Local/150@x-1;1"))
 
 
-async def one_move(database: Database, call_id: str, alone: bool) -> None:
+async def one_move(
+    database: Database, call_id: str, alone: bool, fence: tuple[str, int] | None = None
+) -> None:
     """A state change of ``call_id`` (to the state it is in: the row is written each time),
-    alone or inside a transaction."""
+    alone (fenced with ``fence`` if given) or inside a transaction."""
     state = CallState.INITIATED
     if alone:
-        await move(database, call_id, state, expected=state, at=utcnow())
+        moved = await move(database, call_id, state, expected=state, at=utcnow(), fence=fence)
+        assert moved.applied
         return
     async with database.transaction() as writing:
         await move(writing, call_id, state, expected=state, at=utcnow())
@@ -117,6 +122,9 @@ async def measure(calls: int) -> dict[str, tuple[float, float]]:
             id=call_id, enterprise_number="0367", extension="150", phone="1", host="x"
         )
         await insert_call(service, values)
+        now = utcnow()
+        token = await leases.acquire(service, "x", "bench", now=now, until=now + timedelta(hours=1))
+        assert token is not None
         resetting = await default_reset(url)
         engine = create_async_engine(
             async_url(url),
@@ -132,6 +140,7 @@ async def measure(calls: int) -> dict[str, tuple[float, float]]:
             "SQLAlchemy's engine": lambda: one_call(lean, secret),
             "a state change alone": lambda: one_move(service, call_id, alone=True),
             "in BEGIN ... COMMIT": lambda: one_move(service, call_id, alone=False),
+            "alone, fenced": lambda: one_move(service, call_id, alone=True, fence=("x", token)),
         }
         found: dict[str, list[tuple[float, float]]] = {name: [] for name in ways}
         for work in ways.values():

@@ -7,7 +7,8 @@ import platform
 import time
 from dataclasses import dataclass
 
-from bench import footprint, listening, protection, scale_report, single, tracking
+from bench import events, footprint, listening, protection, scale_report, single, tracking
+from bench.events import EventsResult
 from bench.footprint import FootprintResult
 from bench.listening import ListeningResult
 from bench.protection import ProtectionResult
@@ -52,6 +53,7 @@ def render(
     footprint_result: FootprintResult,
     listening_result: ListeningResult,
     protection_result: ProtectionResult,
+    events_result: EventsResult | None = None,
 ) -> str:
     """The whole report: head, each part's section, then one line per goal."""
     goals: list[Goal] = [
@@ -61,6 +63,7 @@ def render(
         *tracking.goals(tracking_result),
         *listening.goals(listening_result),
         *protection.goals(protection_result),
+        *(events.goals(events_result) if events_result is not None else []),
     ]
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.started))
     kind = "quick smoke run (small counts: not a measurement)" if info.quick else "full run"
@@ -82,6 +85,7 @@ def render(
         "",
         *protection.section(protection_result),
         "",
+        *([*events.section(events_result), ""] if events_result is not None else []),
         "## Goals",
         "",
         *goal_lines(goals),

@@ -2,26 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import math
+import signal
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import FrameType
 from typing import TypedDict
 
 import uvicorn
 from fastapi import FastAPI
 
 from callgate import __version__
-from callgate.api import legacy, middleware
+from callgate.api import admin, legacy, middleware, readiness
+from callgate.api import metrics as metrics_api
 from callgate.api.v1 import calls as v1_calls
 from callgate.api.v1 import events as v1_events
 from callgate.api.v1 import problems
+from callgate.api.v1 import webhooks as v1_webhooks
+from callgate.api.v1 import ws as v1_ws
 from callgate.logs import configure_logging, get_logger
 from callgate.settings import Settings
 from callgate.wiring import check_settings, running
 
 log = get_logger("callgate.app")
+STARTUP_FAILURE = 3  # uvicorn's exit status for a server that never started
 
 
 class ServerLimits(TypedDict):
@@ -40,10 +49,16 @@ def create_app(settings: Settings) -> FastAPI:
         async with running(settings) as services:
             app.state.services = services
             yield
+            # Servers not run by `serve` (tests, other ASGI servers) drain from here on.
+            readiness.draining_of(app).start()
 
     # uvicorn logs whole request lines (with `clientId=<secret>`) to "uvicorn.access" whenever
     # that logger has a handler, whatever `access_log` says; ours redacts (api/middleware).
     logging.getLogger("uvicorn.access").disabled = True
+    # It logs WebSocket handshakes with their query strings to "uvicorn.error": redacted.
+    handshakes = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, v1_ws.RedactedHandshakes) for f in handshakes.filters):
+        handshakes.addFilter(v1_ws.RedactedHandshakes())
     app = FastAPI(
         title="callgate",
         version=__version__,
@@ -53,8 +68,13 @@ def create_app(settings: Settings) -> FastAPI:
     middleware.install(app, max_body_bytes=settings.max_body_bytes)
     problems.install(app)
     legacy.install(app)
+    admin.install(app)  # /admin: the operator's status page
+    readiness.install(app)
     app.include_router(v1_calls.router)
     app.include_router(v1_events.router)
+    app.include_router(v1_ws.router)
+    app.include_router(v1_webhooks.router)
+    app.include_router(metrics_api.router)
     return app
 
 
@@ -97,14 +117,15 @@ def calm_garbage_collector() -> None:
 def serve(settings: Settings) -> None:
     """Run the service until SIGINT/SIGTERM.
 
-    On a stop uvicorn closes the listening socket at once (new connections are refused),
-    lets the requests in flight finish within ``graceful_timeout``, then the lifespan drains
+    On a stop `/ready` answers 503 at once (draining); CALLGATE_DRAIN_NOTICE seconds later
+    (default 0) uvicorn closes the listening socket (new connections are refused), lets the
+    requests in flight finish within ``graceful_timeout``, then the lifespan drains
     the call-log writes before closing the PBX transport and the database.
     """
     configure_logging(settings.log_file, settings.log_format.value, settings.log_level)
     app = create_app(settings)
     calm_garbage_collector()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -117,6 +138,42 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=graceful_timeout(settings),
         **server_limits(settings),
     )
+    server = DrainingServer(config, readiness.draining_of(app), settings.drain_notice)
+    with contextlib.suppress(KeyboardInterrupt):  # as `uvicorn.run`
+        server.run()
+    if not server.started:  # the port is taken, the lifespan failed: as `uvicorn.run` does
+        sys.exit(STARTUP_FAILURE)
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server, whose stop signal first marks the service as draining (`/ready`
+    answers 503), then, ``notice`` seconds later, stops it as uvicorn does: the listening
+    socket closes and the requests in flight finish. A second signal stops it at once."""
+
+    def __init__(self, config: uvicorn.Config, draining: readiness.Draining, notice: float):
+        super().__init__(config)
+        self._draining, self._notice = draining, notice
+        self._stop_at: float | None = None
+        self._signal = signal.SIGTERM
+        self._announced = False
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # A signal handler: it only sets flags (no logging, which takes locks).
+        first = not self._draining.active
+        self._draining.start()
+        if first and self._notice > 0:
+            self._signal, self._stop_at = signal.Signals(sig), time.monotonic() + self._notice
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._draining.active and not self._announced:
+            self._announced = True
+            log.info("stopping: draining", notice_s=self._notice)
+        if self._stop_at is not None and time.monotonic() >= self._stop_at:
+            self._stop_at = None
+            super().handle_exit(self._signal, None)
+        return await super().on_tick(counter)
 
 
 def server_limits(settings: Settings) -> ServerLimits:

@@ -1,4 +1,4 @@
-"""The operator's command line: ``callgate serve | db | enterprise | host``.
+"""The operator's command line: ``callgate serve | service | db | enterprise | host``.
 
 Every command reads the same settings as the service (``CALLGATE_*`` and ``.env``); a bad one is
 reported on one line naming the variable, exit status 2 (as for any bad argument), while a
@@ -22,6 +22,8 @@ import typer
 
 from callgate.calls import admin
 from callgate.cli_calls import call_app, calls_app
+from callgate.cli_service import service_app
+from callgate.cli_webhooks import crm_app, webhook_app
 from callgate.domain.destinations import POLICY_FIELDS, DestinationPolicy, describe
 from callgate.domain.hosts import (
     HostRow,
@@ -60,6 +62,9 @@ app.add_typer(enterprise_app, name="enterprise")
 app.add_typer(host_app, name="host")
 app.add_typer(call_app, name="call")
 app.add_typer(calls_app, name="calls")
+app.add_typer(service_app, name="service")
+app.add_typer(webhook_app, name="webhook")
+enterprise_app.add_typer(crm_app, name="crm")
 
 # Repository fields whose option is not simply "--" + the field name with dashes.
 _OPTION_OF = {

@@ -99,7 +99,13 @@ async def _direct(url: str | None, secret_env: str) -> AsyncIterator[tuple[Servi
     """The service's use cases, wired in this process, and the enterprise of the secret."""
     if url is not None:
         _fail("--url and --direct exclude each other", 2)
-    secret = _secret(secret_env)
+    async with direct_services(_secret(secret_env)) as found:
+        yield found
+
+
+@asynccontextmanager
+async def direct_services(secret: str) -> AsyncIterator[tuple[Services, Enterprise]]:
+    """`_direct` for a secret at hand (`callgate service test --call`)."""
     from callgate.logs import configure_logging
     from callgate.wiring import running
 
@@ -184,13 +190,15 @@ def _transition(
     typer.echo(f"{at}  {call_id}  {state:<18} {reason or ''}" + (f"  [{ends}]" if ends else ""))
 
 
-async def _follow(cases: Services, feed: EnterpriseFeed, call: CallView) -> None:
-    """Print the call's transitions until it ends (``place --direct``: nobody else follows it)."""
+async def _follow(cases: Services, feed: EnterpriseFeed, call: CallView) -> str:
+    """Print the call's transitions until it ends (``place --direct``: nobody else follows it);
+    the last state seen."""
     if call.state in TERMINAL:
-        return
+        return call.state
     if not cases.watching.follows(call.id):
         typer.echo("  (placed earlier by another process, which follows it)")
-        return
+        return call.state
+    state = call.state
     async for transition in feed:
         if transition is None or transition.call_id != call.id:
             continue
@@ -203,7 +211,42 @@ async def _follow(cases: Services, feed: EnterpriseFeed, call: CallView) -> None
             _sides_of(transition.sides),
         )
         if state in TERMINAL:
-            return
+            break
+    return state
+
+
+async def place_direct(
+    secret: str,
+    extension: str,
+    to: str,
+    *,
+    ring_timeout: int | None = None,
+    idempotency_key: str | None = None,
+) -> str:
+    """``call place --direct``: place the call in this process, print it and each of its
+    transitions until it ends; its last state."""
+    from callgate.validation import normalize_phone, validate_extension
+
+    async with direct_services(secret) as (cases, enterprise):
+        max_length = cases.settings.code_max_length
+        valid = (
+            validate_extension(extension, max_length, field="from"),
+            normalize_phone(to, field="to"),
+        )
+        # Subscribed before the call exists: none of its transitions can be missed.
+        feed = cases.watching.feed(enterprise.number, quiet=FOLLOW_QUIET)
+        try:
+            placement = await cases.placing.place(
+                enterprise,
+                *valid,
+                request_id=uuid.uuid4().hex[:16],
+                ring_timeout=ring_timeout,
+                idempotency_key=idempotency_key,
+            )
+            _show(_call(placement.call))
+            return await _follow(cases, feed, placement.call)
+        finally:
+            feed.close()
 
 
 @call_app.command("place")
@@ -227,28 +270,12 @@ def place(
             _show(_answer(await client.post("/v1/calls", json=body, headers=headers)))
 
     async def here() -> None:
-        from callgate.validation import normalize_phone, validate_extension
-
-        async with _direct(url, secret_env) as (cases, enterprise):
-            max_length = cases.settings.code_max_length
-            valid = (
-                validate_extension(extension, max_length, field="from"),
-                normalize_phone(to, field="to"),
-            )
-            # Subscribed before the call exists: none of its transitions can be missed.
-            feed = cases.watching.feed(enterprise.number, quiet=FOLLOW_QUIET)
-            try:
-                placement = await cases.placing.place(
-                    enterprise,
-                    *valid,
-                    request_id=uuid.uuid4().hex[:16],
-                    ring_timeout=ring_timeout,
-                    idempotency_key=idempotency_key,
-                )
-                _show(_call(placement.call))
-                await _follow(cases, feed, placement.call)
-            finally:
-                feed.close()
+        if url is not None:
+            _fail("--url and --direct exclude each other", 2)
+        secret = _secret(secret_env)
+        await place_direct(
+            secret, extension, to, ring_timeout=ring_timeout, idempotency_key=idempotency_key
+        )
 
     _run(here() if direct else remote())
 

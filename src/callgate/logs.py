@@ -139,8 +139,9 @@ def configure_logging(
     quiet = max(logging.WARNING, logging.getLevelName(level))
     logging.getLogger("asyncssh").setLevel(quiet)
     # HTTP clients log whole URLs at INFO, a URL may carry a secret (webhooks, CLI calls);
-    # aiosqlite logs every statement with its parameters (phone numbers) at DEBUG.
-    for name in ("httpx", "httpcore", "aiosqlite"):
+    # aiosqlite logs every statement with its parameters (phone numbers) at DEBUG; websockets
+    # (uvicorn's /v1/ws) logs each handshake's headers, `Authorization` included, at DEBUG.
+    for name in ("httpx", "httpcore", "aiosqlite", "websockets"):
         logging.getLogger(name).setLevel(quiet)
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

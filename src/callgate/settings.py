@@ -114,6 +114,12 @@ class Settings(BaseSettings):
     # A listening console at verbose 3 per host with live calls (console hosts only): each
     # transition as Asterisk prints it, and why a leg ended (busy, no answer, congestion).
     track_listen: bool = True
+    # Several instances on one PostgreSQL (calls/leases.py): which instance follows a host's
+    # calls is a lease of `lease_ttl` seconds, renewed every third of it; an instance that
+    # dies is replaced within `lease_ttl` plus one takeover round. `instance_id`: this
+    # process's name in the leases (default: machine name:port; must be unique).
+    lease_ttl: float = Field(10.0, ge=1, le=300)
+    instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     # The double-click guard: the same (enterprise, extension, phone) again within this many
     # seconds returns the call already placed instead of dialling twice; 0 turns it off.
     duplicate_window: float = Field(5.0, ge=0, le=300)
@@ -145,12 +151,37 @@ class Settings(BaseSettings):
     http_keepalive_timeout: int = Field(5, ge=1, le=300)  # an idle keep-alive is closed
     # Event streams (/v1/events) one enterprise may hold open at once.
     streams_per_enterprise: int = Field(5, ge=1, le=1000)
+    # Seconds a client of /v1/events or /v1/ws may resume after an event id (older: a reset
+    # and a snapshot of the live calls). The events themselves are kept: the calls' history.
+    events_retention: float = Field(24 * 3600.0, gt=0)
+    # Events a /v1/ws connection may have waiting to be sent; beyond, it is closed (4008) and
+    # the client resumes from its last id.
+    ws_queue: int = Field(1000, ge=1, le=100_000)
+    # Webhooks and RetailCRM (calls/webhooks.py; README, "Webhooks"): targets in private,
+    # loopback and link-local ranges are refused unless allowed; how often new events and
+    # due deliveries are looked for; one request's timeout; endpoints served at once; the
+    # waits after an endpoint's 1st, 2nd, ... failure in a row (past the last: disabled).
+    webhook_allow_private: bool = False
+    webhook_poll_interval: float = Field(0.5, gt=0, le=60)
+    webhook_timeout: float = Field(5.0, gt=0, le=60)
+    webhook_concurrency: int = Field(10, ge=1, le=1000)
+    webhook_retry_delays: list[float] = Field(
+        [5, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800], min_length=1
+    )
     # Shows host addresses, errors and pool details in /api/status (`Authorization: Bearer`).
     admin_token: SecretStr | None = None
+    # When set, GET /metrics asks for it as `Authorization: Bearer` (401 without it).
+    metrics_token: SecretStr | None = None
 
     log_file: Path | None = Path("asterisk_service.log")
     log_format: LogFormat = LogFormat.TEXT
     log_level: str = "INFO"
+    # `callgate service start|stop|status` (cli_service.py): the started process's id; unset,
+    # `callgate.pid` beside the log file.
+    pid_file: Path | None = None
+    # Seconds from SIGTERM to closing the listening socket, while /ready answers 503 so that a
+    # load balancer stops sending new requests first (app.serve); 0: close it at once.
+    drain_notice: float = Field(0.0, ge=0, le=300)
 
     # `make run`: start the in-process simulated PBX and bind a demo enterprise to it.
     demo: bool = False

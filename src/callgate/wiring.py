@@ -12,30 +12,46 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from callgate import __version__
+from callgate.calls.dedupe import SharedClaims
+from callgate.calls.dispatcher import Dispatcher
+from callgate.calls.leases import Leases, instance_id
+from callgate.calls.observed import start_metrics
 from callgate.calls.placing import Placing
 from callgate.calls.rate_limits import (
     Limits,
     LiveCalls,
     adopt_live_calls,
+    count_elsewhere,
     keep_refreshed,
     storage_for,
 )
 from callgate.calls.reading import CallReads
-from callgate.calls.reconcile import reconcile_pending, reconcile_until_done
+from callgate.calls.reconcile import (
+    placing_bound,
+    reconcile_pending,
+    reconcile_until_done,
+    settle_before,
+    sweep_orphans,
+)
 from callgate.calls.service import CallService
 from callgate.calls.services import Services
+from callgate.calls.shared_events import fed_from_log, listen_for_events
 from callgate.calls.status import ServiceStatus
 from callgate.calls.targets import build_target
 from callgate.calls.tracker import CallTracker
 from callgate.calls.watching import Watching
+from callgate.calls.webhooks import Webhooks
+from callgate.db.advisory import AdvisoryLocks
 from callgate.db.engine import sqlite_file
 from callgate.db.executor import Executor, connect
 from callgate.db.guard import db_step
 from callgate.db.host_keys import DbHostKeyStore
 from callgate.db.hosts import get_host
 from callgate.db.models import utcnow
+from callgate.db.notifications import is_postgres
 from callgate.errors import ConfigurationError, DatabaseUnavailable
 from callgate.logs import get_logger
 from callgate.pbx import console, rx
@@ -49,6 +65,7 @@ from callgate.private_files import wider_than_owner
 from callgate.settings import HostKeyPolicy, Settings, Transport
 
 log = get_logger("callgate.app")
+JOIN_MARGIN = 0.5  # seconds, beyond the others' look period, before a joining instance serves
 
 TRANSPORTS.register(Transport.RX.value, rx.build)
 TRANSPORTS.register(Transport.CONSOLE.value, console.build)
@@ -71,7 +88,7 @@ def check_settings(settings: Settings) -> None:
         raise ConfigurationError(f"invalid configuration: CALLGATE_TRANSPORT: {exc}") from None
 
 
-def build_transport(settings: Settings, database: Executor) -> PbxTransport:
+def build_transport(settings: Settings, database: Executor) -> RoutingTransport:
     """Every registered transport over one SSH pool, routed per host, behind the per-host
     circuit breaker; ConfigurationError if CALLGATE_TRANSPORT names no registered transport."""
     check_settings(settings)
@@ -124,19 +141,32 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
     database = connect(settings.database_url)  # one pool, for every statement
     await database.open()
     demo = None
-    if settings.demo:
+    # Only the service runs the demo's simulated PBX: a run beside it (`--direct`, `callgate
+    # service test`) would point the demo host's row at a simulator of its own, which ends
+    # with the command, and take the host from the service.
+    if settings.demo and resume_calls:
         from callgate.demo import start_demo
 
         demo = await start_demo(settings, database)
     pbx_transport = build_transport(settings, database)
     pbx = build_client(settings, pbx_transport)
+    # Several instances may share a PostgreSQL database: each host's calls are followed by the
+    # holder of its lease (`calls.leases`). SQLite is one process's; a `--direct` run beside
+    # the service follows only the calls it places, as before.
+    leases = None
+    if resume_calls and is_postgres(settings.database_url):
+        owner = instance_id(settings.instance_id, settings.port)
+        leases = Leases(database, owner, settings.lease_ttl)
+        leases.start()
     tracker = CallTracker(
         pbx,
         database,
         settings,
+        leases=leases,
         interval=settings.track_interval,
         lost_after=settings.track_lost_after,
         listen=settings.track_listen,
+        publish_stored=not fed_from_log(settings.database_url),
     )
     reads = CallReads(database)
     live = LiveCalls(
@@ -145,26 +175,51 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
         followed=tracker.live_calls,
     )
     limits = Limits(settings, live, storage_for(settings))
-    calls = CallService(settings, database, pbx, tracker, reads=reads, limits=limits)
+    # On PostgreSQL several instances may share the database: the double-click guard and the
+    # order of originates per (host, extension) are held there (README, "Several instances").
+    shared = fed_from_log(settings.database_url)
+    locks = AdvisoryLocks(settings.database_url) if shared else None
+    calls = CallService(
+        settings,
+        database,
+        pbx,
+        tracker,
+        reads=reads,
+        limits=limits,
+        claims=SharedClaims(database, settings.duplicate_window, on=locks) if shared else None,
+        originates=locks,
+        coordinated=(lambda: not leases.alone) if leases is not None else lambda: True,
+    )
     services = Services(
         settings=settings,
         calls=calls,
         placing=Placing(calls, reads),
         reads=reads,
         watching=Watching(
-            tracker, database, streams_per_enterprise=settings.streams_per_enterprise
+            tracker,
+            database,
+            streams_per_enterprise=settings.streams_per_enterprise,
+            retention=timedelta(seconds=settings.events_retention),
         ),
         status=ServiceStatus(database, pbx, tracker, settings),
+        webhooks=Webhooks(database, settings),
     )
     # Before the tracker resumes: a call a killed run left pending gets its outcome (and
     # its state `lost`), so the tracker does not adopt it. Never re-dialled.
+    # With other instances running, only rows older than any placing (`calls.reconcile`).
     settling: asyncio.Task[None] | None = None
     if resume_calls:
+        before = await settle_before(started, leases, placing_bound(settings))
         try:
-            await reconcile_pending(database, before=started)
+            await reconcile_pending(database, before=before)
         except DatabaseUnavailable:  # the service still starts; the rows are settled later
-            settling = asyncio.create_task(reconcile_until_done(database, before=started))
+            settling = asyncio.create_task(reconcile_until_done(database, before=before))
+    sweeping = None  # the rows that instances killed mid-placement leave
+    if leases is not None:
+        sweeping = asyncio.create_task(sweep_orphans(database, leases, placing_bound(settings)))
     await tracker.start(resume=resume_calls)  # resumes the calls a previous run left live
+    # On PostgreSQL every instance's subscribers hear of every stored transition.
+    shared_events = listen_for_events(settings.database_url, database, tracker)
     if resume_calls:
         try:  # they count against the live-call caps again
             await adopt_live_calls(live, database)
@@ -175,6 +230,8 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
     refreshing = asyncio.create_task(
         keep_refreshed(limits, database, settings.limit_refresh_interval)
     )
+    # Several instances on PostgreSQL: the others' live calls count against the caps too.
+    counting = await count_elsewhere(live, database) if shared else None
     if settings.ssh_host_key_policy is HostKeyPolicy.OFF:
         log.warning("SSH host key checking is off: any server answering is trusted")
     for address in await services.status.unchecked_hosts() or ():
@@ -182,22 +239,48 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
             "SSH host key checking is off for a host: any server answering is trusted", host=address
         )
     warn_about_open_files(settings)
+    stop_metrics = await start_metrics(settings, database, tracker, pbx_transport)
+    # Webhooks and CRMs are told from the event log, on a task of their own: a slow receiver
+    # never slows a call. Only the service sends (a `--direct` run beside it does not).
+    dispatcher = Dispatcher(database, settings, leases=leases) if resume_calls else None
+    if dispatcher is not None:
+        dispatcher.start()
+    if leases is not None:
+        await leases.acquire(leases.instance)  # seen by the others from now on
+        if await leases.look_for_others():
+            # The others share their guard and originate order with an instance once they
+            # have seen it, at their next look (within `renew_every`): not before then.
+            await asyncio.sleep(leases.renew_every + JOIN_MARGIN)
     log.info("service ready", port=settings.port, version=__version__)
     try:
         yield services
     finally:
+        stop_metrics()
+        if dispatcher is not None:
+            await dispatcher.aclose()
         refreshing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await refreshing
-        if settling is not None:
-            settling.cancel()
+        if counting is not None:
+            counting.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await settling
+                await counting
+        for task in (settling, sweeping):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await calls.drain()  # call-log writes still running: nothing is lost
         await services.watching.aclose()
+        if shared_events is not None:
+            await shared_events.aclose()
         await tracker.stop()  # before the transport closes: its last listings finish
+        if leases is not None:  # after the tracker's last writes: the others take over now
+            await leases.aclose()
         await pbx_transport.aclose()
         await limits.aclose()
+        if locks is not None:
+            await locks.aclose()
         if demo is not None:
             await demo.close()
         await database.close()

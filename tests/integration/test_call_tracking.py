@@ -544,7 +544,7 @@ async def test_a_requested_hangup_holds_the_followers_end(any_rig: Rig) -> None:
     `HANGUP_HOLD` (that process died) the follower's end is stored after all."""
     call_id = await new_call(any_rig.database, host="127.0.0.1")
     now = datetime.now(UTC)
-    assert (await move(any_rig.database, call_id, S.RINGING_AGENT, expected=S.INITIATED, at=now))
+    assert await move(any_rig.database, call_id, S.RINGING_AGENT, expected=S.INITIATED, at=now)
     await call_tracking.request_hangup(any_rig.database, call_id, now)
 
     async def ends(state: CallState, at: datetime) -> Any:

@@ -93,13 +93,14 @@ async def test_same_answers_as_rx(pbx: Pbx) -> None:
 
 
 async def test_verified_originate(pbx: Pbx) -> None:
-    """PbxClient's originate over the console: the listing typed with it shows the pair
-    unstarted (as a real Asterisk does, fact 1 of recordings/asterisk/README.md), and the
-    next listings see the dialplan take the call."""
+    """PbxClient's originate over the console: the listing typed with it usually shows the
+    pair unstarted (as a real Asterisk does, fact 1 of recordings/asterisk/README.md), and the
+    next listings see the dialplan take the call. On a loaded machine the simulator may
+    answer that listing after the 1 ms in which the pair settles: then one check is enough."""
     console = pbx.transport()
     pbx.clock.running = True
     placed = await PbxClient(console).originate(pbx.target, "150", PHONE)
-    assert placed.channel.name == "Local/150@inoffice-00000000;1" and 2 <= placed.checks <= 6
+    assert placed.channel.name == "Local/150@inoffice-00000000;1" and 1 <= placed.checks <= 6
     assert placed.channel.state == "Ringing"
     assert pbx.sent(commands.originate("150", PHONE, "inoffice")) == 1
     assert status_of(console, pbx.target)["mode"] == "console"

@@ -46,10 +46,10 @@ class Blackhole:
         self.accepted = 0
 
     @classmethod
-    async def start(cls) -> Blackhole:
-        """Listen on a free 127.0.0.1 port."""
+    async def start(cls, address: str = "127.0.0.1") -> Blackhole:
+        """Listen on a free port of ``address`` (a loopback one: a second host, say)."""
         hole = cls()
-        hole._server = await asyncio.start_server(hole._on_connect, "127.0.0.1", 0)
+        hole._server = await asyncio.start_server(hole._on_connect, address, 0)
         return hole
 
     def _on_connect(self, _reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

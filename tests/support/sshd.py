@@ -178,7 +178,7 @@ class SshdServer:
         # reset it (Debian's ~/.bashrc returns at once when not interactive). Checked with `env`.
         self._config.write_text(
             f"Port {self.port}\n"
-            "ListenAddress 127.0.0.1\n"
+            f"ListenAddress {self.host}\n"  # 127.0.0.1; a subclass may take another
             f"HostKey {self._host_key}\n"
             f"PidFile {self.dir / 'sshd.pid'}\n"
             f"AuthorizedKeysFile {self.dir / 'authorized_keys'}\n"

@@ -18,7 +18,13 @@ ROOT = SRC / "callgate"
 
 # Top to bottom. A module's layer is that of the longest prefix naming it.
 LAYERS: dict[str, tuple[str, ...]] = {
-    "entry": ("callgate.__main__", "callgate.cli", "callgate.cli_calls"),
+    "entry": (
+        "callgate.__main__",
+        "callgate.cli",
+        "callgate.cli_calls",
+        "callgate.cli_service",
+        "callgate.cli_webhooks",
+    ),
     "wiring": ("callgate.app", "callgate.wiring", "callgate.demo"),
     "http": ("callgate.api",),
     "use cases": ("callgate.calls",),
@@ -31,6 +37,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "callgate.settings",
         "callgate.logs",
         "callgate.private_files",
+        "callgate.metrics",
     ),
 }
 ORDER = list(LAYERS)

@@ -107,8 +107,9 @@ def test_declared_params_declares_the_legacy_query(monkeypatch: pytest.MonkeyPat
 
 
 def test_asyncio_h11_overrides_the_loop_and_parser(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda application, **options: seen.update(options))
+    monkeypatch.setattr(uvicorn, "Config", uvicorn.Config)  # the original back after the test
     ablation.prepare("asyncio-h11")
-    uvicorn.run("callgate.app:nothing", loop="uvloop", http="httptools", port=1)
-    assert seen == {"loop": "asyncio", "http": "h11", "port": 1}
+    config = uvicorn.Config(  # log_config=None: uvicorn's own would take over logging
+        "callgate.app:nothing", loop="uvloop", http="httptools", port=1, log_config=None
+    )
+    assert (config.loop, config.http, config.port) == ("asyncio", "h11", 1)

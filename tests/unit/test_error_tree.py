@@ -25,6 +25,11 @@ OUTSIDE = {
     "callgate.domain.sealed.WrongKey",
     # The HTTP layer's own answers (404, 409, 422 of the API), not errors of the service.
     "callgate.api.v1.problems.ApiProblem",
+    # Private to ws.py: a WebSocket's close code and reason, caught there and sent as the close.
+    "callgate.api.v1.ws._Closing",
+    # A webhook target refused (calls/webhooks.py): an InvalidInput when an endpoint is added,
+    # a failed attempt when a delivery is tried; never raised out of that module.
+    "callgate.calls.webhooks.TargetRefused",
 }
 FIELDS = {"host", "completed", "maybe_executed", "answers"}
 

@@ -120,10 +120,11 @@ def test_each_record_is_rendered_once(tmp_path: Path, log_format: str) -> None:
 
 def test_libraries_that_log_request_values_stay_quiet_even_at_debug(tmp_path: Path) -> None:
     """aiosqlite logs each statement with its parameters (phone numbers), HTTP clients whole
-    URLs, asyncssh each command: at DEBUG the service's own lines show, theirs do not."""
+    URLs, asyncssh each command, websockets each handshake's headers (`Authorization`): at
+    DEBUG the service's own lines show, theirs do not."""
     configure_logging(tmp_path / "x.log", "text", "DEBUG", console=False)
     try:
-        for name in ("aiosqlite", "httpx", "httpcore", "asyncssh"):
+        for name in ("aiosqlite", "httpx", "httpcore", "asyncssh", "websockets.server"):
             assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
         assert logging.getLogger("callgate.calls").isEnabledFor(logging.DEBUG)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 
 from fastapi import Request
+from fastapi.requests import HTTPConnection
 
 from callgate.calls.services import Services
 from callgate.settings import Settings
@@ -44,6 +45,7 @@ def is_admin(request: Request, settings: Settings) -> bool:
     return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), expected)
 
 
-def client_address(request: Request) -> str | None:
-    """The address the request came from (failed authentications are limited per address)."""
+def client_address(request: HTTPConnection) -> str | None:
+    """The address the request (or WebSocket) came from (failed authentications are limited
+    per address)."""
     return request.client.host if request.client else None

@@ -138,6 +138,9 @@ async def status(request: Request, svc: Services = Depends(services)) -> dict[st
     if unchecked:
         where = ", ".join(unchecked) if admin else f"{len(unchecked)} host(s)"
         warnings.append(f"SSH host key checking is off for {where} (callgate host set)")
+    webhooks = await svc.webhooks.status()
+    if webhooks and webhooks["disabled"]:
+        warnings.append("webhook endpoints disabled: see `callgate webhook list`")
     body: dict[str, Any] = {
         "service": SERVICE_NAME,
         "version": __version__,
@@ -159,4 +162,5 @@ async def status(request: Request, svc: Services = Depends(services)) -> dict[st
     }
     if admin:
         body |= {"pbx": svc.status.pbx(), "tracking": svc.status.tracking()}
+        body["webhooks"] = webhooks
     return body

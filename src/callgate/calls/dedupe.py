@@ -2,17 +2,30 @@
 
 A CRM button clicked twice, or a bot retrying on a slow answer, must not ring an agent twice.
 Within `window` seconds, a request for the same (enterprise, extension, phone) gets the call
-already placed (or waits for the one being placed) instead of dialling again. The memory is
-per process: several service instances behind one balancer each guard their own requests.
+already placed (or waits for the one being placed) instead of dialling again. `RecentCalls`
+is this process's memory, the first check and a free one; on PostgreSQL `SharedClaims` then
+holds the key in the database, so that several instances behind one balancer place the call
+once between them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Generic, TypeVar
+
+from callgate import errors
+from callgate.db import claims
+from callgate.db.calls import CallRecord, get_call
+from callgate.db.executor import Database, Executor
+from callgate.db.guard import db_step
+from callgate.db.models import CallOutcome, utcnow
 
 T = TypeVar("T")
 Key = tuple[str, str, str]
@@ -82,3 +95,66 @@ class RecentCalls(Generic[T]):
             # The key may have failed and been asked for again since: only drop this entry.
             if self._recent.get(key) is entry and entry[1].done():
                 del self._recent[key]
+
+
+class SharedClaims:
+    """The guard across instances on one database (`db.claims`): after this process's own
+    guard, a call is claimed in the database under its key's SHA-256; a key another instance
+    claimed within the window gives that instance's call, once its outcome is stored.
+
+    One statement per call placed (an upsert), on ``on`` when given (a connection of its own,
+    `db.advisory`: no pool checkout), else on ``database``; the claims older than
+    ``PRUNE_AFTER`` are deleted every ``PRUNE_EVERY`` seconds.
+    """
+
+    PRUNE_EVERY = 60.0
+    PRUNE_AFTER = 3600.0  # seconds; longer than any window
+
+    def __init__(self, database: Database, window: float, on: Executor | None = None) -> None:
+        self._database = database
+        self._on: Executor = on or database
+        self._window = window
+        self._pruned = -math.inf
+        self.elsewhere = 0  # requests answered with another instance's call (tests, bench)
+
+    @staticmethod
+    def digest(key: Key) -> str:
+        return hashlib.sha256("\x1f".join(key).encode()).hexdigest()
+
+    async def claim(self, key: Key, call_id: str) -> str | None:
+        """None: ``call_id`` holds the key now (place it); else the call that holds it."""
+        now = utcnow()
+        async with db_step("checking for a repeated call"):
+            holder = await claims.claim(
+                self._on,
+                self.digest(key),
+                call_id,
+                at=now,
+                since=now - timedelta(seconds=self._window),
+            )
+        if time.monotonic() - self._pruned > self.PRUNE_EVERY:
+            self._pruned = time.monotonic()
+            with contextlib.suppress(errors.DatabaseUnavailable):
+                async with db_step("deleting old call claims"):
+                    await claims.prune(self._on, now - timedelta(seconds=self.PRUNE_AFTER))
+        if holder is not None:
+            self.elsewhere += 1
+        return holder
+
+    async def let_go(self, key: Key, call_id: str) -> None:
+        """The call failed: a retry dials again (a fault here only keeps the key a window)."""
+        with contextlib.suppress(errors.DatabaseUnavailable):
+            async with db_step("letting a call claim go"):
+                await asyncio.shield(claims.let_go(self._on, self.digest(key), call_id))
+
+    async def outcome(self, call_id: str, within: float) -> CallRecord | None:
+        """The call's row once its outcome is stored (None: not within ``within`` seconds)."""
+        deadline = time.monotonic() + within
+        while True:
+            async with db_step("reading a call placed by another instance"):
+                record = await get_call(self._database, call_id)
+            if record is not None and record.outcome != CallOutcome.PENDING.value:
+                return record
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.05)

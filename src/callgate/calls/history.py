@@ -146,6 +146,7 @@ class _Outcome:
     settled: int  # how many pending transitions, from the oldest, were stored or dropped
     stored: list[Transition]  # those stored, in order
     done: bool  # False: the row is not there yet
+    fenced: bool = False  # refused: another instance holds the host's lease now
 
 
 @dataclass(eq=False)
@@ -154,6 +155,10 @@ class History:
 
     persisted: CallState = CallState.INITIATED
     pending: deque[Transition] = field(default_factory=deque)
+    # (host, token) of the host's lease its follower holds (`calls.leases`; None: unfenced).
+    # ``fenced`` once a write was refused: the follower has lost the host, the rest is dropped.
+    fence: tuple[str, int] | None = None
+    fenced: bool = False
 
     async def _write(self, database: Executor) -> _Outcome:
         """Write the pending transitions (compare-and-set each) without changing this History:
@@ -176,7 +181,10 @@ class History:
                 customer_channel=step.customer_channel,
                 bridge_id=step.bridge_id,
                 sides=step.sides,
+                fence=self.fence,
             )
+            if result.fenced:  # the new owner follows the call: nothing more of ours stands
+                return _Outcome(persisted, len(steps), stored, done=True, fenced=True)
             if result.current is None:
                 return _Outcome(persisted, index, stored, done=False)
             if not result.applied and result.current is persisted:
@@ -195,6 +203,7 @@ class History:
 
     def _settle(self, outcome: _Outcome, stored: Callable[[Transition], None]) -> bool:
         self.persisted = outcome.persisted
+        self.fenced = self.fenced or outcome.fenced
         for _ in range(outcome.settled):
             self.pending.popleft()
         for step in outcome.stored:

@@ -10,8 +10,10 @@ database read.
 Live calls (placed by this service and not ended) are counted here, per enterprise and per
 host: a call holds its place from just before the originate until it fails, or until the
 tracker no longer follows it. A restarted service counts again the live calls its tracker
-resumes from the database (`adopt`). These counts are the instance's own: each instance caps
-the calls it follows, whatever the rate storage.
+resumes from the database (`adopt`). With several instances on one PostgreSQL, the live
+calls of the others count too: read from the database every ``RECOUNT`` seconds
+(`keep_counting_elsewhere`), so the caps hold across instances to within the calls placed
+elsewhere since the last read.
 """
 
 from __future__ import annotations
@@ -35,11 +37,12 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from limits.storage import storage_from_string
 
-from callgate import errors
+from callgate import errors, metrics
 from callgate.db.call_tracking import live_calls
 from callgate.db.enterprise_limits import list_limits
 from callgate.db.executor import Executor
 from callgate.db.guard import db_step
+from callgate.db.live_counts import live_call_keys
 from callgate.logs import get_logger
 from callgate.settings import ENTERPRISE_LIMITS, Settings
 
@@ -51,6 +54,16 @@ NUMBER = "calls to this number"
 AUTH = "failed authentications from this address"
 STORE_TIMEOUT = 1.0  # seconds for a Redis answer: a call waits for it
 LIVE_RETRY_AFTER = 5  # seconds a client refused for live calls is told to wait
+RECOUNT = 1.0  # seconds between two reads of the other instances' live calls
+# The scope a refusal is counted under (callgate_rejections_total).
+_SCOPES = {
+    ENTERPRISE: "enterprise_rate",
+    EXTENSION: "extension_rate",
+    NUMBER: "destination_rate",
+    AUTH: "auth_failures",
+    "enterprise": "enterprise_live_calls",
+    "host": "host_live_calls",
+}
 
 
 class RateLimited(errors.CallgateError):
@@ -107,6 +120,9 @@ class LiveCalls:
         self._calls: dict[str, tuple[str, str]] = {}  # call id → (enterprise, host)
         self._pending: set[str] = set()  # reserved, originate not yet answered
         self._counts: Counter[tuple[str, str]] = Counter()
+        # The live calls of other instances, as the database held them at the last read.
+        self._elsewhere: Counter[tuple[str, str]] = Counter()
+        self._recounted = False  # whether the database's live calls are read (several instances)
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -124,6 +140,7 @@ class LiveCalls:
             self._prune()
             for key in keys:
                 if self._full((key,), caps):
+                    metrics.rejected(_SCOPES[key[0]])
                     raise RateLimited(
                         f"too many live calls for this {key[0]}", retry_after=LIVE_RETRY_AFTER
                     )
@@ -148,6 +165,17 @@ class LiveCalls:
             if call_id not in self._calls:
                 self._add(call_id, enterprise, host)
 
+    def elsewhere(self, calls: Iterable[tuple[str, str, str]]) -> None:
+        """The (call id, enterprise, host) of every live call the database holds: those not
+        counted here are other instances' and count against the caps too."""
+        counts: Counter[tuple[str, str]] = Counter()
+        for call_id, enterprise, host in calls:
+            if call_id not in self._calls:
+                counts[("enterprise", enterprise)] += 1
+                counts[("host", host)] += 1
+        self._elsewhere = counts
+        self._recounted = True
+
     def _add(self, call_id: str, enterprise: str, host: str) -> None:
         self._calls[call_id] = (enterprise, host)
         self._counts[("enterprise", enterprise)] += 1
@@ -157,11 +185,20 @@ class LiveCalls:
         def cap(kind: str) -> int:
             return caps.get(kind, self._caps[kind])
 
-        return any(0 < cap(kind) <= self._counts[(kind, key)] for kind, key in keys)
+        return any(
+            0 < cap(kind) <= self._counts[(kind, key)] + self._elsewhere[(kind, key)]
+            for kind, key in keys
+        )
 
     def _prune(self) -> None:
         followed = self._followed()
         for call_id in [c for c in self._calls if c not in followed and c not in self._pending]:
+            if self._recounted:
+                # Another instance may follow it (its host's lease): it counts there until
+                # the next read of the database says whether it is still live.
+                enterprise, host = self._calls[call_id]
+                self._elsewhere[("enterprise", enterprise)] += 1
+                self._elsewhere[("host", host)] += 1
             self.release(call_id)
         self._counts = +self._counts  # drop the zero counts
 
@@ -171,6 +208,26 @@ async def adopt_live_calls(live: LiveCalls, database: Executor) -> None:
     async with db_step("counting the live calls"):
         rows = await live_calls(database)
     live.adopt((row.id, row.enterprise_number, row.host) for row in rows)
+
+
+async def count_elsewhere(live: LiveCalls, database: Executor) -> asyncio.Task[None]:
+    """Read every instance's live calls now, then every ``RECOUNT`` seconds in a task (cancel
+    it at shutdown); a failed read keeps the last counts."""
+
+    async def count() -> None:
+        try:
+            async with db_step("counting the live calls of every instance"):
+                live.elsewhere(await live_call_keys(database))
+        except errors.DatabaseUnavailable as exc:
+            log.warning("live calls of other instances not counted", detail=exc.message)
+
+    async def keep_counting() -> None:
+        while True:
+            await asyncio.sleep(RECOUNT)
+            await count()
+
+    await count()
+    return asyncio.create_task(keep_counting())
 
 
 async def keep_refreshed(limits: Limits, database: Executor, every: float) -> None:
@@ -285,6 +342,7 @@ class Limits:
             if not await self._limiter.test(rate.item, *identifiers):
                 stats = await self._limiter.get_window_stats(rate.item, *identifiers)
                 wait = max(1, math.ceil(stats.reset_time - time.time()))
+                metrics.rejected(_SCOPES[rate.what])
                 raise RateLimited(f"too many {rate.what}: at most {rate.item}", retry_after=wait)
 
     async def aclose(self) -> None:

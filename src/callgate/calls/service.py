@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 
 from callgate import errors, metrics
-from callgate.calls.dedupe import RecentCalls
+from callgate.calls.dedupe import Key, RecentCalls, SharedClaims
 from callgate.calls.history import end_call
 from callgate.calls.own_channels import OLDEST, RECENT, own_channels
 from callgate.calls.rate_limits import Limits, RateLimited
@@ -100,6 +101,13 @@ class PlacedCall:
     host: str
     channel: str
     response_time_ms: float
+    elsewhere: bool = False  # placed by another instance within the double-click window
+
+
+class OriginateLocks(Protocol):
+    """Originates for one (host, extension) one at a time across instances (`db.advisory`)."""
+
+    def hold(self, key: str) -> AbstractAsyncContextManager[None]: ...
 
 
 class CallService:
@@ -112,6 +120,9 @@ class CallService:
         *,
         reads: CallReads,
         limits: Limits,
+        claims: SharedClaims | None = None,
+        originates: OriginateLocks | None = None,
+        coordinated: Callable[[], bool] = lambda: True,
     ) -> None:
         self._settings = settings
         self._limits = limits
@@ -121,6 +132,12 @@ class CallService:
         self._tracker = tracker  # follows each verified call to its end (states, events)
         self._writes: set[asyncio.Task[None]] = set()
         self._recent: RecentCalls[PlacedCall] = RecentCalls(settings.duplicate_window)
+        # Several instances on one database: the guard and the originates' order held there.
+        self._claims = claims if settings.duplicate_window > 0 else None
+        self._originates = originates
+        # Whether other instances may run now (`Leases.alone`): alone, the process's own
+        # guard and order suffice and the shared ones cost nothing.
+        self._coordinated = coordinated
 
     def validate(self, extension: str | None, phone: str | None) -> tuple[str, str]:
         """The allow-lists, first of all: a bad value is rejected before any other work."""
@@ -207,11 +224,62 @@ class CallService:
         began = started if started is not None else time.perf_counter()
         self._check_destination(enterprise, request, request_id)
         if request.idempotency_key:  # the client said which requests are one: no guessing
-            placed = await self._limited(enterprise, request, request_id, began, True)
+            call_id = request.call_id or str(uuid.uuid4())
+            placed = await self._limited(enterprise, request, request_id, began, True, call_id)
             return placed, False
         key = (enterprise.number, request.extension, request.phone)
-        return await self._recent.once(
-            key, lambda: self._limited(enterprise, request, request_id, began, record_first)
+        placed, reused = await self._recent.once(
+            key, lambda: self._claimed(key, enterprise, request, request_id, began, record_first)
+        )
+        return placed, reused or placed.elsewhere
+
+    async def _claimed(
+        self,
+        key: Key,
+        enterprise: Enterprise,
+        request: CallRequest,
+        request_id: str,
+        started: float,
+        record_first: bool,
+    ) -> PlacedCall:
+        """The call, unless another instance placed it within the window (`SharedClaims`):
+        then that call, once its outcome is stored; a failed one is placed again here."""
+        for _ in range(3):
+            call_id = request.call_id or str(uuid.uuid4())
+            if self._claims is None or not self._coordinated():
+                return await self._limited(
+                    enterprise, request, request_id, started, record_first, call_id
+                )
+            holder = await self._claims.claim(key, call_id)
+            if holder is None:
+                try:
+                    return await self._limited(
+                        enterprise, request, request_id, started, record_first, call_id
+                    )
+                except BaseException:
+                    await self._claims.let_go(key, call_id)
+                    raise
+            record = await self._claims.outcome(holder, self._settings.verify_window + 5.0)
+            if record is not None and record.outcome == "success" and record.channel:
+                log.info("repeated call answered with another instance's", call_id=holder)
+                return PlacedCall(
+                    call_id=record.id,
+                    enterprise=enterprise,
+                    extension=record.extension,
+                    phone=record.phone,
+                    host=record.host,
+                    channel=record.channel,
+                    response_time_ms=_ms(started),
+                    elsewhere=True,
+                )
+            await asyncio.sleep(0.1)  # failed there: its claim is let go in a moment
+            if record is None:  # nothing dialled here: the client may ask again
+                raise errors.PbxUnreachable(
+                    "the same call, placed by another instance just before, has no outcome yet",
+                    host=enterprise.target.label,
+                )
+        raise errors.CallNotCreated(  # pragma: no cover - three failures in a row elsewhere
+            "the same call failed on other instances", host=enterprise.target.label
         )
 
     def _check_destination(
@@ -233,9 +301,9 @@ class CallService:
         request_id: str,
         started: float,
         record_first: bool,
+        call_id: str,
     ) -> PlacedCall:
         """The call, within the rate and live-call limits (RateLimited: no row, no dial)."""
-        call_id = request.call_id or str(uuid.uuid4())
         live = self._limits.live
         try:
             self._limits.reserve(call_id, enterprise.number, enterprise.target.address)
@@ -280,9 +348,16 @@ class CallService:
         if self._tracker is not None:  # its listening console hears the call from the start
             self._tracker.listen_to(target)
         try:
-            originated = await self._pbx.originate(
-                target, extension, number, ring_timeout=request.ring_timeout
-            )
+            if self._originates is None or not self._coordinated():
+                originated = await self._pbx.originate(
+                    target, extension, number, ring_timeout=request.ring_timeout
+                )
+            else:  # the new channel is told apart by its order (`PbxClient.originate`)
+                lock = f"originate:{target.address}:{target.port}:{extension}"
+                async with self._originates.hold(lock):
+                    originated = await self._pbx.originate(
+                        target, extension, number, ring_timeout=request.ring_timeout
+                    )
         except errors.PbxError as exc:
             lines.flush()
             # What the failure means for the call is decided once, by `exc.outcome` (the v1

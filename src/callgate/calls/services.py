@@ -9,6 +9,7 @@ from callgate.calls.reading import CallReads
 from callgate.calls.service import CallService
 from callgate.calls.status import ServiceStatus
 from callgate.calls.watching import Watching
+from callgate.calls.webhooks import Webhooks
 from callgate.settings import Settings
 
 
@@ -22,3 +23,4 @@ class Services:
     reads: CallReads  # an enterprise's calls
     watching: Watching  # an enterprise's calls as they change
     status: ServiceStatus  # the running parts, for /api/status
+    webhooks: Webhooks  # an enterprise's webhook endpoints (calls/webhooks.py)

@@ -1,10 +1,11 @@
 """What /api/status reports of the running parts: the database, the PBX transports, tracking,
-and the hosts whose SSH host key is not checked."""
+and the hosts whose SSH host key is not checked; and the status page's overview (`page`)."""
 
 from __future__ import annotations
 
 import asyncio
 
+from callgate.calls.overview import StatusPage
 from callgate.calls.tracker import CallTracker
 from callgate.db.engine import database_state
 from callgate.db.executor import Executor
@@ -21,10 +22,11 @@ class ServiceStatus:
         self._pbx = pbx
         self._tracker = tracker
         self._settings = settings
+        self.page = StatusPage(database, pbx, tracker, settings)  # /admin; its uptime starts now
 
-    async def database(self) -> str:
-        """``"connected"`` or the failure's class name (never a DSN)."""
-        return await database_state(self._database)
+    async def database(self, within: float = 5.0) -> str:
+        """``"connected"`` or the failure's class name (never a DSN), within ``within`` s."""
+        return await database_state(self._database, within)
 
     def pbx(self) -> dict[str, object]:
         """Each host's transport state."""

@@ -13,6 +13,13 @@ when a call is about to be placed there and kept ``LISTEN_LINGER`` after its las
 line Asterisk prints about a followed call moves it at once (``hearing.hear``) and says why a
 side ended; the poller stores those moves as soon as they are heard. The listing stays the
 safety net, and the only source on rx hosts or while no listening console can be had.
+
+Several instances on one database (``leases``, `calls.leases`): a host's calls are followed
+only by the instance holding the host's lease. A call placed here on a host another instance
+owns is left to that instance, which finds it (``_adopt_owned``, every ``adopt_every``); every
+``takeover_every`` the hosts with live calls whose lease has expired (their owner died) are
+taken and their calls resumed; a lease lost stops the following of that host's calls at once,
+and every move is fenced with the lease's token (`call_tracking.move`).
 """
 
 from __future__ import annotations
@@ -36,12 +43,14 @@ from callgate.calls.history import (
     store_histories,
     unfollowable,
 )
+from callgate.calls.leases import Leases
 from callgate.calls.targets import build_target
 from callgate.db.call_tracking import end_stale, live_calls
-from callgate.db.calls import CallRecord
+from callgate.db.calls import CallRecord, get_call
 from callgate.db.executor import Database
 from callgate.db.guard import db_step
 from callgate.db.hosts import get_host
+from callgate.db.leases import owned_live_calls, unowned_hosts
 from callgate.db.models import utcnow
 from callgate.domain.hosts import HostRow
 from callgate.domain.outcomes import Seen, SideOutcome, Sides, Words, decide
@@ -142,8 +151,16 @@ class CallTracker:
         interval: float = 1.0,
         lost_after: float = 60.0,
         listen: bool = True,
+        publish_stored: bool = True,
+        leases: Leases | None = None,
+        adopt_every: float = 0.5,
+        takeover_every: float = 2.0,
     ) -> None:
         self._pbx, self._database, self._settings = pbx, database, settings
+        # False: the subscribers are fed from the event log instead (`calls.shared_events`,
+        # several instances on PostgreSQL), through `publish`; what this tracker stores
+        # reaches them that way too, once.
+        self._publish_stored = publish_stored
         self.interval, self.lost_after = interval, lost_after
         self.listen = listen  # a listening console per console host with live calls
         self._ears: dict[HostKey, _Ear] = {}
@@ -157,6 +174,12 @@ class CallTracker:
         self._subscribers: dict[str | None, set[Subscription]] = {}
         self._db_slots = asyncio.Semaphore(4)  # leave the pool to the call requests
         self._stopped = False
+        # Several instances (see the module docstring); None: this process follows every call.
+        self._leases = leases
+        self.adopt_every, self.takeover_every = adopt_every, takeover_every
+        self._claiming: set[str] = set()  # calls placed here, waiting for their host's lease
+        if leases is not None:
+            leases.on_lost(self._lost)
 
     async def start(self, *, resume: bool = True) -> None:
         """Resume the calls the database holds as live (retried in the background if it fails).
@@ -167,6 +190,8 @@ class CallTracker:
         self._stopped = False
         if resume and not await self._resume():
             self._spawn(self._resume_later())
+        if resume and self._leases is not None:
+            self._spawn(self._owning())
 
     async def stop(self) -> None:
         """Stop polling; unstored transitions get one last try (the next start resumes)."""
@@ -199,8 +224,31 @@ class CallTracker:
         call = _Call(call_id, target, first_leg.base_name, phone, _now(), first_leg.uniqueid)
         call.enterprise_number = enterprise_number
         self._move(call, CallState.INITIATED, f"first leg {first_leg.name} verified", first_leg)
-        self._watch(call)
         self.listen_to(target)
+        if self._leases is not None:
+            token = self._leases.token(target.address)
+            if token is None:  # another instance may own the host: ask the database
+                self._claiming.add(call_id)
+                self._spawn(self._claim(call))
+                return
+            call.history.fence = (target.address, token)
+        self._watch(call)
+        self._replay(call)
+
+    async def _claim(self, call: _Call) -> None:
+        """Follow a call placed here once its host's lease is this instance's; if another
+        instance holds it, that one adopts the call (`_adopt_owned`): only the opening event,
+        the placer's own verified word, is stored from here (compare-and-set, unfenced)."""
+        assert self._leases is not None and call.target is not None
+        try:
+            token = await self._leases.acquire(call.target.address)
+        finally:
+            self._claiming.discard(call.call_id)
+        if token is None:
+            self._store_later(call)
+            return
+        call.history.fence = (call.target.address, token)
+        self._watch(call)
         self._replay(call)
 
     def record_failure(
@@ -251,7 +299,8 @@ class CallTracker:
 
     def status(self) -> dict[str, object]:
         """For /api/status: calls followed per host, and each host's listening console
-        (``open`` with the seconds since its last line, or ``retrying``; absent: listings only)."""
+        (``open`` with the seconds since its last line, or ``retrying``; absent: listings only);
+        with several instances, this one's id and the leases it holds (name: token)."""
         now = _now()
         listening: dict[str, object] = {}
         for ear in self._ears.values():
@@ -261,10 +310,13 @@ class CallTracker:
                 if ear.heard_at is not None
                 else {"state": "retrying"}
             )
-        return {
+        found: dict[str, object] = {
             "calls": {h.target.label: len(h.calls) for h in self._hosts.values()},
             "listening": listening,
         }
+        if self._leases is not None:
+            found["leases"] = {"instance": self._leases.owner, "held": self._leases.held()}
+        return found
 
     def polling(self) -> dict[str, dict[str, float | int | None]]:
         """Per host with live calls (the status page): how many, the seconds since its last
@@ -561,12 +613,15 @@ class CallTracker:
         try:
             async with self._db_slots:
                 histories = [call.history for call in calls]
-                done = await store_histories(self._database, histories, self._publish)
+                publish = self._publish if self._publish_stored else _stored_elsewhere
+                done = await store_histories(self._database, histories, publish)
         except errors.DatabaseUnavailable as exc:
             ids = [call.call_id for call in calls if call.history.pending]
             log.warning("call state not stored yet", call_ids=ids, detail=exc.message)
             done = [False] * len(calls)
         for call in calls:
+            if call.history.fenced and call.target is not None and self._leases is not None:
+                self._leases.lose(call.target.address, "a move was fenced: another owner")
             stored = call.history.persisted  # another writer's word stands
             if stored.is_terminal and call.state is not stored:
                 # Ended by another writer first (a hangup by a process that does not follow
@@ -582,6 +637,10 @@ class CallTracker:
             ):
                 call.state = stored
         return done
+
+    def publish(self, transition: Transition) -> None:
+        """Hand a stored transition to its enterprise's subscribers (and to those of all)."""
+        self._publish(transition)
 
     def _publish(self, transition: Transition) -> None:
         metrics.LAG.observe((utcnow() - transition.at).total_seconds())
@@ -614,6 +673,11 @@ class CallTracker:
             while ended:
                 async with db_step("ending stale calls"):
                     ended = await end_stale(self._database, now - STALE_AFTER, now, STALE)
+            if self._leases is not None:  # only the calls of the hosts this instance takes
+                await self._take_over()
+                adopted = await self._adopt_owned()
+                log.info("tracking resumed", calls=adopted, instance=self._leases.owner)
+                return True
             async with db_step("loading the live calls"):
                 rows = await self._live_calls_with_hosts()
         except errors.DatabaseUnavailable as exc:
@@ -641,8 +705,12 @@ class CallTracker:
                 hosts[address] = None  # build_target then names the bad address
         return [(row, hosts[row.host]) for row in rows]
 
-    def _adopt(self, row: CallRecord, host_row: HostRow | None) -> None:
-        """Follow again a call the database holds as live; end it honestly if it cannot be."""
+    def _adopt(self, row: CallRecord, host_row: HostRow | None, *, fresh: bool = False) -> None:
+        """Follow again a call the database holds as live; end it honestly if it cannot be.
+
+        ``fresh``: a call placed by another instance just now on a host this one owned all
+        along, followed as if tracked here: not ``resumed`` (channels gone before its first
+        listing are an end to derive, not an unknown one), and its lines heard replayed."""
         state, verdict = CallState(row.state), unfollowable(row)
         try:
             target: HostTarget | None = build_target(self._settings, row.host, host_row)
@@ -651,7 +719,12 @@ class CallTracker:
         age = (utcnow() - row.created_at).total_seconds()
         first_base = (row.channel or "").rsplit(";", 1)[0]
         call = _Call(row.id, target, first_base, row.phone, _now() - age, state=state)
-        call.history.persisted, call.resumed = state, True
+        call.history.persisted, call.resumed = state, not fresh
+        if self._leases is not None:
+            token = self._leases.token(row.host)
+            if token is None:
+                return  # another instance's host now
+            call.history.fence = (row.host, token)
         call.enterprise_number = row.enterprise_number
         call.customer_base = (row.customer_channel or "").rsplit(";", 1)[0]
         now, wall = _now(), utcnow()  # the phases the row holds, on the loop's clock
@@ -661,9 +734,83 @@ class CallTracker:
             call.connected_at = now - (wall - row.customer_answered_at).total_seconds()
         if verdict is None:
             self._watch(call)
+            if fresh:
+                self._replay(call)
         else:
             self._move(call, *verdict)
             self._store_later(call)
+
+    def _followed(self) -> set[str]:
+        """The calls this tracker has in hand: followed, being claimed, or still storing."""
+        followed = {c for h in self._hosts.values() for c in h.calls}
+        return followed | set(self._unstored) | self._claiming
+
+    async def _owning(self) -> None:
+        """Several instances: adopt the calls of the hosts owned (every ``adopt_every``), take
+        hosts whose owner died over (every ``takeover_every``)."""
+        next_takeover = _now() + self.takeover_every
+        while not self._stopped:
+            await asyncio.sleep(self.adopt_every)
+            try:
+                if _now() >= next_takeover:
+                    next_takeover = _now() + self.takeover_every
+                    await self._take_over()
+                await self._adopt_owned()
+            except errors.DatabaseUnavailable as exc:
+                log.warning("owned hosts' calls not looked for", detail=exc.message)
+            except Exception:  # a bug in one round must not end the ownership
+                log.exception("owned hosts' calls not looked for")
+
+    async def _take_over(self) -> None:
+        """Take the lease of every host with live calls that nobody holds (never taken,
+        released, or expired: its owner died); their calls are adopted next."""
+        assert self._leases is not None
+        async with db_step("finding hosts nobody follows"):
+            names = await unowned_hosts(self._database, self._leases.owner, utcnow())
+        for name in names:
+            if self._leases.token(name) is None:
+                await self._leases.acquire(name)
+
+    async def _adopt_owned(self) -> int:
+        """Follow the live calls of the hosts this instance owns that it does not follow yet
+        (placed by another instance, or left by an owner that died); how many."""
+        assert self._leases is not None
+        async with db_step("loading the owned hosts' live calls"):
+            found = await owned_live_calls(self._database, self._leases.owner)
+        followed = self._followed()
+        todo = [call_id for call_id, _host in found if call_id not in followed]
+        hosts: dict[str, HostRow | None] = {}
+        adopted = 0
+        for call_id in todo:
+            async with db_step("loading a call to adopt"):
+                row = await get_call(self._database, call_id)
+            if row is None or CallState(row.state).is_terminal:
+                continue
+            if row.host not in hosts:
+                try:
+                    async with db_step("reading the host settings"):
+                        hosts[row.host] = await get_host(self._database, row.host)
+                except errors.InvalidInput:
+                    hosts[row.host] = None  # build_target then names the bad address
+            since = self._leases.since(row.host)
+            if row.id in self._followed() or since is None:
+                continue  # taken in hand meanwhile, or the host lost
+            # Placed by another instance while this one owned the host: followed as from its
+            # originate (not a resumed call), with the lines already heard of it.
+            self._adopt(row, hosts[row.host], fresh=row.created_at >= since)
+            adopted += 1
+        if adopted:
+            log.info("calls adopted", calls=adopted)
+        return adopted
+
+    def _lost(self, name: str) -> None:
+        """The lease of host ``name`` is lost: its calls are followed here no more, at once
+        (their new owner resumes them)."""
+        for key, host in list(self._hosts.items()):
+            if host.target.address == name:
+                log.warning("host no longer followed here", host=host.target.label)
+                host.calls.clear()  # its poller ends at its next check
+                del self._hosts[key]
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -683,6 +830,10 @@ def _count_end(call: _Call, state: CallState, sides: Sides, now: float) -> None:
         customer_ring=sides.customer.ring_s if sides.customer else None,
         talk=now - call.connected_at if talked and call.connected_at is not None else None,
     )
+
+
+def _stored_elsewhere(_transition: Transition) -> None:
+    """The subscribers hear of it from the event log (``publish_stored`` False)."""
 
 
 def _now() -> float:

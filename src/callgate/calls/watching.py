@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
 
 from callgate import errors
+from callgate.calls.event_log import Handover, Reset, catch_up
 from callgate.calls.history import Subscription, Transition
 from callgate.calls.tracker import CallTracker
 from callgate.db.enterprises import active_numbers
@@ -38,6 +40,12 @@ class EnterpriseFeed:
         self.enterprise_number = enterprise_number
         self._quiet = quiet
         self._closed: list[EnterpriseFeed] | None = None  # set by Watching: where to leave
+        self.disabled = False  # ended because the enterprise was disabled
+
+    @property
+    def overflowed(self) -> asyncio.Event:
+        """Set once the feed lost a transition (its consumer fell ``maxsize`` behind)."""
+        return self._subscription.overflowed
 
     def __aiter__(self) -> EnterpriseFeed:
         return self
@@ -59,11 +67,17 @@ class EnterpriseFeed:
 
 class Watching:
     def __init__(
-        self, tracker: CallTracker, database: Executor, *, streams_per_enterprise: int
+        self,
+        tracker: CallTracker,
+        database: Executor,
+        *,
+        streams_per_enterprise: int,
+        retention: timedelta = timedelta(hours=24),
     ) -> None:
         self._tracker = tracker
         self._database = database
         self._cap = streams_per_enterprise
+        self.retention = retention  # how far back a stream may resume (`calls.event_log`)
         self._feeds: dict[str, list[EnterpriseFeed]] = {}  # open feeds by enterprise number
         self._checking: asyncio.Task[None] | None = None
 
@@ -74,18 +88,27 @@ class Watching:
                 f"at most {self._cap} event streams per enterprise are open at once"
             )
 
-    def feed(self, enterprise_number: str, *, quiet: float) -> EnterpriseFeed:
+    def feed(
+        self, enterprise_number: str, *, quiet: float, maxsize: int = 10_000
+    ) -> EnterpriseFeed:
         """From now on: no transition stored after this call is missed (``check_room``
-        first)."""
+        first), unless the consumer falls ``maxsize`` behind (``overflowed``)."""
         self.check_room(enterprise_number)
         open_feeds = self._feeds.setdefault(enterprise_number, [])
-        subscription = self._tracker.subscribe(enterprise_number=enterprise_number)
+        subscription = self._tracker.subscribe(maxsize, enterprise_number=enterprise_number)
         feed = EnterpriseFeed(subscription, enterprise_number, quiet)
         feed._closed = open_feeds
         open_feeds.append(feed)
         if self._checking is None or self._checking.done():
             self._checking = asyncio.create_task(self._check_active())
         return feed
+
+    async def resume(
+        self, enterprise_number: str, after: int | None
+    ) -> tuple[list[Transition] | Reset, Handover]:
+        """What a feed opened just now resuming after ``after`` gets first
+        (`event_log.catch_up`); DatabaseUnavailable when the database fails."""
+        return await catch_up(self._database, enterprise_number, after, retention=self.retention)
 
     def follows(self, call_id: str) -> bool:
         """Whether this process's tracker follows the call (another process may)."""
@@ -105,6 +128,7 @@ class Watching:
             for number, feeds in list(self._feeds.items()):
                 if number not in active:
                     for feed in list(feeds):
+                        feed.disabled = True
                         feed.close()
         self._forget_empty()
 

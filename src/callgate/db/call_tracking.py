@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     bindparam,
     case,
+    exists,
     func,
     insert,
     literal,
@@ -31,7 +32,7 @@ from sqlalchemy.sql.expression import ColumnElement
 
 from callgate.db.calls import CallRecord, call_record
 from callgate.db.executor import Database, Executor, UpdateWithRow
-from callgate.db.models import CALL_EVENTS, CALLS, UtcDateTime, utcnow
+from callgate.db.models import CALL_EVENTS, CALLS, HOST_LEASES, UtcDateTime, utcnow
 from callgate.domain.outcomes import SideOutcome, SideResult, Sides
 from callgate.domain.states import LIVE, RANK, CallState
 
@@ -39,11 +40,13 @@ from callgate.domain.states import LIVE, RANK, CallState
 @dataclass(frozen=True, slots=True)
 class TransitionResult:
     """``applied``: the row moved (``event_id``: its event's ``call_events.id``). Otherwise
-    ``current`` is the row's state (None: no row)."""
+    ``current`` is the row's state (None: no row); ``fenced``: refused because the host's
+    lease has another token now (a stale owner's write)."""
 
     applied: bool
     current: CallState | None
     event_id: int | None = None
+    fenced: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +102,25 @@ def sides_of(record: CallRecord) -> Sides | None:
     )
 
 
+# A fenced move matches only while the host's lease still has the writer's token: once another
+# instance took the host over (`db.leases.acquire` raised the token), the stale owner's moves
+# change nothing, whichever pooled connection they run on.
+_FENCE = exists(
+    select(HOST_LEASES.c.token).where(
+        HOST_LEASES.c.host == bindparam("p_host"), HOST_LEASES.c.token == bindparam("p_token")
+    )
+)
+_TOKEN_OF = select(HOST_LEASES.c.token).where(HOST_LEASES.c.host == bindparam("p_host"))
+
+
 @cache
 def _move(
-    state: CallState, channel: bool, customer_channel: bool, bridge_id: bool, sides: bool
+    state: CallState,
+    channel: bool,
+    customer_channel: bool,
+    bridge_id: bool,
+    sides: bool,
+    fenced: bool = False,
 ) -> UpdateWithRow:
     """The compare-and-set UPDATE of a move to ``state``, with its event as the row inserted
     exactly when the call moved. Built once per shape (a few dozen in all), so running one
@@ -111,6 +130,9 @@ def _move(
     A terminal move other than `canceled` does not match while a hangup requested by another
     process (`request_hangup`) is younger than `HANGUP_HOLD`: the follower hears the channels
     go as that process hangs them up, and its `canceled` is the truth of why the call ended.
+
+    ``fenced`` (several instances, `calls.leases`): the move also needs the host's lease to
+    hold the writer's token (`_FENCE`); without leases (SQLite: one process) there is none.
     """
     at = bindparam("p_at", type_=UtcDateTime())
     reason = bindparam("p_reason", type_=Text())
@@ -144,6 +166,8 @@ def _move(
         requested = CALLS.c.hangup_requested_at
         since = bindparam("p_hold_since", type_=UtcDateTime())
         moved = moved.where(or_(requested.is_(None), requested < since))
+    if fenced:
+        moved = moved.where(_FENCE)
     event: dict[str, ColumnElement[Any]] = {
         "call_id": bindparam("p_call", type_=String()),
         "state": new_state,
@@ -165,20 +189,22 @@ async def move(
     customer_channel: str | None = None,
     bridge_id: str | None = None,
     sides: Sides | None = None,
+    fence: tuple[str, int] | None = None,
 ) -> TransitionResult:
     """Move the call from ``expected`` to ``state`` and add its event, atomically.
 
     Compare-and-set: the UPDATE only matches while the row is still in ``expected``, so of two
     writers that both saw ``expected`` exactly one moves the call; the other learns the state
     it is in now (read only then). ``sides`` are stored with a terminal ``state``. Whether the
-    move is allowed is the caller's to check (`calls.history`).
+    move is allowed is the caller's to check (`calls.history`). ``fence``: (host, token) of
+    the lease the writer holds; the move is refused (``fenced``) once the token is another.
     """
     sides = sides if state.is_terminal else None
     statement = _move(
         state, channel is not None, customer_channel is not None, bridge_id is not None,
-        sides is not None,
+        sides is not None, fence is not None,
     )  # fmt: skip
-    params = {
+    params: dict[str, Any] = {
         "p_call": call_id,
         "p_expected": expected.value,
         "p_state": state.value,
@@ -192,12 +218,17 @@ async def move(
         params |= {f"p_{name}": value for name, value in side_values(sides).items()}
     if _held(state):
         params["p_hold_since"] = utcnow() - HANGUP_HOLD  # now: a retry of a held move counts on
+    if fence is not None:
+        params["p_host"], params["p_token"] = fence
     event_id = await database.update_with_row(statement, params)
     if event_id is not None:
         return TransitionResult(True, state, event_id)
     # A new statement: under READ COMMITTED it sees the other writer's committed move.
     current = await database.value(_STATE_OF, params)
-    return TransitionResult(False, None if current is None else CallState(current))
+    found = None if current is None else CallState(current)
+    if fence is not None and await database.value(_TOKEN_OF, params) != fence[1]:
+        return TransitionResult(False, found, fenced=True)  # only on a refusal: no cost else
+    return TransitionResult(False, found)
 
 
 def _held(state: CallState) -> bool:

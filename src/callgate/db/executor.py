@@ -37,8 +37,10 @@ class UpdateWithRow:
     ``row`` gives the inserted row's columns as expressions of the same parameters (bind
     parameters, literals). Both forms are built here, once: ``update`` then ``insert`` in one
     transaction, and ``returning``, one statement (``WITH moved AS (UPDATE ... RETURNING 1)
-    INSERT ... SELECT ... FROM moved``) for a database whose UPDATE can feed an INSERT; each
-    backend runs the form its database has.
+    INSERT ... SELECT ... FROM moved RETURNING <key>``) for a database whose UPDATE can feed an
+    INSERT; each backend runs the form its database has. Either way the inserted row's primary
+    key comes back with no statement more (RETURNING, or SQLite's last row id): a call's event
+    id (`db.event_log`).
     """
 
     update: Update
@@ -51,8 +53,11 @@ class UpdateWithRow:
         moved = self.update.returning(literal_column("1")).cte("moved")
         chosen: Select[Any] = select(*self.row.values()).select_from(moved)
         object.__setattr__(self, "insert", insert(self.table).values(dict(self.row)))
+        key = next(iter(self.table.primary_key.columns))
         object.__setattr__(
-            self, "returning", insert(self.table).from_select(list(self.row), chosen)
+            self,
+            "returning",
+            insert(self.table).from_select(list(self.row), chosen).returning(key),
         )
 
 
@@ -72,8 +77,9 @@ class Executor(Protocol):
     async def rowcount(self, statement: Executable, values: Values | None = None) -> int:
         """Run an INSERT, UPDATE or DELETE; how many rows it wrote."""
 
-    async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int:
-        """Run ``statement`` (see `UpdateWithRow`); how many rows the UPDATE changed."""
+    async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int | None:
+        """Run ``statement`` (see `UpdateWithRow`); the primary key of the row inserted, None
+        when the UPDATE changed no row (and so nothing was inserted)."""
 
 
 class Database(Executor, Protocol):
@@ -112,7 +118,7 @@ class Pooled(ABC):
         async with self._alone() as connection:
             return await connection.rowcount(statement, values)
 
-    async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int:
+    async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int | None:
         async with self._alone() as connection:
             return await connection.update_with_row(statement, values)
 

@@ -9,6 +9,7 @@ from typing import TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from callgate import metrics
 from callgate.errors import Conflict, DatabaseUnavailable
 
 # A step that takes longer than this is treated as a dead database: the client gets a clear
@@ -28,6 +29,7 @@ async def db_step(what: str, within: float = DEFAULT_DB_TIMEOUT) -> AsyncIterato
     except (SQLAlchemyError, OSError, TimeoutError) as exc:
         # The class name only: messages of drivers can carry the DSN.
         stale = isinstance(exc, DBAPIError) and exc.connection_invalidated
+        metrics.database_failed(what)
         raise DatabaseUnavailable(
             f"database unavailable while {what} ({type(exc).__name__})", retryable=stale
         ) from None
@@ -53,6 +55,7 @@ async def bounded(
     if not done:
         task.cancel()
         task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        metrics.database_failed(what)
         raise DatabaseUnavailable(f"database unavailable while {what} (TimeoutError)")
     return task.result()
 

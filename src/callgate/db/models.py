@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
@@ -247,4 +248,80 @@ CALL_EVENTS = Table(
     Column("state", String(32), nullable=False),
     Column("at", UtcDateTime, nullable=False),
     Column("detail", Text),
+)
+
+# Where an enterprise's call events are sent (migration 0008, `calls.webhooks`): a signed
+# webhook (`kind` webhook), or its RetailCRM account's telephony API (`kind` retailcrm, at most
+# one per enterprise, `url` the account's address). ``secret``: the webhook's signing secret
+# (`whsec_...`) or the RetailCRM API key, sealed (`domain.sealed`) when the service has a key.
+# ``cursor``: the last ``call_events.id`` turned into deliveries; ``failures`` and
+# ``retry_at``: the back-off of an endpoint whose receiver fails (deliveries go in order).
+WEBHOOK_ENDPOINTS = Table(
+    "webhook_endpoints",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("enterprise_number", String(32), nullable=False, index=True),
+    Column("kind", String(16), nullable=False, server_default="webhook"),
+    Column("url", String(2048), nullable=False),
+    Column("event_types", Text),  # space-separated `call.<state>`; NULL: every event
+    Column("secret", String(1024), nullable=False),
+    Column("cursor", Integer, nullable=False, server_default="0"),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("failing_since", UtcDateTime),
+    Column("retry_at", UtcDateTime),
+    Column("created_at", UtcDateTime, nullable=False, default=utcnow, server_default=func.now()),
+    Column("disabled_at", UtcDateTime),
+    Column("disabled_reason", Text),
+    CheckConstraint("kind IN ('webhook', 'retailcrm')", name="ck_webhook_endpoints_kind"),
+)
+
+# The outbox: one request to make per (endpoint, event, request), its body fixed when it is
+# written so that every attempt sends the same bytes. Delivered rows are kept for a while
+# (CALLGATE_EVENTS_RETENTION) as a record, then pruned.
+WEBHOOK_DELIVERIES = Table(
+    "webhook_deliveries",
+    METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "endpoint_id",
+        Integer,
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("event_id", Integer, nullable=False),
+    Column("request", String(16), nullable=False),  # webhook, crm.event, crm.upload
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("created_at", UtcDateTime, nullable=False, default=utcnow, server_default=func.now()),
+    Column("delivered_at", UtcDateTime),
+    UniqueConstraint("endpoint_id", "event_id", "request", name="uq_webhook_deliveries_event"),
+    # The waiting rows (delivered_at NULL) by endpoint, and the old delivered ones to prune.
+    Index("ix_webhook_deliveries_pending", "delivered_at", "endpoint_id", "id"),
+)
+
+# Which instance follows a PBX host's calls now (migration 0009, `calls.leases`): its `owner`
+# until `expires_at` (renewed while it lives); `token` is raised at each change of owner and
+# fences a stale owner's writes. On PostgreSQL the same migration makes every stored
+# `call_events` row send `NOTIFY callgate_events` with its id (every instance's streams).
+HOST_LEASES = Table(
+    "host_leases",
+    METADATA,
+    Column("host", String(253), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("token", BigInteger, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# The double-click guard across instances (migration 0010, `db.claims`): the call placed for a
+# (enterprise, extension, phone) key (its SHA-256, never the number itself) and when; a second
+# request for the key within the window gets that call. One row per key, taken over once older
+# than the window, deleted when its call fails.
+CALL_CLAIMS = Table(
+    "call_claims",
+    METADATA,
+    Column("key", String(64), primary_key=True),
+    Column("call_id", String(36), nullable=False),
+    Column("at", UtcDateTime, nullable=False),
 )

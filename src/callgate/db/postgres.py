@@ -101,9 +101,20 @@ class _Connection:
         status: str = await self._connection.execute(form.sql, *form.args(values))
         return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>", "UPDATE <rows>"
 
-    async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int:
-        # One statement: the row is inserted exactly when the UPDATE returned one.
-        return await self.rowcount(statement.returning, values)
+    async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int | None:
+        # One statement: the row is inserted exactly when the UPDATE returned one; its key
+        # comes back in the same round trip (no row: None).
+        key: int | None = await self.value(statement.returning, values)
+        return key
+
+
+_OWN_FORMS = _Forms()  # the compiled forms of the statements run on connections held apart
+
+
+def own_connection(connection: asyncpg.Connection) -> Executor:
+    """The `Executor` of a connection held outside the pool (`db.advisory`); its failures
+    are asyncpg's own, for the holder to map."""
+    return _Connection(connection, _OWN_FORMS)
 
 
 async def _init(connection: asyncpg.Connection) -> None:

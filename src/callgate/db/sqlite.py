@@ -40,11 +40,11 @@ class EngineConnection:
         result = await self._connection.execute(statement, dict(values or {}))
         return int(result.rowcount)
 
-    async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int:
-        changed = await self.rowcount(statement.update, values)
-        if changed:
-            await self.rowcount(statement.insert, values)
-        return changed
+    async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int | None:
+        if not await self.rowcount(statement.update, values):
+            return None
+        inserted = await self._connection.execute(statement.insert, dict(values))
+        return int(inserted.lastrowid)  # the connection's own last row id: no query more
 
 
 class SqliteDatabase(Pooled):

@@ -155,6 +155,18 @@ class CircuitBreaker:
                     error=exc.code,
                 )
 
+    def states(self) -> dict[str, str]:
+        """Each host's circuit by label: ``closed``, ``open`` or ``half-open`` (metrics)."""
+        now = self._clock()
+        found: dict[str, str] = {}
+        for host in self._hosts.values():
+            state = "closed"
+            if host.open_until is not None:
+                waiting = host.open_until > now and not host.probing
+                state = "open" if waiting else "half-open"
+            found[host.label] = state
+        return found
+
     def status(self) -> dict[str, object]:
         """Each host's circuit: ``closed``, ``open`` (with ``retry_in_s``) or ``half-open``."""
         now = self._clock()

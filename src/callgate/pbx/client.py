@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 
-from callgate import errors
+from callgate import errors, metrics
 from callgate.pbx import commands, originate_check
 from callgate.pbx.parsing import Channel, Listing, parse_channels, parse_hangup, parse_version
 from callgate.pbx.transport import EventSource, HostTarget, PbxTransport
@@ -121,6 +121,8 @@ class PbxClient:
                 if exc.completed >= 1:  # the originate ran; only the check failed
                     raise _maybe_placed(exc, target) from None
                 raise
+            timed = metrics.host(target.label)
+            timed.originate.observe(time.monotonic() - started)
             if _USAGE_MARK in answer:
                 raise errors.CallNotCreated(
                     "PBX did not create the call (Asterisk rejected the originate command's usage)",
@@ -132,6 +134,7 @@ class PbxClient:
                 leg = self._find_new(key, prefix, listed, pending)
                 if leg is not None and originate_check.progressed(leg, listed):
                     self._credit(key, leg.uniqueid)
+                    timed.verified.observe(time.monotonic() - started)
                     return Originated(leg, checks)
                 # The verdict is the pair seen, then gone from a listing that hides nothing;
                 # Asterisk's notice only gives the reason: its words could be a caller id's.
@@ -147,6 +150,7 @@ class PbxClient:
                 if await self._heard.progress(target, leg, started, pause):
                     assert leg is not None
                     self._credit(key, leg.uniqueid)  # its dialplan was heard running
+                    timed.verified.observe(time.monotonic() - started)
                     return Originated(leg, checks)
                 pause = min(self._poll_interval, max(_FIRST_PAUSE, 2 * pause))
                 try:

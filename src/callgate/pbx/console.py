@@ -301,6 +301,14 @@ class ConsoleTransport:
             "consoles": {"per_host": self._per_host, "opened": self.opened, "hosts": hosts},
         }
 
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """Per host label: the consoles open and those running a command now (metrics)."""
+        found: dict[str, tuple[int, int]] = {}
+        for host in self._hosts.values():
+            consoles, busy = found.get(host.label, (0, 0))
+            found[host.label] = (consoles + len(host.live), busy + len(host.live) - len(host.idle))
+        return found
+
     async def aclose(self) -> None:
         """Close every console, then the fallback (and with it the shared pool)."""
         tasks = [h.retrying for h in self._hosts.values() if h.retrying is not None]

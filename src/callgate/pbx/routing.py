@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Protocol, runtime_checkable
 
 from callgate import errors
+from callgate.metrics import HostReadings
 from callgate.pbx.breaker import CircuitBreaker
 from callgate.pbx.registry import Shared
 from callgate.pbx.transport import EventSource, HostTarget, PbxTransport
 from callgate.pbx.verbose import Heard
+
+
+@runtime_checkable
+class _Consoles(Protocol):
+    """A transport holding consoles (the console transport's ``usage``)."""
+
+    def usage(self) -> dict[str, tuple[int, int]]: ...
 
 
 class RoutingTransport:
@@ -30,6 +39,7 @@ class RoutingTransport:
             if isinstance(transport, EventSource)
         }
         self._breaker = breaker
+        self._consoles = [t for t in self._transports.values() if isinstance(t, _Consoles)]
 
     def _chosen(self, target: HostTarget) -> PbxTransport:
         try:
@@ -58,6 +68,21 @@ class RoutingTransport:
         return await self._breaker.call(
             target, lambda: chosen.run(target, commands, notices=notices)
         )
+
+    def usage(self) -> dict[str, HostReadings]:
+        """Per host label, what its connections, consoles and circuit hold now (metrics)."""
+        hosts: dict[str, HostReadings] = {}
+        for label, (connections, busy) in self._shared.pool.usage().items():
+            found = hosts.setdefault(label, HostReadings())
+            found.connections, found.sessions_busy = connections, busy
+        for transport in self._consoles:
+            for label, (consoles, busy) in transport.usage().items():
+                found = hosts.setdefault(label, HostReadings())
+                found.consoles += consoles
+                found.consoles_busy += busy
+        for label, state in (self._breaker.states() if self._breaker else {}).items():
+            hosts.setdefault(label, HostReadings()).breaker = state
+        return hosts
 
     def status(self) -> dict[str, object]:
         # Each transport's keys, the first registered winning a clash: rx's pool counters, which

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
-from callgate import errors
+from callgate import errors, metrics
 from callgate.pbx.ssh_connect import open_connection
 from callgate.pbx.ssh_errors import command_errors
 from callgate.pbx.transport import HostKeyStore, HostTarget
@@ -183,10 +183,13 @@ class SshPool:
                         keepalive_interval=self._limits.keepalive_interval,
                         host_keys=self._host_keys,
                     )
-                except errors.SshConnectTimeout:
-                    self._slow_hosts.add(host)  # its next attempts wait in the slow queue
+                except errors.PbxUnreachable as exc:
+                    if isinstance(exc, errors.SshConnectTimeout):
+                        self._slow_hosts.add(host)  # its next attempts wait in the slow queue
+                    metrics.connect_failed(target.label, exc.code.removeprefix("pbx_"))
                     raise
             self._slow_hosts.discard(host)
+            metrics.connected(target.label)
             entry = _Connection(conn, key)
             pool.connections.append(entry)
             self.connects += 1
@@ -282,6 +285,19 @@ class SshPool:
             "sessions_in_use": sum(c.in_use for p in self._pools.values() for c in p.connections),
             "connections_opened": self.connects,
         }
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """Per host label: the connections open and the sessions in use on them (metrics)."""
+        found: dict[str, tuple[int, int]] = {}
+        for key, pool in self._pools.items():
+            address, port = key[0], key[1]  # HostTarget.connection_key's first two
+            label = str(address) if port == 22 else f"{address}:{port}"
+            connections, busy = found.get(label, (0, 0))
+            found[label] = (
+                connections + len(pool.connections),
+                busy + sum(entry.in_use for entry in pool.connections),
+            )
+        return found
 
     async def aclose(self) -> None:
         if self._reaper is not None:

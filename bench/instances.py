@@ -1,0 +1,594 @@
+"""Several instances on one PostgreSQL: throughput, CPU per call, event lag, takeover.
+
+    python -m bench.instances [--quick] [--hosts N] [--clients N] [--seconds S]
+    python -m bench.instances serve [--alone]   # how the measurement starts each service
+
+The farm's simulated console hosts (another process, `bench.farm`), one enterprise each, and
+concurrent clients placing calls (`bench.load.closed_loop`, every call another number), in
+segments of ``seconds`` each, one after the other:
+
+- ``seed``: the seed's way (sshpass + ssh per call) against the real sshd, same clients;
+- ``alone``: one `callgate serve` with none of the coordination of several instances (no
+  event notifications, double-click claims, originate locks, live-call recounts or host
+  leases: the service as one instance per database was), on a database of its own;
+- ``one``: one coordinated instance (as every instance on PostgreSQL now runs);
+- ``two``: two coordinated instances on one database, the clients split between them.
+
+For each: calls per second, the CPU per call of each process (the services, the PostgreSQL
+backends of its database, the simulated hosts; Redis is not used here: the limits and the
+guard are on PostgreSQL), and the lag from a tracker's move to an SSE subscriber (the event's
+``at`` to its arrival; in ``two`` a subscriber on each instance, so that about half of what
+each hears was followed by the other one). Then ``takeover``: the second instance is killed
+with SIGKILL under load, and the time until every host with live calls is held by the
+survivor again is measured (its leases expire, `calls.leases`).
+
+Prints a Markdown report and writes it to bench/results/instances.md (``--quick``:
+instances-quick.md). The full run takes about two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+import uvloop
+
+from bench import procs, setup, ways
+from bench.farm_client import FarmClient, farm_process
+from bench.load import Run, closed_loop, threaded_loop
+from bench.stats import percentile
+from callgate.domain.states import LIVE
+
+RESULTS = Path(__file__).with_name("results")
+_LIVE = [state.value for state in LIVE]
+GROUP = 7  # the farm's group of this bench's hosts
+# Calls answered after 0.5 s, connected 0.5 s later, 2 s of talk: ~3.5 s live, as `bench.scale`.
+SCENARIO: dict[str, float | None] = {
+    "agent_answer_after": 0.5,
+    "customer_answer_after": 0.5,
+    "talk": 2.0,
+}
+SETTLE = 2.0  # seconds after a segment: its calls hung up, the trackers' last ticks run
+LEASE_TTL = 10.0  # the default (`CALLGATE_LEASE_TTL`)
+
+
+@dataclass(frozen=True)
+class Plan:
+    hosts: int = 20
+    clients: int = 8
+    seconds: float = 10.0
+
+
+QUICK = Plan(hosts=4, clients=4, seconds=2.0)
+
+
+@dataclass
+class Segment:
+    """One segment's calls, CPU seconds per part and event lags (seconds)."""
+
+    name: str
+    run: Run
+    cpu: dict[str, float]
+    lags: dict[str, list[float]] = field(default_factory=dict)  # by subscriber's instance
+
+    @property
+    def calls(self) -> int:
+        return sum(self.run.ok)
+
+    @property
+    def rate(self) -> float:
+        return self.calls / max(1e-9, self.run.finished - self.run.started)
+
+    def per_call_ms(self, part: str) -> float:
+        return 1000 * self.cpu.get(part, 0.0) / max(1, self.calls)
+
+
+@dataclass
+class Result:
+    plan: Plan
+    segments: list[Segment] = field(default_factory=list)
+    lags: dict[str, list[float]] = field(default_factory=dict)  # at a light load
+    takeover_s: float | None = None
+    takeover_hosts: int = 0
+    takeover_live: int = 0  # the victim's hosts with live calls at the kill
+    notes: list[str] = field(default_factory=list)
+
+
+PARTS = ("events", "claims", "locks", "recount", "leases")  # what `serve --without` drops
+
+
+def serve(alone: bool, without: list[str]) -> None:
+    """`callgate serve`; ``alone``: without any of the coordination of several instances,
+    ``without``: without those parts of it (the names are looked up by `wiring.running` when
+    called, so the service uses the changed ones)."""
+    from callgate import wiring
+    from callgate.calls import shared_events
+    from callgate.cli import app
+
+    def nothing(*_args: object, **_kwargs: object) -> None:
+        return None
+
+    async def no_task(*_args: object, **_kwargs: object) -> None:
+        return None
+
+    patches: dict[str, list[tuple[object, str, object]]] = {
+        "events": [(wiring, "listen_for_events", nothing)],
+        "claims": [(wiring, "SharedClaims", nothing)],
+        "locks": [(wiring, "AdvisoryLocks", nothing)],  # the claims then on the pool
+        "recount": [(wiring, "count_elsewhere", no_task)],
+        "leases": [(wiring, "is_postgres", lambda _url: False)],
+    }
+    if alone:
+        patches["all"] = [
+            (wiring, "fed_from_log", lambda _url: False),
+            (shared_events, "fed_from_log", lambda _url: False),
+        ]
+        without = [*PARTS, "all"]
+    for part in without:
+        for module, name, value in patches[part]:
+            setattr(module, name, value)
+    app(["serve"], prog_name="callgate")
+
+
+def _command(alone: bool, without: tuple[str, ...] = ()) -> list[str]:
+    argv = [sys.executable, "-m", "bench.instances", "serve"]
+    if alone:
+        argv.append("--alone")
+    for part in without:
+        argv += ["--without", part]
+    return argv
+
+
+@contextlib.asynccontextmanager
+async def _service(
+    url: str, workdir: Path, name: str, *, alone: bool = False, without: tuple[str, ...] = ()
+) -> AsyncIterator[setup.Service]:
+    log_file = workdir / f"{name}.log"
+    env = {"CALLGATE_INSTANCE_ID": name, "CALLGATE_LOG_FILE": str(log_file)}
+    try:
+        async with setup.callgate_service(
+            url, workdir, extra_env=env, command=_command(alone, without)
+        ) as service:
+            yield service
+    except (RuntimeError, ProcessLookupError):
+        if log_file.exists():  # why it did not start
+            print(log_file.read_text()[-2000:], file=sys.stderr)
+        raise
+
+
+class Subscriber:
+    """An SSE subscriber of one enterprise on one instance: each event's lag on arrival."""
+
+    def __init__(self, service: setup.Service, secret: str) -> None:
+        self.lags: list[float] = []
+        self._task = asyncio.create_task(self._read(service, secret))
+
+    async def _read(self, service: setup.Service, secret: str) -> None:
+        headers = {"Authorization": f"Bearer {secret}"}
+        async with (
+            httpx.AsyncClient(base_url=service.base, timeout=httpx.Timeout(5, read=None)) as client,
+            client.stream("GET", "/v1/events", headers=headers) as response,
+        ):
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    arrived = time.time()
+                    at = datetime.fromisoformat(json.loads(line[6:])["at"]).timestamp()
+                    self.lags.append(arrived - at)
+
+    async def close(self) -> list[float]:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+            await self._task
+        return self.lags
+
+
+async def _cpu(
+    pids: dict[str, list[int]], database: str
+) -> tuple[dict[str, float], dict[int, float]]:
+    parts = {part: sum(procs.cpu_seconds(pid) for pid in group) for part, group in pids.items()}
+    parts["load clients"] = procs.own_cpu_seconds(children=False)
+    return parts, procs.postgres_backends(database)
+
+
+LAG_RATE = 8.0  # calls per second placed while the lag is measured: a light load
+LAG_SECONDS = 5.0
+PACED_RATE = 30.0  # calls per second at most in the paced segments (below any saturation)
+
+
+async def _lag(
+    services: dict[str, setup.Service], secret: str, url: str | None, host: str, plan: Plan
+) -> dict[str, list[float]]:
+    """Lags at a light load: calls of one enterprise (one host) placed through every service,
+    a subscriber on each; named by whether the subscriber's instance follows the host."""
+    subscribers = {name: Subscriber(service, secret) for name, service in services.items()}
+    await asyncio.sleep(0.5)
+    seconds = LAG_SECONDS if plan.seconds >= 5 else 2.0
+    pause = len(services) / LAG_RATE
+    await asyncio.gather(
+        *(
+            closed_loop(
+                service.port,
+                [secret],
+                clients=1,
+                duration=seconds,
+                max_calls=int(seconds * LAG_RATE),
+                first_extension=300 + index,
+                pause=pause,
+            )
+            for index, service in enumerate(services.values())
+        )
+    )
+    await asyncio.sleep(4.0)  # the calls end (3.5 s), their last moves arrive
+    owner = None
+    if url is not None:
+        connection = await asyncpg.connect(_plain(url))
+        try:
+            owner = await connection.fetchval(
+                "SELECT owner FROM host_leases WHERE host = $1 AND expires_at > now()", host
+            )
+        finally:
+            await connection.close()
+    lags: dict[str, list[float]] = {}
+    for name, subscriber in subscribers.items():
+        where = "direct" if url is None else ("its tracker's" if name == owner else "another")
+        lags[f"{where} ({name})"] = await subscriber.close()
+    return lags
+
+
+def _plain(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://")
+
+
+async def _segment(
+    name: str,
+    services: list[setup.Service],
+    farm: FarmClient,
+    database: str,
+    secrets: list[str],
+    plan: Plan,
+    pause: float = 0.0,
+) -> Segment:
+    """Load split between ``services``, a subscriber of the first enterprise on each; each
+    client waits ``pause`` seconds after each answer (0: as fast as the calls go)."""
+    subscribers = {f"instance {i + 1}": Subscriber(s, secrets[0]) for i, s in enumerate(services)}
+    await asyncio.sleep(0.5)  # the streams are open
+    pids = {"service": [s.pid for s in services], "PBX hosts": [farm.pid]}
+    before, backends = await _cpu(pids, database)
+    share = max(1, plan.clients // len(services))
+    runs = await asyncio.gather(
+        *(
+            closed_loop(
+                service.port,
+                secrets,
+                clients=share,
+                duration=plan.seconds,
+                max_calls=int(plan.seconds * 2000),
+                first_extension=200 + index * share,  # an agent per client, on every instance
+                pause=pause,
+            )
+            for index, service in enumerate(services)
+        )
+    )
+    after, backends_after = await _cpu(pids, database)
+    await asyncio.sleep(1.0)  # the last moves reach the subscribers
+    lags = {where: await sub.close() for where, sub in subscribers.items()}
+    await farm.hangup()
+    await asyncio.sleep(SETTLE)
+    run = _merged(runs)
+    cpu = {part: after[part] - before[part] for part in after}
+    cpu["PostgreSQL"] = procs.backends_cpu_delta(backends, backends_after)
+    return Segment(name, run, cpu, lags)
+
+
+async def _segments(
+    name: str,
+    services: list[setup.Service],
+    farm: FarmClient,
+    database: str,
+    secrets: list[str],
+    plan: Plan,
+) -> list[Segment]:
+    """The same set-up paced (``PACED_RATE``: the CPU per call, at the same rate for every
+    set-up, so that what costs per second is shared alike), then as fast as it goes (the
+    calls per second)."""
+    pause = plan.clients / PACED_RATE
+    paced = await _segment(f"{name}, paced", services, farm, database, secrets, plan, pause)
+    return [paced, await _segment(name, services, farm, database, secrets, plan)]
+
+
+def _merged(runs: list[Run]) -> Run:
+    merged = Run()
+    merged.started = min(r.started for r in runs)
+    merged.finished = max(r.finished for r in runs)
+    for r in runs:
+        merged.latencies += r.latencies
+        merged.ok += r.ok
+        merged.targets += r.targets
+        merged.reasons.update(r.reasons)
+    return merged
+
+
+async def _seed(stage: setup.Stage, plan: Plan) -> Segment:
+    sshd = stage.sshd
+
+    def call() -> float:
+        return ways.seed_way(sshd.host, sshd.port, sshd.username, sshd.password)
+
+    hosts = [stage.sshd.process_ids()[0]]
+
+    def spent() -> dict[str, float]:
+        return {
+            "PBX hosts": procs.cpu_seconds(hosts[0], reaped_children=True)
+            + procs.cpu_seconds(stage.daemon.pid),
+            "load clients": procs.own_cpu_seconds(children=False)
+            + procs.own_cpu_seconds(children=True),
+        }
+
+    before = spent()
+    run = await asyncio.to_thread(
+        threaded_loop,
+        call,
+        clients=plan.clients,
+        duration=plan.seconds,
+        max_calls=int(plan.seconds * 2000),
+    )
+    after = spent()
+    await stage.control.rx("channel request hangup all")
+    return Segment("seed", run, {part: after[part] - before[part] for part in after})
+
+
+async def _warm(services: list[setup.Service], secrets: list[str], farm: FarmClient) -> None:
+    """One call per host through each service: connections and consoles open before timing."""
+    for service in services:
+        run = await closed_loop(
+            service.port, secrets, clients=4, duration=120, max_calls=len(secrets)
+        )
+        if sum(run.ok) != len(secrets):
+            raise RuntimeError(f"warm-up failed: {sum(run.ok)}/{len(secrets)}; {run.reasons}")
+    await farm.hangup()
+    await asyncio.sleep(SETTLE)
+
+
+# The hosts with verified live calls that the survivor does not hold now.
+_UNHELD = """
+SELECT count(DISTINCT c.host) FROM calls c LEFT JOIN host_leases l ON l.host = c.host
+WHERE c.state = ANY($2::text[]) AND c.channel IS NOT NULL
+  AND (l.owner IS DISTINCT FROM $1 OR l.expires_at < now())
+"""
+
+
+async def _takeover(
+    url: str, services: dict[str, setup.Service], secrets: list[str], plan: Plan
+) -> tuple[float | None, int, int]:
+    """SIGKILL the instance holding the most hosts, under load on the other (the survivor);
+    seconds until every host with live calls is held by the survivor, how many hosts the
+    victim held, and how many hosts with live calls the survivor did not hold at the kill."""
+    connection = await asyncpg.connect(_plain(url))
+    try:
+        rows = await connection.fetch(
+            "SELECT owner, count(*) AS hosts FROM host_leases"
+            " WHERE expires_at > now() AND owner = ANY($1::text[]) GROUP BY owner",
+            list(services),
+        )
+        leases = {row["owner"]: int(row["hosts"]) for row in rows}
+        name = max(services, key=lambda owner: leases.get(owner, 0))
+        victim, held = services[name], leases.get(name, 0)
+        survivor_name = next(other for other in services if other != name)
+        survivor = services[survivor_name]
+        load = asyncio.create_task(
+            closed_loop(
+                survivor.port,
+                secrets,
+                clients=max(1, plan.clients // 2),
+                duration=LEASE_TTL * 3,
+                max_calls=10**6,
+            )
+        )
+        await asyncio.sleep(1.0)
+        unheld = await connection.fetchval(_UNHELD, survivor_name, _LIVE)
+        os.kill(victim.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        taken: float | None = None
+        while time.monotonic() - killed < LEASE_TTL * 3:
+            await asyncio.sleep(0.1)
+            if await connection.fetchval(_UNHELD, survivor_name, _LIVE) == 0:
+                taken = time.monotonic() - killed
+                break
+        load.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await load
+        return taken, held, int(unheld or 0)
+    finally:
+        await connection.close()
+
+
+async def measure(plan: Plan, *, parts: bool = False) -> Result:
+    result = Result(plan)
+    with setup.stage("callgate-instances-") as stage:
+        result.segments.append(await _seed(stage, plan))
+        async with (
+            farm_process() as farm,
+            setup.database() as alone_url,
+            setup.database() as url,
+        ):
+            if not url.startswith("postgresql"):
+                raise RuntimeError("several instances need PostgreSQL: none is reachable")
+            hosts = await farm.start(GROUP, plan.hosts, SCENARIO)
+            for each in (alone_url, url):
+                await setup.migrate(each)
+            alone_secrets = await setup.seed_farm_rows(
+                alone_url, hosts, farm, prefix="a", transport="console"
+            )
+            secrets = await setup.seed_farm_rows(url, hosts, farm, prefix="c", transport="console")
+            workdir = stage.workdir
+            async with _service(alone_url, workdir, "bench-alone", alone=True) as alone:
+                await _warm([alone], alone_secrets, farm)
+                result.lags |= await _lag(
+                    {"bench-alone": alone}, alone_secrets[0], None, hosts[0].address, plan
+                )
+                result.segments += await _segments(
+                    "alone", [alone], farm, alone_url.rsplit("/", 1)[1], alone_secrets, plan
+                )
+            database = url.rsplit("/", 1)[1]
+            for part in PARTS if parts else ():  # what each part of the coordination costs
+                async with _service(url, workdir, f"bench-{part}", without=(part,)) as variant:
+                    await _warm([variant], secrets, farm)
+                    result.segments += await _segments(
+                        f"one without {part}", [variant], farm, database, secrets, plan
+                    )
+            # One of the two is killed at the end: stopping what is gone finds no process.
+            with contextlib.suppress(ProcessLookupError):
+                async with _service(url, workdir, "bench-a") as first:
+                    await _warm([first], secrets, farm)
+                    result.segments += await _segments(
+                        "one", [first], farm, database, secrets, plan
+                    )
+                    async with _service(url, workdir, "bench-b") as second:
+                        await _warm([second], secrets, farm)
+                        both = {"bench-a": first, "bench-b": second}
+                        result.lags |= await _lag(both, secrets[0], url, hosts[0].address, plan)
+                        result.segments += await _segments(
+                            "two", [first, second], farm, database, secrets, plan
+                        )
+                        taken = await _takeover(url, both, secrets, plan)
+                        result.takeover_s, result.takeover_hosts, result.takeover_live = taken
+            await farm.hangup()
+    return result
+
+
+def _lag_text(lags: list[float]) -> str:
+    if not lags:
+        return "-"
+    ms = sorted(1000 * lag for lag in lags)
+    return f"{percentile(ms, 0.5):.1f} / {percentile(ms, 0.99):.1f} ({len(ms)})"
+
+
+def render(result: Result, quick: bool, seconds: float) -> str:
+    by = {segment.name: segment for segment in result.segments}
+    kind = "quick smoke run (small counts: not a measurement)" if quick else "full run"
+    plan = result.plan
+    lines = [
+        "# callgate: several instances",
+        "",
+        f"`python -m bench.instances{' --quick' if quick else ''}`, {kind}, took {seconds:.0f} s; "
+        f"{plan.hosts} simulated console hosts, {plan.clients} clients, {plan.seconds:g} s per "
+        "segment; PostgreSQL; no Redis (limits and guard on PostgreSQL).",
+        "",
+        "CPU per call in ms, each part over the calls that succeeded; a subscriber of one "
+        "enterprise's events is open on each instance during each segment (lag under a load "
+        "that saturates the machine: the light-load lag below is the one to read). A `paced` "
+        f"segment's clients wait after each answer (at most {PACED_RATE:g} calls/s in all): "
+        "what costs per second (listings, lease rounds, recounts) is then shared by the same "
+        "number of calls in every set-up, and its CPU per call is the one to compare; the "
+        "other segments go as fast as they can (calls/s).",
+        "",
+        "| segment | calls/s | ok | service ms CPU/call | PostgreSQL | PBX hosts | "
+        "load clients | lag p50 / p99 ms (events) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for segment in result.segments:
+        failed = len(segment.run.ok) - segment.calls
+        lag = "; ".join(f"{w}: {_lag_text(v)}" for w, v in segment.lags.items()) or "-"
+        service = "-" if segment.name == "seed" else f"{segment.per_call_ms('service'):.2f}"
+        postgres = "-" if segment.name == "seed" else f"{segment.per_call_ms('PostgreSQL'):.2f}"
+        lines.append(
+            f"| {segment.name} | {segment.rate:.1f} | {segment.calls}"
+            f"{f' ({failed} failed)' if failed else ''} | {service} | {postgres} | "
+            f"{segment.per_call_ms('PBX hosts'):.2f} | {segment.per_call_ms('load clients'):.2f} "
+            f"| {lag} |"
+        )
+    lines += [
+        "",
+        f"Event lag at a light load ({LAG_RATE:g} calls/s of one enterprise, one host), from "
+        "the tracker's move to an SSE subscriber: `direct` is the tracker publishing to a "
+        "subscriber of its own process (one instance as before); on PostgreSQL every "
+        "subscriber is fed from the event log (a stored event's notification, then a read).",
+        "",
+        "| subscriber | lag p50 / p99 ms (events) |",
+        "|---|---|",
+        *(f"| {where} | {_lag_text(lags)} |" for where, lags in result.lags.items()),
+        "",
+    ]
+    goals: list[str] = []
+    if {"alone", "one", "two"} <= by.keys():
+        one, two = by["one"], by["two"]
+
+        def cpu(name: str) -> float:  # per call, paced when measured so
+            return by.get(f"{name}, paced", by[name]).per_call_ms("service")
+
+        cost = cpu("one") / max(1e-9, cpu("alone")) - 1
+        cost_two = cpu("two") / max(1e-9, cpu("alone")) - 1
+        goals.append(
+            f"- coordination's service CPU per call against one instance as before (paced): "
+            f"{100 * cost:+.1f} % (one instance), {100 * cost_two:+.1f} % (two; goal <= +10 %): "
+            f"**{'met' if cost_two <= 0.10 else 'NOT MET'}**"
+        )
+        goals.append(
+            f"- two instances against one: {two.rate:.1f} against {one.rate:.1f} calls/s "
+            f"(goal: never slower): **{'met' if two.rate >= 0.97 * one.rate else 'NOT MET'}**"
+        )
+        if "seed" in by:
+            seed = max(1e-9, by["seed"].rate)
+            goals.append(
+                f"- against the seed's way, same clients: {two.rate / seed:.1f}x "
+                f"(two instances), {one.rate / seed:.1f}x (one)"
+            )
+    if result.takeover_s is None:
+        goals.append("- takeover after SIGKILL: not seen within the measurement (**NOT MET**)")
+    else:
+        goals.append(
+            f"- takeover after SIGKILL of an instance holding {result.takeover_hosts} hosts "
+            f"({result.takeover_live} with live calls the survivor did not hold): "
+            f"{result.takeover_s:.1f} s until every host with live calls is held again (lease "
+            f"{LEASE_TTL:g} s; goal < 15 s): **{'met' if result.takeover_s < 15 else 'NOT MET'}**"
+        )
+    lines += ["Goals:", "", *goals, *result.notes]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.instances", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument("--hosts", type=int)
+    parser.add_argument("--clients", type=int)
+    parser.add_argument("--seconds", type=float)
+    commands = parser.add_subparsers(dest="command")
+    one = commands.add_parser("serve", help="serve (the measurement starts them)")
+    one.add_argument("--alone", action="store_true", help="without the coordination")
+    one.add_argument("--without", action="append", choices=PARTS, default=[])
+    parser.add_argument(
+        "--parts", action="store_true", help="also one instance without each part, in turn"
+    )
+    args = parser.parse_args()
+    if args.command == "serve":
+        serve(args.alone, args.without)
+        return
+    plan = QUICK if args.quick else Plan()
+    plan = Plan(
+        hosts=args.hosts or plan.hosts,
+        clients=args.clients or plan.clients,
+        seconds=args.seconds or plan.seconds,
+    )
+    procs.raise_open_files()
+    started = time.time()
+    result = uvloop.run(measure(plan, parts=args.parts))
+    text = render(result, args.quick, time.time() - started)
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / ("instances-quick.md" if args.quick else "instances.md")).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""Every instance's subscribers get every stored transition, whichever instance stored it.
+
+On PostgreSQL several instances share one database, and a call is followed by one of them
+(its host's tracker): a subscriber on another instance must hear of its transitions too. So on
+PostgreSQL the subscribers of every instance, this one's included, are fed from the event log
+alone: each stored event is notified by the database (`db.notifications`), and
+``SharedEvents`` reads the events it hears of, in batches (all the ids heard since the last
+read, one query for their range, or one per cluster of them; at most one read per ``GATHER``
+seconds, at once when the last one is older), and hands each
+to the subscribers of its enterprise (`CallTracker.publish`). The tracker does not publish
+what it stores itself there, so nothing comes twice: one path per database. On SQLite (one
+process) the tracker publishes directly, as it always did.
+
+After every (re)connect of the listening connection, the events stored after the last one
+seen are read (the catch-up): nothing stored while nobody listened is missed. Two transactions
+may commit their ids out of order (a lower id after a higher one): the catch-up reads from
+``OVERLAP`` ids before the last one seen, and an id already handed on is never handed on again
+(the ids of the last ``REMEMBERED`` events are kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable
+
+from callgate import errors
+from callgate.calls.event_log import as_transition
+from callgate.calls.history import Transition
+from callgate.calls.tracker import CallTracker
+from callgate.db import event_log
+from callgate.db.executor import Executor
+from callgate.db.guard import db_step
+from callgate.db.notifications import EventNotifications, is_postgres
+from callgate.logs import get_logger
+
+log = get_logger("callgate.shared_events")
+
+BATCH = 1000  # events read per query at most (a larger range is read in pages)
+OVERLAP = 1000  # ids before the last one seen that a catch-up reads again
+REMEMBERED = 20_000  # ids handed on, remembered so that none is handed on twice
+SPREAD = 100  # ids heard further apart than this are read in separate ranges
+RETRY = 1.0  # seconds before a failed read is tried again
+# Seconds between two reads at least: under load, one read for the moves of several
+# trackers' ticks instead of one per transaction; an event heard after a quiet spell is read
+# at once (`python -m bench.instances`: the lag and the service's CPU per call).
+GATHER = 0.02
+_NO_END = 2**31 - 1  # a catch-up reads up to the log's end (`call_events.id` is an integer)
+
+
+class SharedEvents:
+    """Reads the events heard of and hands them on (see the module docstring).
+
+    ``deliver`` takes each event as a transition with its enterprise and event id;
+    ``wanted`` says whether anyone in this process subscribes now (if not, the events heard
+    of are not read at all).
+    """
+
+    def __init__(
+        self,
+        database: Executor,
+        deliver: Callable[[Transition], None],
+        wanted: Callable[[], bool],
+    ) -> None:
+        self._database = database
+        self._deliver = deliver
+        self._wanted = wanted
+        self._floor: int | None = None  # the log's end when first connected: older is history
+        self._last = 0  # the highest id read or heard of
+        self._heard: set[int] = set()
+        self._catch_up = False
+        self._given: set[int] = set()
+        self._given_order: deque[int] = deque()
+        self._wake = asyncio.Event()
+        self._read_at = -GATHER  # loop time of the last read
+        self._task: asyncio.Task[None] | None = None
+        self.delivered = 0  # events handed on (tests, the bench)
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def heard(self, ids: list[int]) -> None:
+        """Events stored and committed (their notifications): read at the next turn."""
+        self._heard.update(ids)
+        self._wake.set()
+
+    async def connected(self) -> None:
+        """The listening connection is (again) up: read what was stored meanwhile."""
+        if self._floor is None:
+            async with db_step("reading where the event log stands"):
+                where = await event_log.position(self._database, 0)
+            self._floor = self._last = max(self._last, where.head)
+            return
+        self._catch_up = True
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            wait = self._read_at + GATHER - asyncio.get_running_loop().time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._wake.clear()
+            self._read_at = asyncio.get_running_loop().time()
+            try:
+                await self._turn()
+            except errors.DatabaseUnavailable as exc:
+                log.warning("events of other instances not read yet", detail=exc.message)
+                self._wake.set()  # what was not read is still there: try again
+                await asyncio.sleep(RETRY)
+            except Exception:  # a bug must not end the feeding of every subscriber
+                log.exception("events of other instances not read")
+                await asyncio.sleep(RETRY)
+
+    async def _turn(self) -> None:
+        if self._catch_up:
+            low = max(self._floor or 0, self._last - OVERLAP)
+            await self._read(low, _NO_END)
+            self._catch_up = False
+        if not self._heard:
+            return
+        heard = self._heard
+        self._heard = set()
+        if not self._wanted():  # nobody to give them to: nothing to read
+            self._last = max(self._last, max(heard))
+            return
+        try:
+            for low, high in _ranges(sorted(heard)):
+                await self._read(low - 1, high)
+        except BaseException:
+            self._heard |= heard  # read at the next try
+            raise
+
+    async def _read(self, after: int, up_to: int) -> None:
+        """Hand on the events with ``after < id <= up_to`` not handed on yet, by id."""
+        while True:
+            async with db_step("reading the events of other instances"):
+                events = await event_log.events_between(self._database, after, up_to, BATCH)
+            for event in events:
+                self._last = max(self._last, event.event_id)
+                if event.event_id in self._given or event.enterprise_number is None:
+                    continue
+                self._remember(event.event_id)
+                self._deliver(as_transition(event, event.enterprise_number))
+                self.delivered += 1
+            if len(events) < BATCH:
+                return
+            after = events[-1].event_id
+
+    def _remember(self, event_id: int) -> None:
+        self._given.add(event_id)
+        self._given_order.append(event_id)
+        if len(self._given_order) > REMEMBERED:
+            self._given.discard(self._given_order.popleft())
+
+
+class Listening:
+    """The listening connection and the reader of what it hears, stopped together."""
+
+    def __init__(self, events: SharedEvents, notifications: EventNotifications) -> None:
+        self.events = events
+        self.notifications = notifications
+
+    async def aclose(self) -> None:
+        await self.notifications.aclose()
+        await self.events.aclose()
+
+
+def fed_from_log(database_url: str) -> bool:
+    """Whether the subscribers are fed from the event log (PostgreSQL: several instances may
+    share it) rather than by the tracker directly (SQLite: one process)."""
+    return is_postgres(database_url)
+
+
+def listen_for_events(
+    database_url: str, database: Executor, tracker: CallTracker
+) -> Listening | None:
+    """On PostgreSQL, the subscribers of ``tracker`` fed from the event log from now on
+    (``aclose()`` the result at shutdown); None on SQLite."""
+    if not fed_from_log(database_url):
+        return None
+    events = SharedEvents(database, tracker.publish, lambda: tracker.subscribers() > 0)
+    notifications = EventNotifications(database_url, events.heard, events.connected)
+    events.start()
+    notifications.start()
+    return Listening(events, notifications)
+
+
+def _ranges(ids: list[int]) -> list[tuple[int, int]]:
+    """Sorted ids as the ranges that cover them, split where two are over ``SPREAD`` apart: a
+    transaction that committed late (a low id) is read alone, not with all the ids between."""
+    ranges = [(ids[0], ids[0])]
+    for event_id in ids[1:]:
+        if event_id - ranges[-1][1] > SPREAD:
+            ranges.append((event_id, event_id))
+        else:
+            ranges[-1] = (ranges[-1][0], event_id)
+    return ranges

@@ -1,0 +1,73 @@
+"""`python -m bench.instances`: the report's rows and goals from a result, and the merging of
+the runs of several instances into one segment."""
+
+from __future__ import annotations
+
+from bench import instances
+from bench.instances import Plan, Result, Segment
+from bench.load import Run
+
+from callgate.calls.shared_events import _ranges
+
+
+def _run(calls: int, seconds: float, failed: int = 0) -> Run:
+    run = Run()
+    run.started, run.finished = 100.0, 100.0 + seconds
+    for _ in range(calls):
+        run.add(0.01, True, 0)
+    for _ in range(failed):
+        run.add(0.01, False, 0, "502 bad gateway")
+    return run
+
+
+def _result(two_rate_calls: int, two_service_cpu: float) -> Result:
+    result = Result(Plan(hosts=2, clients=2, seconds=1.0))
+    result.segments = [
+        Segment("seed", _run(10, 1.0), {"PBX hosts": 0.3, "load clients": 0.5}),
+        Segment("alone", _run(100, 1.0), {"service": 0.5, "PostgreSQL": 0.2}),
+        Segment("one", _run(100, 1.0), {"service": 0.53, "PostgreSQL": 0.25}),
+        Segment("two", _run(two_rate_calls, 1.0, failed=1), {"service": two_service_cpu}),
+    ]
+    result.lags = {"direct (a)": [0.004, 0.005], "another (b)": [0.010, 0.012]}
+    result.takeover_s, result.takeover_hosts, result.takeover_live = 11.2, 3, 2
+    return result
+
+
+def test_the_report_has_a_row_per_segment_and_the_goals_met() -> None:
+    text = instances.render(_result(110, 0.54), quick=False, seconds=120)
+    assert "| alone | 100.0 | 100 | 5.00 | 2.00 |" in text
+    assert "| two | 110.0 | 110 (1 failed) | 4.91 |" in text
+    assert "| seed | 10.0 | 10 | - | - | 30.00 | 50.00 |" in text
+    assert "(paced): +6.0 % (one instance), -1.8 % (two; goal <= +10 %): **met**" in text
+    assert "110.0 against 100.0 calls/s (goal: never slower): **met**" in text
+    assert "11.0x (two instances), 10.0x (one)" in text
+    assert (
+        "holding 3 hosts (2 with live calls the survivor did not hold): 11.2 s" in text
+        and "< 15 s): **met**" in text
+    )
+    assert "| another (b) | 10.0 / 12.0 (2) |" in text
+
+
+def test_the_goals_not_met_say_so() -> None:
+    result = _result(80, 0.8)
+    result.takeover_s = None
+    text = instances.render(result, quick=True, seconds=30)
+    assert "quick smoke run" in text
+    assert "(two; goal <= +10 %): **NOT MET**" in text
+    assert "(goal: never slower): **NOT MET**" in text
+    assert "takeover after SIGKILL: not seen" in text
+
+
+def test_the_runs_of_several_instances_make_one_segment() -> None:
+    first, second = _run(3, 2.0), _run(2, 1.0, failed=1)
+    second.started, second.finished = 99.0, 101.0
+    merged = instances._merged([first, second])
+    assert (merged.started, merged.finished) == (99.0, 102.0)
+    assert sum(merged.ok) == 5 and len(merged.ok) == 6
+    assert merged.reasons["502 bad gateway"] == 1
+
+
+def test_ids_heard_far_apart_are_read_in_separate_ranges() -> None:
+    assert _ranges([5]) == [(5, 5)]
+    assert _ranges([1, 2, 50, 120]) == [(1, 120)]
+    assert _ranges([3, 500, 501, 503]) == [(3, 3), (500, 503)]
