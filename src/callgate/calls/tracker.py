@@ -294,8 +294,10 @@ class CallTracker:
         return sum(len(group) for group in self._subscribers.values())
 
     def live_calls(self) -> dict[str, CallState]:
-        """The calls followed now and their states (status pages, tests)."""
-        return {c.call_id: c.state for h in self._hosts.values() for c in h.calls.values()}
+        """The calls followed now and their states (status pages, the live-call caps, metrics),
+        with those placed here whose host's lease is being taken (`_claim`): live all the same."""
+        followed = {c.call_id: c.state for h in self._hosts.values() for c in h.calls.values()}
+        return {call_id: CallState.INITIATED for call_id in self._claiming} | followed
 
     def status(self) -> dict[str, object]:
         """For /api/status: calls followed per host, and each host's listening console
