@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, ViewportSize, async_playwright
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from callgate.api.admin import HERE as ADMIN_DIR
 from callgate.api.admin import HTMX
@@ -103,7 +104,10 @@ async def states_seen(page: Page, call_id: str, within: float) -> list[str]:
     while time.monotonic() < deadline:
         if await row.count() == 0:
             return seen
-        state = await row.get_attribute("data-state")
+        try:  # the row may leave the table between the count and this read
+            state = await row.get_attribute("data-state", timeout=500)
+        except PlaywrightTimeout:
+            continue
         if state and (not seen or seen[-1] != state):
             seen.append(state)
         await asyncio.sleep(0.1)
