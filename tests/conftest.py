@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,13 @@ from tests.support.hygiene import REGISTRY
 from tests.support.postgres import fresh_database
 from tests.support.redis import fresh_prefix
 from tests.support.services import REDIS_URL
+
+# The websockets library logs each handshake's headers (`Authorization` included) at DEBUG, on
+# the test clients' side and on the in-process servers'; whatever level a test leaves the root
+# logger at, those lines stay out of the captured logs (the service's own logging does the same,
+# callgate/logs.py).
+logging.getLogger("websockets").setLevel(logging.WARNING)
+logging.getLogger("uvicorn.error").setLevel(logging.INFO)  # the servers' handshake lines
 
 
 @pytest.fixture

@@ -143,6 +143,8 @@ def configure_logging(
     # (uvicorn's /v1/ws) logs each handshake's headers, `Authorization` included, at DEBUG.
     for name in ("httpx", "httpcore", "aiosqlite", "websockets"):
         logging.getLogger(name).setLevel(quiet)
+    # uvicorn hands its own error logger to websockets: its DEBUG lines are those headers.
+    logging.getLogger("uvicorn.error").setLevel(max(logging.INFO, logging.getLevelName(level)))
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

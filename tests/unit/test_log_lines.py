@@ -126,6 +126,7 @@ def test_libraries_that_log_request_values_stay_quiet_even_at_debug(tmp_path: Pa
     try:
         for name in ("aiosqlite", "httpx", "httpcore", "asyncssh", "websockets.server"):
             assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+        assert not logging.getLogger("uvicorn.error").isEnabledFor(logging.DEBUG)
         assert logging.getLogger("callgate.calls").isEnabledFor(logging.DEBUG)
     finally:
         configure_logging(None, "text", "INFO", console=False)
