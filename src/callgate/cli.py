@@ -16,12 +16,14 @@ import stat
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
 from callgate.calls import admin
 from callgate.cli_calls import call_app, calls_app
+from callgate.cli_common import fail as _fail
+from callgate.cli_common import settings as _settings
 from callgate.cli_service import service_app
 from callgate.cli_webhooks import crm_app, webhook_app
 from callgate.domain.destinations import POLICY_FIELDS, DestinationPolicy, describe
@@ -41,7 +43,7 @@ from callgate.errors import (
     InvalidInput,
 )
 from callgate.redaction import mask_secret
-from callgate.settings import ENTERPRISE_LIMITS, HostKeyPolicy, Settings, load_settings
+from callgate.settings import ENTERPRISE_LIMITS, HostKeyPolicy
 from callgate.validation import validate_context
 
 _T = TypeVar("_T")
@@ -82,19 +84,6 @@ MIN_SECRET_LENGTH = 16
 def main() -> None:
     """Entry point of the ``callgate`` console script."""
     app(prog_name="callgate")
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    """Print one line to stderr and exit with ``code``."""
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigurationError as exc:
-        _fail(exc.message, 2)
 
 
 def _with_db(work: Callable[[], Awaitable[_T]]) -> _T:

@@ -30,15 +30,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import httpx
 import typer
 
 from callgate import __version__
+from callgate.cli_common import fail as _fail
+from callgate.cli_common import settings as _settings
 from callgate.errors import CallgateError, ConfigurationError
 from callgate.private_files import owner_only_opener
-from callgate.settings import Settings, load_settings
+from callgate.settings import Settings
 
 service_app = typer.Typer(
     help="Run the service in the background and look after it (start, stop, status, ...).",
@@ -57,18 +59,6 @@ TAIL_BLOCK = 64 * 1024
 
 # LSB init-script exit codes of `status`.
 RUNNING, DEAD, NOT_RUNNING, UNKNOWN = 0, 1, 3, 4
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigurationError as exc:
-        _fail(exc.message, 2)
 
 
 def pid_path(settings: Settings) -> Path:

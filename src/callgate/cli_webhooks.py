@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, NoReturn, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
+from callgate.cli_common import fail as _fail
+from callgate.cli_common import settings as _settings
 from callgate.errors import CallgateError, ConfigurationError, InvalidInput
-from callgate.settings import Settings, load_settings
 
 _T = TypeVar("_T")
 
@@ -26,18 +27,6 @@ webhook_app = typer.Typer(
 crm_app = typer.Typer(
     help="An enterprise's RetailCRM account, told of its calls.", no_args_is_help=True
 )
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {' '.join(message.split())}", err=True)
-    raise typer.Exit(code)
-
-
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigurationError as exc:
-        _fail(exc.message, 2)
 
 
 def _run(work: Callable[[], Awaitable[_T]]) -> _T:

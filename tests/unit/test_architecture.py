@@ -22,6 +22,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "callgate.__main__",
         "callgate.cli",
         "callgate.cli_calls",
+        "callgate.cli_common",
         "callgate.cli_service",
         "callgate.cli_webhooks",
     ),
