@@ -11,8 +11,10 @@ segments of ``seconds`` each, one after the other:
 - ``alone``: one `callgate serve` with none of the coordination of several instances (no
   event notifications, double-click claims, originate locks, live-call recounts or host
   leases: the service as one instance per database was), on a database of its own;
-- ``one``: one coordinated instance (as every instance on PostgreSQL now runs);
-- ``two``: two coordinated instances on one database, the clients split between them.
+- ``one``: one coordinated instance (as every instance on PostgreSQL now runs), on a
+  database of its own;
+- ``two``: two coordinated instances on one database (of their own), the clients split
+  between them.
 
 For each: calls per second, the CPU per call of each process (the services, the PostgreSQL
 backends of its database, the simulated hosts; Redis is not used here: the limits and the
@@ -418,18 +420,24 @@ async def measure(plan: Plan, *, parts: bool = False) -> Result:
     result = Result(plan)
     with setup.stage("callgate-instances-") as stage:
         result.segments.append(await _seed(stage, plan))
+        # A database of its own for each set-up: the rows one set-up leaves (thousands of
+        # calls and their events) would otherwise slow the next one's statements.
         async with (
             farm_process() as farm,
             setup.database() as alone_url,
+            setup.database() as one_url,
             setup.database() as url,
         ):
             if not url.startswith("postgresql"):
                 raise RuntimeError("several instances need PostgreSQL: none is reachable")
             hosts = await farm.start(GROUP, plan.hosts, SCENARIO)
-            for each in (alone_url, url):
+            for each in (alone_url, one_url, url):
                 await setup.migrate(each)
             alone_secrets = await setup.seed_farm_rows(
                 alone_url, hosts, farm, prefix="a", transport="console"
+            )
+            one_secrets = await setup.seed_farm_rows(
+                one_url, hosts, farm, prefix="o", transport="console"
             )
             secrets = await setup.seed_farm_rows(url, hosts, farm, prefix="c", transport="console")
             workdir = stage.workdir
@@ -441,20 +449,34 @@ async def measure(plan: Plan, *, parts: bool = False) -> Result:
                 result.segments += await _segments(
                     "alone", [alone], farm, alone_url.rsplit("/", 1)[1], alone_secrets, plan
                 )
-            database = url.rsplit("/", 1)[1]
+            database, one_database = url.rsplit("/", 1)[1], one_url.rsplit("/", 1)[1]
             for part in PARTS if parts else ():  # what each part of the coordination costs
-                async with _service(url, workdir, f"bench-{part}", without=(part,)) as variant:
-                    await _warm([variant], secrets, farm)
-                    result.segments += await _segments(
-                        f"one without {part}", [variant], farm, database, secrets, plan
+                async with setup.database() as part_url:
+                    await setup.migrate(part_url)
+                    part_secrets = await setup.seed_farm_rows(
+                        part_url, hosts, farm, prefix="p", transport="console"
                     )
+                    async with _service(
+                        part_url, workdir, f"bench-{part}", without=(part,)
+                    ) as variant:
+                        await _warm([variant], part_secrets, farm)
+                        result.segments += await _segments(
+                            f"one without {part}",
+                            [variant],
+                            farm,
+                            part_url.rsplit("/", 1)[1],
+                            part_secrets,
+                            plan,
+                        )
+            async with _service(one_url, workdir, "bench-one") as alone_coordinated:
+                await _warm([alone_coordinated], one_secrets, farm)
+                result.segments += await _segments(
+                    "one", [alone_coordinated], farm, one_database, one_secrets, plan
+                )
             # One of the two is killed at the end: stopping what is gone finds no process.
             with contextlib.suppress(ProcessLookupError):
                 async with _service(url, workdir, "bench-a") as first:
                     await _warm([first], secrets, farm)
-                    result.segments += await _segments(
-                        "one", [first], farm, database, secrets, plan
-                    )
                     async with _service(url, workdir, "bench-b") as second:
                         await _warm([second], secrets, farm)
                         both = {"bench-a": first, "bench-b": second}

@@ -259,6 +259,30 @@ async def test_a_wrong_token_is_refused(browser: Browser, tmp_path: Path) -> Non
         assert ok.headers["cache-control"] == "no-store"
 
 
+async def test_refused_tokens_are_limited_per_address(tmp_path: Path) -> None:
+    """Wrong admin tokens count against the address, as an enterprise's wrong secrets do:
+    past `CALLGATE_LIMIT_AUTH_FAILURES_PER_MINUTE`, 429 with Retry-After before the token is
+    looked at (the right one too), by the form and by Bearer alike; no cookie is set."""
+    token = secrets.token_hex(16)
+    REGISTRY.record("secret", token)
+    config = await plain_service(tmp_path, admin_token=token, limit_auth_failures_per_minute=3)
+    async with running_service(config) as service:
+        client = service.client
+        refused = [
+            await client.post("/admin/login", content=f"token=wrong{index}", headers=FORM)
+            for index in range(2)
+        ]
+        refused.append(await client.get("/admin", headers={"Authorization": "Bearer wrong"}))
+        assert [r.status_code for r in refused] == [401, 401, 401]
+        right = await client.post("/admin/login", content=f"token={token}", headers=FORM)
+        bearer = await client.get("/admin", headers={"Authorization": "Bearer wrong"})
+    assert right.status_code == 429
+    assert 0 < int(right.headers["retry-after"]) <= 60
+    assert "Too many refused tokens from this address" in right.text
+    assert "set-cookie" not in right.headers
+    assert bearer.status_code == 429
+
+
 async def test_off_without_an_admin_token(tmp_path: Path) -> None:
     """No CALLGATE_ADMIN_TOKEN: the page does not exist (404, saying why), whatever is sent."""
     config = await plain_service(tmp_path)

@@ -9,14 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from typing import cast
 
 import asyncpg
 import pytest
+from sqlalchemy.sql.expression import Executable
 
-from callgate.db.notifications import APPLICATION_NAME
+from callgate.calls.history import Transition
+from callgate.calls.shared_events import Listening, SharedEvents
+from callgate.db.executor import Database, Executor, Row, Values
+from callgate.db.notifications import APPLICATION_NAME, CHANNEL, EventNotifications, parse
 from callgate.domain.states import TERMINAL
+from tests.support.database import opened
 from tests.support.event_streams import QUICK, place, settled, sse, stored
 from tests.support.service import free_port, running_service
 from tests.support.sshd import SshdServer
@@ -129,3 +136,64 @@ async def test_a_killed_listening_connection_catches_up_without_a_gap(
         assert [e.event for e in theirs.of(call_id)] == [
             f"call.{e.state}" for e in expected if e.call_id == call_id
         ]
+
+
+class CountingReads:
+    """The database as `SharedEvents` uses it, counting the reads of the event log."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.reads = 0
+
+    async def rows(self, statement: Executable, values: Values | None = None) -> Sequence[Row]:
+        self.reads += 1
+        return await self.database.rows(statement, values)
+
+    async def row(self, statement: Executable, values: Values | None = None) -> Row | None:
+        return await self.database.row(statement, values)
+
+
+async def test_an_instance_reads_only_the_events_its_own_subscribers_take(
+    pg_url: str, sshd: SshdServer, tmp_path: Path
+) -> None:
+    """Each notification names its event and enterprise (migration 0011): a reader whose
+    subscribers take another enterprise's events reads nothing; one whose take these reads
+    and hands on each of them once."""
+    payloads: list[str] = []
+    async with (
+        call_stack(pg_url, sshd, tmp_path, track_interval=0.1) as stack,
+        opened(pg_url) as database,
+    ):
+        listener = await asyncpg.connect(pg_url)
+        await listener.add_listener(CHANNEL, lambda *args: payloads.append(args[3]))
+        readers: dict[str, tuple[CountingReads, list[Transition]]] = {}
+        running = []
+        for number in ("0367", "9999"):
+            counting, got = CountingReads(database), list[Transition]()
+            wanted: Callable[[], set[str]] = functools.partial(set, {number})
+            events = SharedEvents(cast(Executor, counting), got.append, wanted)
+            notifications = EventNotifications(pg_url, events.heard, events.connected)
+            events.start()
+            notifications.start()
+            running.append(Listening(events, notifications))
+            readers[number] = (counting, got)
+        try:
+            for listening_ in running:
+                await asyncio.wait_for(listening_.notifications.listening.wait(), 10)
+            await stack.control.set_scenario("151", QUICK)
+            call_id = await place(stack, "151")
+            log = await settled(stack, call_id)
+            for _ in range(100):
+                if len(readers["0367"][1]) >= len(log):
+                    break
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # a repeat, or a read by the other reader, would come now
+        finally:
+            for listening_ in running:
+                await listening_.aclose()
+            await listener.close()
+    assert [parse(p) for p in payloads] == [(e.event_id, "0367") for e in log]
+    ours, theirs = readers["0367"], readers["9999"]
+    assert [t.event_id for t in ours[1]] == [e.event_id for e in log]
+    assert ours[0].reads >= 1
+    assert theirs == (theirs[0], []) and theirs[0].reads == 0

@@ -32,6 +32,7 @@ import contextlib
 import email.utils
 import hashlib
 import json
+import math
 import random
 import time
 from collections import defaultdict
@@ -71,6 +72,8 @@ MAX_RETRY_AFTER = 3600.0  # a longer Retry-After is taken as an hour
 # Seconds between two counts of the outbox for the metrics (disabled endpoints, rows waiting):
 # a scrape reads the last count, never the database.
 COUNT_EVERY = 5.0
+# Seconds an endpoint read by a poll is used as it is (`_serve`), unless written since.
+FRESH_FOR = 1.0
 
 
 class Spacing:
@@ -149,6 +152,8 @@ class Dispatcher:
         )
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
         self._busy: set[int] = set()
+        # Endpoints this dispatcher wrote (a back-off set or cleared), and when (`_serve`).
+        self._written: dict[int, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._spacings: dict[str, Spacing] = {}
         self._settled: int | None = None  # the log's head at the poll before
@@ -193,6 +198,7 @@ class Dispatcher:
             self._counted_at = time.monotonic()
             async with db_step("counting waiting webhook deliveries"):
                 metrics.outbox(*await store.outbox_counts(self._database))
+        read_at = time.monotonic()
         async with db_step("reading webhook endpoints"):
             endpoints = await store.active_endpoints(self._database)
             if not endpoints:  # nothing to send: the log's head is not even read
@@ -202,7 +208,7 @@ class Dispatcher:
         if self._settled is not None:
             await self._enqueue(endpoints, self._settled)
         self._settled = head
-        await self._deliver({e.id: e for e in endpoints})
+        await self._deliver({e.id: e for e in endpoints}, read_at)
         if time.monotonic() - self._pruned_at > PRUNE_EVERY:
             self._pruned_at = time.monotonic()
             kept = timedelta(seconds=self._settings.events_retention)
@@ -228,7 +234,7 @@ class Dispatcher:
         async with db_step("writing webhook deliveries"):
             await store.enqueue(self._database, made, cursors)
 
-    async def _deliver(self, endpoints: Mapping[int, store.EndpointRow]) -> None:
+    async def _deliver(self, endpoints: Mapping[int, store.EndpointRow], read_at: float) -> None:
         limit = self._settings.webhook_concurrency * 20
         # An endpoint busy now may finish while the query runs: the rows read would then be
         # stale (some just delivered), so it is skipped this time round.
@@ -243,43 +249,77 @@ class Dispatcher:
             if endpoint is None or endpoint_id in busy or endpoint_id in self._busy:
                 continue
             self._busy.add(endpoint_id)
-            task = asyncio.create_task(self._serve(endpoint, deliveries))
+            task = asyncio.create_task(self._serve(endpoint, deliveries, read_at))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _serve(self, endpoint: store.EndpointRow, deliveries: list[store.Delivery]) -> None:
+    async def _serve(
+        self, endpoint: store.EndpointRow, deliveries: list[store.Delivery], read_at: float
+    ) -> None:
         try:
             async with self._slots:
-                # Read again: the poll's copy may predate the last attempt's back-off.
-                async with db_step("reading a webhook endpoint"):
-                    fresh = await store.endpoint(self._database, endpoint.id)
+                # Read again when the poll's copy may be stale: this dispatcher wrote the
+                # endpoint since (an attempt's back-off), or the slot took long to come (an
+                # operator may have disabled it meanwhile). Otherwise the copy is a moment old:
+                # a statement per endpoint and poll saved (`python -m bench.events`).
+                written = self._written.get(endpoint.id, -math.inf)
+                if written >= read_at or time.monotonic() - read_at > FRESH_FOR:
+                    async with db_step("reading a webhook endpoint"):
+                        fresh = await store.endpoint(self._database, endpoint.id)
+                    if fresh is None:
+                        return
+                    endpoint = fresh
                 now = utcnow()
-                if fresh is None or fresh.disabled_at is not None:
+                if endpoint.disabled_at is not None:
                     return
-                if fresh.retry_at is not None and fresh.retry_at > now:
+                if endpoint.retry_at is not None and endpoint.retry_at > now:
                     return
-                endpoint = fresh
-                failing = endpoint.failures > 0
-                for delivery in deliveries:
-                    outcome = await self._attempt(endpoint, delivery)
-                    metrics.delivery(endpoint.kind, outcome.result, outcome.seconds)
-                    if outcome.done:
-                        async with db_step("marking a webhook delivered"):
-                            await store.delivered(
-                                self._database, delivery, outcome.status or 0, utcnow(), failing
-                            )
-                        failing = False
-                        continue
-                    await self._failed(endpoint, delivery, outcome)
-                    break  # the endpoint's later rows wait: they go in order
+                await self._send_all(endpoint, deliveries)
         except DatabaseUnavailable as exc:
             log.warning("webhooks: database unavailable", error=exc.message)
         finally:
             self._busy.discard(endpoint.id)
 
+    async def _send_all(
+        self, endpoint: store.EndpointRow, deliveries: list[store.Delivery]
+    ) -> None:
+        """The endpoint's due rows in order, until one fails. Those delivered are marked
+        together at the end (one statement for the batch, not one per request: `python -m
+        bench.events`); a process that dies before sends them again, as at least once allows."""
+        try:
+            secret = unseal(endpoint.secret, self._settings.secret_key)
+        except (KeyMissing, WrongKey):
+            secret = None
+        done: list[tuple[int, int]] = []
+        try:
+            for delivery in deliveries:
+                outcome = await self._attempt(endpoint, delivery, secret)
+                metrics.delivery(endpoint.kind, outcome.result, outcome.seconds)
+                if outcome.done:
+                    done.append((delivery.id, outcome.status or 0))
+                    continue
+                if done:  # the rows before it went: the failures count from this one
+                    await self._mark(endpoint, done)
+                    done = []
+                    endpoint = replace(endpoint, failures=0, failing_since=None, retry_at=None)
+                await self._failed(endpoint, delivery, outcome)
+                return  # the endpoint's later rows wait: they go in order
+        finally:
+            if done:
+                await self._mark(endpoint, done)
+
+    async def _mark(self, endpoint: store.EndpointRow, done: Sequence[tuple[int, int]]) -> None:
+        if endpoint.failures > 0:  # its back-off is cleared
+            self._written[endpoint.id] = time.monotonic()
+        async with db_step("marking webhooks delivered"):
+            await store.delivered(
+                self._database, endpoint.id, done, utcnow(), endpoint.failures > 0
+            )
+
     async def _failed(
         self, endpoint: store.EndpointRow, delivery: store.Delivery, outcome: Outcome
     ) -> None:
+        self._written[endpoint.id] = time.monotonic()
         now = utcnow()
         failures = endpoint.failures + 1
         since = endpoint.failing_since or now
@@ -315,10 +355,10 @@ class Dispatcher:
                 disabled_reason=reason,
             )
 
-    async def _attempt(self, endpoint: store.EndpointRow, delivery: store.Delivery) -> Outcome:
-        try:
-            secret = unseal(endpoint.secret, self._settings.secret_key)
-        except (KeyMissing, WrongKey):
+    async def _attempt(
+        self, endpoint: store.EndpointRow, delivery: store.Delivery, secret: str | None
+    ) -> Outcome:
+        if secret is None:
             return Outcome(None, error="the stored secret cannot be opened with this key")
         if endpoint.kind == RETAILCRM:  # waiting for the account's rate is not the attempt's
             bucket_key = hashlib.sha256(secret.encode()).hexdigest()

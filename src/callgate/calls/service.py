@@ -149,14 +149,24 @@ class CallService:
         ``client``: the address the request came from (None: not from the network), whose
         failed attempts are limited; checked before the secret is looked at.
         """
-        if client is not None:
-            await self._limits.check_authentication(client)
+        await self.check_client(client)
         try:
             return await self._authorise(secret)
         except errors.AuthenticationFailed:
-            if client is not None:
-                await self._limits.failed_authentication(client)
+            await self.client_failed(client)
             raise
+
+    async def check_client(self, client: str | None) -> None:
+        """RateLimited when ``client`` (an address; None: not from the network) has failed to
+        authenticate too often lately: with an enterprise's secret or the admin token, one
+        count per address."""
+        if client is not None:
+            await self._limits.check_authentication(client)
+
+    async def client_failed(self, client: str | None) -> None:
+        """Count a failed authentication of ``client`` (see `check_client`)."""
+        if client is not None:
+            await self._limits.failed_authentication(client)
 
     async def _authorise(self, secret: str | None) -> Enterprise:
         if not is_plausible_secret(secret):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from callgate import errors
 from callgate.calls.event_log import as_transition
@@ -32,7 +32,7 @@ from callgate.calls.tracker import CallTracker
 from callgate.db import event_log
 from callgate.db.executor import Executor
 from callgate.db.guard import db_step
-from callgate.db.notifications import EventNotifications, is_postgres
+from callgate.db.notifications import EventNotifications, Heard, is_postgres
 from callgate.logs import get_logger
 
 log = get_logger("callgate.shared_events")
@@ -53,22 +53,23 @@ class SharedEvents:
     """Reads the events heard of and hands them on (see the module docstring).
 
     ``deliver`` takes each event as a transition with its enterprise and event id;
-    ``wanted`` says whether anyone in this process subscribes now (if not, the events heard
-    of are not read at all).
+    ``wanted`` says whose events anyone in this process subscribes to now: the enterprises
+    (the events of the others are not read: none when nobody subscribes), or None for every
+    enterprise's.
     """
 
     def __init__(
         self,
         database: Executor,
         deliver: Callable[[Transition], None],
-        wanted: Callable[[], bool],
+        wanted: Callable[[], Collection[str] | None],
     ) -> None:
         self._database = database
         self._deliver = deliver
         self._wanted = wanted
         self._floor: int | None = None  # the log's end when first connected: older is history
         self._last = 0  # the highest id read or heard of
-        self._heard: set[int] = set()
+        self._heard: set[Heard] = set()
         self._catch_up = False
         self._given: set[int] = set()
         self._given_order: deque[int] = deque()
@@ -88,9 +89,10 @@ class SharedEvents:
                 await self._task
             self._task = None
 
-    def heard(self, ids: list[int]) -> None:
-        """Events stored and committed (their notifications): read at the next turn."""
-        self._heard.update(ids)
+    def heard(self, events: list[Heard]) -> None:
+        """Events stored and committed (their notifications: id, and enterprise when said):
+        read at the next turn if they may be for a subscriber here."""
+        self._heard.update(events)
         self._wake.set()
 
     async def connected(self) -> None:
@@ -122,29 +124,37 @@ class SharedEvents:
                 await asyncio.sleep(RETRY)
 
     async def _turn(self) -> None:
+        wanted = self._wanted()
         if self._catch_up:
             low = max(self._floor or 0, self._last - OVERLAP)
-            await self._read(low, _NO_END)
+            await self._read(low, _NO_END, wanted)
             self._catch_up = False
         if not self._heard:
             return
         heard = self._heard
         self._heard = set()
-        if not self._wanted():  # nobody to give them to: nothing to read
-            self._last = max(self._last, max(heard))
-            return
+        # Those nobody here takes are not read at all (an event whose enterprise the
+        # notification did not say is read, and the read filters it).
+        ids = sorted(
+            event_id
+            for event_id, enterprise in heard
+            if wanted is None or (enterprise in wanted if enterprise else wanted)
+        )
         try:
-            for low, high in _ranges(sorted(heard)):
-                await self._read(low - 1, high)
+            for low, high in _ranges(ids) if ids else ():
+                await self._read(low - 1, high, wanted)
         except BaseException:
             self._heard |= heard  # read at the next try
             raise
+        self._last = max(self._last, max(event_id for event_id, _ in heard))
 
-    async def _read(self, after: int, up_to: int) -> None:
-        """Hand on the events with ``after < id <= up_to`` not handed on yet, by id."""
+    async def _read(self, after: int, up_to: int, wanted: Collection[str] | None) -> None:
+        """Hand on the events with ``after < id <= up_to`` not handed on yet, by id: of the
+        ``wanted`` enterprises only, unless None (each instance reads only what its own
+        subscribers take: `python -m bench.instances`)."""
         while True:
             async with db_step("reading the events of other instances"):
-                events = await event_log.events_between(self._database, after, up_to, BATCH)
+                events = await event_log.events_between(self._database, after, up_to, BATCH, wanted)
             for event in events:
                 self._last = max(self._last, event.event_id)
                 if event.event_id in self._given or event.enterprise_number is None:
@@ -188,7 +198,7 @@ def listen_for_events(
     (``aclose()`` the result at shutdown); None on SQLite."""
     if not fed_from_log(database_url):
         return None
-    events = SharedEvents(database, tracker.publish, lambda: tracker.subscribers() > 0)
+    events = SharedEvents(database, tracker.publish, tracker.subscribed)
     notifications = EventNotifications(database_url, events.heard, events.connected)
     events.start()
     notifications.start()

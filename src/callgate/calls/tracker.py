@@ -46,7 +46,7 @@ from callgate.calls.history import (
 from callgate.calls.leases import Leases
 from callgate.calls.targets import build_target
 from callgate.db.call_tracking import end_stale, live_calls
-from callgate.db.calls import CallRecord, get_call
+from callgate.db.calls import CallRecord, get_calls
 from callgate.db.executor import Database
 from callgate.db.guard import db_step
 from callgate.db.hosts import get_host
@@ -293,6 +293,13 @@ class CallTracker:
         """Subscriptions open now (metrics)."""
         return sum(len(group) for group in self._subscribers.values())
 
+    def subscribed(self) -> frozenset[str] | None:
+        """The enterprises whose transitions someone here subscribes to now; None when a
+        subscriber takes every enterprise's (`shared_events` reads only these)."""
+        if self._subscribers.get(None):
+            return None
+        return frozenset(number for number, group in self._subscribers.items() if group and number)
+
     def live_calls(self) -> dict[str, CallState]:
         """The calls followed now and their states (status pages, the live-call caps, metrics),
         with those placed here whose host's lease is being taken (`_claim`): live all the same."""
@@ -343,6 +350,7 @@ class CallTracker:
         if host is None:
             host = self._hosts[key] = _Host(call.target)
             self._spawn(self._poll(key, host))
+            self.listen_to(call.target)  # an adopted or resumed call's host too
         host.target = call.target  # the newest settings (`callgate host set` since)
         host.calls[call.call_id] = call
 
@@ -413,10 +421,17 @@ class CallTracker:
             call.customer_base = customer.base_name
 
     def listen_to(self, target: HostTarget) -> None:
-        """Have a listening console on ``target`` (a call is about to be placed there): its
-        lines are heard from as early as the console can be opened. Nothing on rx hosts."""
+        """Have a listening console on ``target`` (a call is about to be placed there, or is
+        followed there): its lines are heard from as early as the console can be opened.
+        Nothing on rx hosts. Nothing either on a host another instance may own (several
+        instances run and this one does not hold the host's lease): its owner listens, and
+        this instance's originate check lists instead; a console per host and instance would
+        pay for every line of the host once per instance (`python -m bench.instances`)."""
         key = (target.address, target.port)
         if not self.listen or self._stopped:
+            return
+        leases = self._leases
+        if leases is not None and not leases.alone and leases.token(target.address) is None:
             return
         ear = self._ears.get(key)
         if ear is None:
@@ -781,12 +796,14 @@ class CallTracker:
             found = await owned_live_calls(self._database, self._leases.owner)
         followed = self._followed()
         todo = [call_id for call_id, _host in found if call_id not in followed]
+        if not todo:
+            return 0
+        async with db_step("loading calls to adopt"):  # one statement for the round's calls
+            rows = sorted(await get_calls(self._database, todo), key=lambda r: r.created_at)
         hosts: dict[str, HostRow | None] = {}
         adopted = 0
-        for call_id in todo:
-            async with db_step("loading a call to adopt"):
-                row = await get_call(self._database, call_id)
-            if row is None or CallState(row.state).is_terminal:
+        for row in rows:
+            if CallState(row.state).is_terminal:
                 continue
             if row.host not in hosts:
                 try:
@@ -813,6 +830,9 @@ class CallTracker:
                 log.warning("host no longer followed here", host=host.target.label)
                 host.calls.clear()  # its poller ends at its next check
                 del self._hosts[key]
+                ear = self._ears.get(key)
+                if ear is not None:  # its new owner listens now: this console ends
+                    ear.quiet_since = -math.inf
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Required, TypedDict, Unpack
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import String, and_, any_, bindparam, insert, or_, select, update
+from sqlalchemy.dialects import postgresql
 
 from callgate.db.executor import Database, Executor, Row
 from callgate.db.models import CALLS, CallOutcome, utcnow
@@ -160,6 +161,18 @@ async def get_call(database: Executor, call_id: str) -> CallRecord | None:
     """One call, read fresh."""
     found = await database.row(_BY_ID, {"call_id": call_id})
     return None if found is None else call_record(found)
+
+
+# Several calls by id in one statement: PostgreSQL's `= ANY(array)`, one statement text for
+# any number of ids (an IN list is compiled with its values: `db.postgres`).
+_BY_IDS = select(CALLS).where(
+    CALLS.c.id == any_(bindparam("p_ids", type_=postgresql.ARRAY(String())))
+)
+
+
+async def get_calls(database: Executor, call_ids: Sequence[str]) -> list[CallRecord]:
+    """The calls of ``call_ids`` that exist, read fresh, in no particular order (PostgreSQL)."""
+    return [call_record(found) for found in await database.rows(_BY_IDS, {"p_ids": call_ids})]
 
 
 async def call_exists(database: Executor, call_id: str) -> bool:

@@ -1,10 +1,11 @@
 """PostgreSQL's notifications of stored events: one dedicated connection that LISTENs.
 
-Every row stored in ``call_events`` sends ``NOTIFY callgate_events, '<id>'`` (a trigger,
-migration 0009), delivered at commit and only if the transaction commits. ``EventNotifications``
-holds one asyncpg connection per process, outside the pool (a LISTEN lives as long as its
-connection, and the pool's connections are reset by nobody: `db.postgres`), LISTENs on that
-channel and hands the ids it hears to ``heard``. A connection that ends (the server
+Every row stored in ``call_events`` sends ``NOTIFY callgate_events, '<id> <enterprise>'`` (a
+trigger, migrations 0009 and 0011; the id alone before 0011), delivered at commit and only if
+the transaction commits. ``EventNotifications`` holds one asyncpg connection per process,
+outside the pool (a LISTEN lives as long as its connection, and the pool's connections are
+reset by nobody: `db.postgres`), LISTENs on that channel and hands what it hears to
+``heard``: each event's id and enterprise (None: not said). A connection that ends (the server
 restarted, ``pg_terminate_backend``, a network fault) is opened again with a growing pause;
 after every (re)connect ``connected`` is awaited, so that the caller can read what was
 stored while nobody listened. A connection that stops answering without ending is found by a
@@ -32,6 +33,20 @@ MAX_PAUSE = 5.0
 CHECK_EVERY = 10.0  # seconds between two checks that the connection still answers
 
 
+Heard = tuple[int, str | None]  # an event's id, and its enterprise when the payload says it
+
+
+def parse(payload: object) -> Heard | None:
+    """A notification's payload: ``'<id> <enterprise>'``, or ``'<id>'`` alone (a trigger from
+    before migration 0011); None for anything else."""
+    if not isinstance(payload, str):
+        return None
+    event_id, _, enterprise = payload.partition(" ")
+    if not event_id.isdigit():
+        return None
+    return int(event_id), enterprise or None
+
+
 def is_postgres(url: str) -> bool:
     """Whether ``url`` names a PostgreSQL database (the only one that notifies)."""
     return async_url(url).drivername == "postgresql+asyncpg"
@@ -43,7 +58,7 @@ class EventNotifications:
     def __init__(
         self,
         url: str,
-        heard: Callable[[list[int]], None],
+        heard: Callable[[list[Heard]], None],
         connected: Callable[[], Awaitable[None]],
     ) -> None:
         target = async_url(url)
@@ -95,8 +110,9 @@ class EventNotifications:
         lost = asyncio.Event()
 
         def notified(_conn: object, _pid: int, _channel: str, payload: object) -> None:
-            if isinstance(payload, str) and payload.isdigit():
-                self._heard([int(payload)])
+            event = parse(payload)
+            if event is not None:
+                self._heard([event])
 
         try:
             connection.add_termination_listener(lambda _conn: lost.set())

@@ -233,8 +233,20 @@ async def pending_count(database: Executor, endpoint_id: int) -> int:
 
 
 # Built once (a statement object keeps its compiled form); without .values() for the
-# parameters named like columns, which are SET (as `calls.FINISH_CALL`).
-_DELIVERED = update(D).where(D.c.id == bindparam("p_id")).values(attempts=D.c.attempts + 1)
+# parameters named like columns, which are SET (as `calls.FINISH_CALL`). A run of one
+# endpoint's rows, by id: the dispatcher sends an endpoint's due rows as one batch, the first
+# undelivered ones by id, and rows enqueued later get higher ids, so every undelivered row of
+# the endpoint in the run's range is one the batch sent.
+_DELIVERED = (
+    update(D)
+    .where(
+        D.c.endpoint_id == bindparam("p_endpoint"),
+        D.c.id >= bindparam("p_first"),
+        D.c.id <= bindparam("p_last"),
+        D.c.delivered_at.is_(None),
+    )
+    .values(attempts=D.c.attempts + 1)
+)
 _BACK_OFF_CLEARED = (
     update(E)
     .where(E.c.id == bindparam("p_id"))
@@ -243,17 +255,39 @@ _BACK_OFF_CLEARED = (
 
 
 async def delivered(
-    database: Database, delivery: Delivery, status: int, now: datetime, reset_endpoint: bool
+    database: Database,
+    endpoint_id: int,
+    done: Sequence[tuple[int, int]],
+    now: datetime,
+    reset_endpoint: bool,
 ) -> None:
-    """A delivery done; the endpoint's back-off cleared when it had one. The usual case, a
-    delivery to an endpoint that was not failing, is one statement without a transaction."""
-    values = {"p_id": delivery.id, "delivered_at": now, "last_status": status, "last_error": None}
-    if not reset_endpoint:
-        await database.rowcount(_DELIVERED, values)
+    """A batch of one endpoint's deliveries done (``done``: the delivery ids in the order sent,
+    each with its answer's status); the endpoint's back-off cleared when it had one. The usual
+    case, a batch answered with one status by an endpoint that was not failing, is one
+    statement without a transaction, whatever the batch's size."""
+    runs: list[dict[str, Any]] = []
+    for delivery_id, status in done:
+        if runs and runs[-1]["last_status"] == status:
+            runs[-1]["p_last"] = delivery_id
+        else:
+            runs.append(
+                {
+                    "p_endpoint": endpoint_id,
+                    "p_first": delivery_id,
+                    "p_last": delivery_id,
+                    "delivered_at": now,
+                    "last_status": status,
+                    "last_error": None,
+                }
+            )
+    if not reset_endpoint and len(runs) == 1:
+        await database.rowcount(_DELIVERED, runs[0])
         return
     async with database.transaction() as tx:
-        await tx.rowcount(_DELIVERED, values)
-        await tx.rowcount(_BACK_OFF_CLEARED, {"p_id": delivery.endpoint_id})
+        for values in runs:
+            await tx.rowcount(_DELIVERED, values)
+        if reset_endpoint:
+            await tx.rowcount(_BACK_OFF_CLEARED, {"p_id": endpoint_id})
 
 
 async def failed(

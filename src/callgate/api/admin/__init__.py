@@ -21,8 +21,9 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from callgate.api.admin import session
-from callgate.api.deps import services
+from callgate.api.deps import client_address, services
 from callgate.calls.overview import Health
+from callgate.calls.rate_limits import RateLimited
 from callgate.metrics import rejection_counts
 
 HERE = Path(__file__).parent
@@ -88,6 +89,24 @@ def _off() -> HTMLResponse:
     return _page("off.html", 404)
 
 
+async def _refused(request: Request) -> HTMLResponse:
+    """A wrong admin token: counted against the address, as an enterprise's wrong secret is
+    (`CALLGATE_LIMIT_AUTH_FAILURES_PER_MINUTE`); over the limit, 429 until the minute ends."""
+    calls = (await services(request)).calls
+    try:
+        await calls.check_client(client_address(request))
+    except RateLimited as exc:
+        return _too_many(exc)
+    await calls.client_failed(client_address(request))
+    return _page("login.html", 401, refused=True)
+
+
+def _too_many(exc: RateLimited) -> HTMLResponse:
+    headers = {"Retry-After": str(exc.retry_after)}
+    values = {"refused": False, "too_many": True, "retry_after": exc.retry_after}
+    return _page("login.html", 429, headers=headers, **values)
+
+
 async def _overview_values(request: Request) -> dict[str, Any]:
     svc = await services(request)
     overview = await svc.status.page.read(rejection_counts)
@@ -101,7 +120,7 @@ async def page(request: Request) -> Response:
         return _off()
     if not session.signed_in(request, settings):
         if request.headers.get("authorization"):  # a token was given, and it is not the one
-            return _page("login.html", 401, refused=True)
+            return await _refused(request)
         return RedirectResponse("/admin/login", status_code=303, headers=HEADERS)
     return _page("page.html", **await _overview_values(request))
 
@@ -130,11 +149,16 @@ async def login(request: Request) -> Response:
     settings = (await services(request)).settings
     if not session.enabled(settings):
         return _off()
+    calls = (await services(request)).calls
+    try:  # an address that failed too often is refused before the token is looked at
+        await calls.check_client(client_address(request))
+    except RateLimited as exc:
+        return _too_many(exc)
     body = await request.body()
     form = parse_qs(body[:LOGIN_FORM_BYTES].decode("utf-8", "replace"))
     given = (form.get("token") or [""])[0]
     if not session.token_matches(settings, given):
-        return _page("login.html", 401, refused=True)  # never echoes what was typed
+        return await _refused(request)  # never echoes what was typed
     response = RedirectResponse("/admin", status_code=303, headers=HEADERS)
     session.sign_in(response, request, settings)
     return response
