@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import String, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql
 
-from callgate.db.executor import Executor
+from callgate.db.executor import Executor, Row
 from callgate.db.models import CALL_EVENTS, CALLS
 from callgate.domain.states import LIVE
 
@@ -43,7 +43,7 @@ class StoredEvent:
     detail: str | None
     extension: str
     sides: dict[str, Any]  # the call row's six side columns (meaningful once it ended)
-    enterprise_number: str | None = None  # whose call (read by `events_between` only)
+    enterprise_number: str | None = None  # whose call
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,29 +63,9 @@ class LiveCall:
     extension: str
 
 
-# Enterprise-scoped through the call's row (call_events has no enterprise column): a range of
-# the primary key, each row joined to its call by the call's primary key.
-_AFTER = (
-    select(
-        CALL_EVENTS.c.id,
-        CALL_EVENTS.c.call_id,
-        CALL_EVENTS.c.state,
-        CALL_EVENTS.c.at,
-        CALL_EVENTS.c.detail,
-        CALLS.c.extension,
-        *(CALLS.c[name] for name in _SIDE_COLUMNS),
-    )
-    .join(CALLS, CALLS.c.id == CALL_EVENTS.c.call_id)
-    .where(
-        CALLS.c.enterprise_number == bindparam("p_number"),
-        CALL_EVENTS.c.id > bindparam("p_after"),
-    )
-    .order_by(CALL_EVENTS.c.id)
-    .limit(bindparam("p_limit"))
-)
-# Every enterprise's events in a range of ids (the events other instances stored, heard of by
-# notification: `calls.shared_events`), with the enterprise each goes to.
-_BETWEEN = (
+# Events with their call's columns (call_events has no enterprise column): each row joined to
+# its call by the call's primary key, in the order of the log, read a range of ids at a time.
+_EVENTS = (
     select(
         CALL_EVENTS.c.id,
         CALL_EVENTS.c.call_id,
@@ -97,10 +77,15 @@ _BETWEEN = (
         *(CALLS.c[name] for name in _SIDE_COLUMNS),
     )
     .join(CALLS, CALLS.c.id == CALL_EVENTS.c.call_id)
-    .where(CALL_EVENTS.c.id > bindparam("p_after"), CALL_EVENTS.c.id <= bindparam("p_up_to"))
+    .where(CALL_EVENTS.c.id > bindparam("p_after"))
     .order_by(CALL_EVENTS.c.id)
     .limit(bindparam("p_limit"))
 )
+# One enterprise's events after an id (a resume).
+_AFTER = _EVENTS.where(CALLS.c.enterprise_number == bindparam("p_number"))
+# Every enterprise's events in a range of ids (the events other instances stored, heard of by
+# notification: `calls.shared_events`), with the enterprise each goes to.
+_BETWEEN = _EVENTS.where(CALL_EVENTS.c.id <= bindparam("p_up_to"))
 # The same, of some enterprises only (those with subscribers in this process). PostgreSQL's
 # `= ANY(array)`: one statement text whatever the enterprises, where an IN list would be
 # compiled and prepared anew for every set (`db.postgres`); only PostgreSQL notifies.
@@ -137,18 +122,7 @@ async def events_after(
     rows = await database.rows(
         _AFTER, {"p_number": enterprise_number, "p_after": after, "p_limit": limit}
     )
-    return [
-        StoredEvent(
-            row["id"],
-            row["call_id"],
-            row["state"],
-            row["at"],
-            row["detail"],
-            row["extension"],
-            {name: row[name] for name in _SIDE_COLUMNS},
-        )
-        for row in rows
-    ]
+    return [_stored(row) for row in rows]
 
 
 async def events_between(
@@ -165,19 +139,20 @@ async def events_between(
         rows = await database.rows(_BETWEEN, values)
     else:
         rows = await database.rows(_BETWEEN_OF, values | {"p_numbers": list(enterprises)})
-    return [
-        StoredEvent(
-            row["id"],
-            row["call_id"],
-            row["state"],
-            row["at"],
-            row["detail"],
-            row["extension"],
-            {name: row[name] for name in _SIDE_COLUMNS},
-            row["enterprise_number"],
-        )
-        for row in rows
-    ]
+    return [_stored(row) for row in rows]
+
+
+def _stored(row: Row) -> StoredEvent:
+    return StoredEvent(
+        row["id"],
+        row["call_id"],
+        row["state"],
+        row["at"],
+        row["detail"],
+        row["extension"],
+        {name: row[name] for name in _SIDE_COLUMNS},
+        row["enterprise_number"],
+    )
 
 
 async def position(database: Executor, after: int) -> Position:
