@@ -178,22 +178,22 @@ def goals(result: SingleResult) -> list[tuple[str, bool | None, str]]:
     over_floors = console.median_ms / floors.median_ms
     best = ceiling(result)
     ratio = f"{seed.median_ms:.1f} ms / {console.median_ms:.2f} ms = {below:.1f}x"
-    reach: bool | None = below >= GOAL
-    if not reach and best < GOAL:
-        reach = None
+    floors_ratio = (
+        f"{ratio}; the floor parts alone: {seed.median_ms:.1f} ms / "
+        f"{floors.median_ms:.2f} ms = {best:.1f}x"
+    )
     return [
         ("single host: console median >= 25x below the seed's", below >= 25, ratio),
         (
             f"single host: console median >= {FIRST_BAR:.0f}x below the seed's (the first bar, "
             "with the honest check)",
-            below >= FIRST_BAR,
-            ratio,
+            _reach(below, best, FIRST_BAR),
+            floors_ratio,
         ),
         (
             f"single host: console median >= {GOAL:.0f}x below the seed's",
-            reach,
-            f"{ratio}; the floor parts alone: {seed.median_ms:.1f} ms / "
-            f"{floors.median_ms:.2f} ms = {best:.1f}x",
+            _reach(below, best, GOAL),
+            floors_ratio,
         ),
         (
             f"single host: console median <= {OVER_FLOORS:g}x the sum of its floor parts",
@@ -206,3 +206,11 @@ def goals(result: SingleResult) -> list[tuple[str, bool | None, str]]:
             f"{console.median_ms:.2f} ms / {floor.median_ms:.2f} ms = {above_floor:.2f}x",
         ),
     ]
+
+
+def _reach(below: float, best: float, bar: float) -> bool | None:
+    """Met, not met, or None: out of reach in this run, when even the floor parts alone, one
+    after another, stay under the bar (the same rule for every bar)."""
+    if below >= bar:
+        return True
+    return None if best < bar else False

@@ -14,7 +14,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import String, column, insert, inspect, select, table, text
+from sqlalchemy import String, bindparam, column, insert, inspect, select, table, text, update
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -343,6 +343,26 @@ async def test_a_transaction_commits_together_or_not_at_all(database: Database) 
         await insert_call(writing, second)
     assert await get_call(database, first["id"]) is not None
     assert await get_call(database, second["id"]) is not None
+
+
+async def test_many_runs_one_statement_for_each_set_of_values(database: Database) -> None:
+    """`many`: a prebuilt statement run once per set of values, alone or in a transaction that
+    takes every row or none; nothing to run is no statement at all."""
+    rows = [
+        new_call_values(enterprise_number="0367", extension=f"15{n}", phone=str(n), host="h")
+        for n in range(3)
+    ]
+    await database.many(insert(CALLS), rows[:2])
+    await database.many(insert(CALLS), [])
+    with pytest.raises(IntegrityError):
+        async with database.transaction() as writing:
+            await writing.many(insert(CALLS), rows[2:] + rows[:1])  # the first one again
+    stored = [await get_call(database, row["id"]) for row in rows]
+    assert [call is not None for call in stored] == [True, True, False]
+    renamed = update(CALLS).where(CALLS.c.id == bindparam("p_id"))
+    await database.many(renamed, [{"p_id": row["id"], "extension": "777"} for row in rows[:2]])
+    renamed_calls = [await get_call(database, row["id"]) for row in rows[:2]]
+    assert [call.extension if call else None for call in renamed_calls] == ["777"] * 2
 
 
 # --- enterprises -----------------------------------------------------------------------------

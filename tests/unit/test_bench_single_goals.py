@@ -57,6 +57,14 @@ def test_the_first_bar_is_its_own_goal() -> None:
     assert _status(_result(seed=250.0, console=5.5, floors=3.5))[FIRST_BAR] is False
 
 
+def test_the_first_bar_is_out_of_reach_by_the_same_rule() -> None:
+    # 250 / 5.1 = 49x: the floor parts alone miss 50x in this run (as on 2026-12-06 23:29).
+    beyond = _status(_result(seed=250.0, console=6.7, floors=5.1))
+    assert beyond[FIRST_BAR] is None and beyond[GOAL_100] is None
+    # 250 / 4.9 = 51x: within reach, and callgate at 37x misses it.
+    assert _status(_result(seed=250.0, console=6.7, floors=4.9))[FIRST_BAR] is False
+
+
 def test_a_floor_round_sums_its_parts() -> None:
     parts = FloorRound(pbx=0.002, http=0.001, database=0.0005, unchecked=0.001, checks=2)
     assert parts.total == 0.0035  # the pair-alone originate is a comparison, not a part

@@ -93,6 +93,9 @@ class AdvisoryLocks:
     async def rowcount(self, statement: Executable, values: Values | None = None) -> int:
         return await self._statement(lambda on: on.rowcount(statement, values))
 
+    async def many(self, statement: Executable, rows: Sequence[Values]) -> None:
+        await self._statement(lambda on: on.many(statement, rows))
+
     async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int | None:
         return await self._statement(lambda on: on.update_with_row(statement, values))
 

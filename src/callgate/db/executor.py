@@ -77,6 +77,10 @@ class Executor(Protocol):
     async def rowcount(self, statement: Executable, values: Values | None = None) -> int:
         """Run an INSERT, UPDATE or DELETE; how many rows it wrote."""
 
+    async def many(self, statement: Executable, rows: Sequence[Values]) -> None:
+        """Run an INSERT or UPDATE once per set of values (each with the same names), in one
+        go: the driver's executemany, one compiled statement for any number of rows."""
+
     async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int | None:
         """Run ``statement`` (see `UpdateWithRow`); the primary key of the row inserted, None
         when the UPDATE changed no row (and so nothing was inserted)."""
@@ -117,6 +121,10 @@ class Pooled(ABC):
     async def rowcount(self, statement: Executable, values: Values | None = None) -> int:
         async with self._alone() as connection:
             return await connection.rowcount(statement, values)
+
+    async def many(self, statement: Executable, rows: Sequence[Values]) -> None:
+        async with self._alone() as connection:
+            await connection.many(statement, rows)
 
     async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int | None:
         async with self._alone() as connection:

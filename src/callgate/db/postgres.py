@@ -101,6 +101,11 @@ class _Connection:
         status: str = await self._connection.execute(form.sql, *form.args(values))
         return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 <rows>", "UPDATE <rows>"
 
+    async def many(self, statement: Executable, rows: Sequence[Values]) -> None:
+        if rows:
+            form = self._forms.of(statement, rows[0])
+            await self._connection.executemany(form.sql, [form.args(values) for values in rows])
+
     async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int | None:
         # One statement: the row is inserted exactly when the UPDATE returned one; its key
         # comes back in the same round trip (no row: None).

@@ -40,6 +40,10 @@ class EngineConnection:
         result = await self._connection.execute(statement, dict(values or {}))
         return int(result.rowcount)
 
+    async def many(self, statement: Executable, rows: Sequence[Values]) -> None:
+        if rows:
+            await self._connection.execute(statement, [dict(values) for values in rows])
+
     async def update_with_row(self, statement: UpdateWithRow, values: Values) -> int | None:
         if not await self.rowcount(statement.update, values):
             return None
