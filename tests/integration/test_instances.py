@@ -32,8 +32,8 @@ from callgate.domain.states import TERMINAL
 from callgate.simulator import Scenario
 from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
 from callgate.simulator.program import install_program
-from tests.integration.test_shutdown import ServiceProcess
 from tests.support.database import opened
+from tests.support.processes import ServiceProcess
 from tests.support.sshd import SimUser, SshdServer
 from tests.support.stack import LIMITS_OFF, sshd_host_row
 
