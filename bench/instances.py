@@ -2,6 +2,7 @@
 
     python -m bench.instances [--quick] [--hosts N] [--clients N] [--seconds S]
     python -m bench.instances serve [--alone]   # how the measurement starts each service
+    python -m bench.instances --seconds 15 paced two   # one paced segment alone (A/B runs)
 
 The farm's simulated console hosts (another process, `bench.farm`), one enterprise each, and
 concurrent clients placing calls (`bench.load.closed_loop`, every call another number), in
@@ -580,6 +581,27 @@ def render(result: Result, quick: bool, seconds: float) -> str:
     return "\n".join(lines)
 
 
+async def paced(setup_name: str, plan: Plan) -> Segment:
+    """One paced segment of one set-up alone (``one`` or ``two``), on a database of its own:
+    the CPU per call to compare between two checkouts run one after the other."""
+    with setup.stage("callgate-instances-") as stage:
+        async with farm_process() as farm, setup.database() as url:
+            hosts = await farm.start(GROUP, plan.hosts, SCENARIO)
+            await setup.migrate(url)
+            secrets = await setup.seed_farm_rows(url, hosts, farm, prefix="c", transport="console")
+            database = url.rsplit("/", 1)[1]
+            async with contextlib.AsyncExitStack() as services:
+                started = [
+                    await services.enter_async_context(_service(url, stage.workdir, name))
+                    for name in ("bench-a", "bench-b")[: 2 if setup_name == "two" else 1]
+                ]
+                await _warm(started, secrets, farm)
+                pause = plan.clients / PACED_RATE
+                return await _segment(
+                    f"{setup_name}, paced", started, farm, database, secrets, plan, pause
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.instances", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
@@ -590,6 +612,8 @@ def main() -> None:
     one = commands.add_parser("serve", help="serve (the measurement starts them)")
     one.add_argument("--alone", action="store_true", help="without the coordination")
     one.add_argument("--without", action="append", choices=PARTS, default=[])
+    alone = commands.add_parser("paced", help="one paced segment of one set-up, alone")
+    alone.add_argument("setup", choices=("one", "two"))
     parser.add_argument(
         "--parts", action="store_true", help="also one instance without each part, in turn"
     )
@@ -604,6 +628,13 @@ def main() -> None:
         seconds=args.seconds or plan.seconds,
     )
     procs.raise_open_files()
+    if args.command == "paced":
+        segment = uvloop.run(paced(args.setup, plan))
+        calls = sum(segment.run.ok)
+        cpu = segment.cpu.items()
+        per_call = ", ".join(f"{part} {1000 * seconds / calls:.2f}" for part, seconds in cpu)
+        print(f"{segment.name}: {calls} calls; ms of CPU per call: {per_call}")
+        return
     started = time.time()
     result = uvloop.run(measure(plan, parts=args.parts))
     text = render(result, args.quick, time.time() - started)

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -33,6 +32,7 @@ from callgate.simulator import Scenario
 from callgate.simulator.daemon import SimulatorControl, SimulatorDaemon
 from callgate.simulator.program import install_program
 from tests.support.database import opened
+from tests.support.event_streams import SseStream, sse_on
 from tests.support.processes import ServiceProcess
 from tests.support.sshd import SimUser, SshdServer
 from tests.support.stack import LIMITS_OFF, sshd_host_row
@@ -105,45 +105,20 @@ def _instance(pg_url: str, tmp_path: Path, index: int) -> ServiceProcess:
     return service
 
 
-@dataclass(eq=False)
-class _Stream:
-    """An enterprise's `/v1/events` on one instance, read in the background: the event ids
-    of the transitions heard."""
-
-    heard: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (call, state)
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
+def _heard(stream: SseStream) -> set[int]:
+    """The event ids of the transitions a stream heard."""
+    return {int(e.id) for e in stream.events if e.id and "call_id" in e.data}
 
 
 @contextlib.asynccontextmanager
-async def _listening(base_url: str, secret: str) -> AsyncIterator[_Stream]:
-    stream = _Stream()
-    headers = {"Authorization": f"Bearer {secret}"}
-
-    async def read() -> None:
-        async with (
-            # No read timeout: the stream is quiet between transitions.
-            httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(5, read=None)) as client,
-            client.stream("GET", "/v1/events", headers=headers) as response,
-        ):
-            assert response.status_code == 200
-            event_id = None
-            async for line in response.aiter_lines():
-                stream.connected.set()
-                if line.startswith("id: "):
-                    event_id = int(line[4:])
-                elif line.startswith("data: ") and event_id is not None:
-                    data = json.loads(line[6:])
-                    if "call_id" in data:
-                        stream.heard[event_id] = (data["call_id"], data["state"])
-
-    task = asyncio.create_task(read())
-    try:
-        await asyncio.wait_for(stream.connected.wait(), 10)
+async def _listening(base_url: str, secret: str) -> AsyncIterator[SseStream]:
+    """An enterprise's `/v1/events` on one instance, read in the background."""
+    # No read timeout: the stream is quiet between transitions.
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(5, read=None)) as client,
+        sse_on(client, {"Authorization": f"Bearer {secret}"}) as stream,
+    ):
         yield stream
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def _place(service: ServiceProcess, pbx: _Pbx, extension: str) -> str:
@@ -267,7 +242,7 @@ async def test_an_instance_killed_mid_call_is_replaced_and_no_call_is_lost_or_do
                 # Every stored transition reached every survivor's subscribers.
                 async def all_heard() -> bool:
                     return all(
-                        set(stream.heard) >= {i for i, call, _ in events if placed[call] == host}
+                        _heard(stream) >= {i for i, call, _ in events if placed[call] == host}
                         for stream, host in zip(heard, [0, 1, 2, 0, 1, 2], strict=True)
                     )
 
@@ -275,7 +250,7 @@ async def test_an_instance_killed_mid_call_is_replaced_and_no_call_is_lost_or_do
                     await _until(all_heard, within=5)
                 for stream, host in zip(heard, [0, 1, 2, 0, 1, 2], strict=True):
                     wanted = {i: (call, state) for i, call, state in events if placed[call] == host}
-                    missing = {i: wanted[i] for i in set(wanted) - set(stream.heard)}
+                    missing = {i: wanted[i] for i in set(wanted) - _heard(stream)}
                     assert not missing, (host, missing)
         finally:
             await asyncio.gather(*(service.stop() for service in instances))

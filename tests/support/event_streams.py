@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from callgate.db.enterprises import add_enterprise
 from callgate.db.event_log import StoredEvent, events_after
 from callgate.domain.states import TERMINAL
@@ -56,22 +58,28 @@ class SseStream:
         ]
 
 
-@contextlib.asynccontextmanager
-async def sse(
+def sse(
     stack: Stack, headers: dict[str, str] | None = None, last_event_id: str | None = None
-) -> AsyncIterator[SseStream]:
+) -> contextlib.AbstractAsyncContextManager[SseStream]:
     """`/v1/events` read in the background for the block (the stack's enterprise's, unless
     ``headers`` say another's), with ``Last-Event-ID`` when given."""
+    return sse_on(stack.service.client, headers or stack.auth(), last_event_id)
+
+
+@contextlib.asynccontextmanager
+async def sse_on(
+    client: httpx.AsyncClient, headers: dict[str, str], last_event_id: str | None = None
+) -> AsyncIterator[SseStream]:
+    """`/v1/events` of the service ``client`` speaks to, read in the background for the
+    block, as `sse`."""
     stream = SseStream()
-    sent = dict(headers or stack.auth())
+    sent = dict(headers)
     if last_event_id is not None:
         sent["Last-Event-ID"] = last_event_id
 
     async def read() -> None:
         try:
-            async with stack.service.client.stream(
-                "GET", "/v1/events", headers=sent, timeout=None
-            ) as response:
+            async with client.stream("GET", "/v1/events", headers=sent, timeout=None) as response:
                 assert response.status_code == 200, await response.aread()
                 fields: dict[str, str] = {}
                 async for line in response.aiter_lines():

@@ -22,7 +22,8 @@ from callgate.db.executor import Executor, Row
 from callgate.db.models import CALL_EVENTS, CALLS
 from callgate.domain.states import LIVE
 
-_SIDE_COLUMNS = (
+# The call row's columns that say why each side ended (an event's `sides`; a webhook's too).
+SIDE_COLUMNS = (
     "agent_outcome",
     "agent_ring_s",
     "agent_reason",
@@ -74,7 +75,7 @@ _EVENTS = (
         CALL_EVENTS.c.detail,
         CALLS.c.extension,
         CALLS.c.enterprise_number,
-        *(CALLS.c[name] for name in _SIDE_COLUMNS),
+        *(CALLS.c[name] for name in SIDE_COLUMNS),
     )
     .join(CALLS, CALLS.c.id == CALL_EVENTS.c.call_id)
     .where(CALL_EVENTS.c.id > bindparam("p_after"))
@@ -150,7 +151,7 @@ def _stored(row: Row) -> StoredEvent:
         row["at"],
         row["detail"],
         row["extension"],
-        {name: row[name] for name in _SIDE_COLUMNS},
+        {name: row[name] for name in SIDE_COLUMNS},
         row["enterprise_number"],
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql
 
+from callgate.db.event_log import SIDE_COLUMNS
 from callgate.db.executor import Database, Executor, Row
 from callgate.db.models import (
     CALL_EVENTS,
@@ -66,12 +67,7 @@ CALL_COLUMNS = (
     "created_at",
     "customer_answered_at",
     "ended_at",
-    "agent_outcome",
-    "agent_ring_s",
-    "agent_reason",
-    "customer_outcome",
-    "customer_ring_s",
-    "customer_reason",
+    *SIDE_COLUMNS,
 )
 
 
