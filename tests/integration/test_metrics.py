@@ -140,10 +140,15 @@ async def test_calls_move_the_metrics(pg_url: str, sshd: SshdServer, tmp_path: P
             assert (await stack.ended(call_id))["state"] == "completed"
 
             async def counted() -> bool:
+                """The end counted, and every transition handed to the stream: on PostgreSQL
+                the stream is fed from the event log, a moment after the end is stored."""
                 _, now = await scrape(stack, token)
                 key = {"enterprise": "0367", "state": "completed"}
-                return value(now, "callgate_calls_finished_total", **key) > value(
-                    before, "callgate_calls_finished_total", **key
+                lag = "callgate_tracker_transition_lag_seconds_count"
+                return (
+                    value(now, "callgate_calls_finished_total", **key)
+                    > value(before, "callgate_calls_finished_total", **key)
+                    and value(now, lag) - value(before, lag) >= 4
                 )
 
             await until(counted)
