@@ -63,6 +63,7 @@ from callgate.pbx.ssh import PoolLimits, SshPool
 from callgate.pbx.transport import PbxTransport
 from callgate.private_files import wider_than_owner
 from callgate.settings import HostKeyPolicy, Settings, Transport
+from callgate.tasks import cancel_and_wait
 
 log = get_logger("callgate.app")
 JOIN_MARGIN = 0.5  # seconds, beyond the others' look period, before a joining instance serves
@@ -258,18 +259,7 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
         stop_metrics()
         if dispatcher is not None:
             await dispatcher.aclose()
-        refreshing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await refreshing
-        if counting is not None:
-            counting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await counting
-        for task in (settling, sweeping):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        await cancel_and_wait(refreshing, counting, settling, sweeping)
         await calls.drain()  # call-log writes still running: nothing is lost
         await services.watching.aclose()
         if shared_events is not None:

@@ -28,6 +28,7 @@ from callgate.db.migrate import upgrade
 from callgate.db.models import CALLS, HOST_LEASES, utcnow
 from callgate.domain.states import CallState
 from callgate.simulator import Scenario
+from callgate.tasks import cancel_and_wait
 from tests.integration.test_call_tracking import Rig, Watched, make_rig, new_call, until
 from tests.support.database import opened
 
@@ -161,13 +162,9 @@ async def test_the_owner_follows_calls_placed_elsewhere_and_a_dead_owner_is_repl
 async def _die(tracker: CallTracker, held: Leases) -> None:
     """What SIGKILL leaves of an instance: its leases neither renewed nor released, and none
     of its writes any more."""
-    assert held._task is not None
-    held._task.cancel()
+    await held._renewals.aclose()
     held._held.clear()  # nothing released at its stop: the rows expire by themselves
-    tasks = [*tracker._tasks]
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await cancel_and_wait(*tracker._tasks)
     tracker._hosts.clear()
     tracker._unstored.clear()
 
@@ -178,8 +175,7 @@ async def test_a_stale_owner_stops_following_at_its_first_fenced_move(rig: Rig) 
     the host: its next move is refused, and it lets the host's calls go at once."""
     rig.engine.set_scenario("150", TALK)
     stale, stale_leases = await _tracker(rig, "stale", ttl=60)
-    assert stale_leases._task is not None
-    stale_leases._task.cancel()  # paused: it renews nothing
+    await stale_leases._renewals.aclose()  # paused: it renews nothing
     call_id = await rig.place(stale, "150")
     await rig.reaches(call_id, "ringing_agent", within=5)
     # Its lease expires (as a pause longer than the ttl lets it): another instance takes over.

@@ -38,6 +38,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "callgate.settings",
         "callgate.logs",
         "callgate.private_files",
+        "callgate.tasks",
         "callgate.metrics",
     ),
 }

@@ -28,7 +28,6 @@ Several instances on one database: the holder of the lease `DISPATCHER_LEASE` se
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import email.utils
 import hashlib
 import json
@@ -57,6 +56,7 @@ from callgate.domain.sealed import KeyMissing, WrongKey, unseal
 from callgate.errors import DatabaseUnavailable
 from callgate.logs import get_logger
 from callgate.settings import Settings
+from callgate.tasks import cancel_and_wait
 
 log = get_logger("callgate.webhooks")
 
@@ -166,12 +166,7 @@ class Dispatcher:
 
     async def aclose(self) -> None:
         """Stop; rows not yet marked delivered are sent again at the next start."""
-        tasks = [t for t in (self._task, *self._tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(self._task, *self._tasks)
         await self._client.aclose()
 
     async def _run(self) -> None:

@@ -38,6 +38,7 @@ from callgate.db.executor import Database
 from callgate.db.guard import db_step
 from callgate.db.models import utcnow
 from callgate.logs import get_logger
+from callgate.tasks import Background
 
 log = get_logger("callgate.leases")
 
@@ -65,7 +66,7 @@ class Leases:
         self._since: dict[str, datetime] = {}  # when each lease held was taken (wall clock)
         self._taking: set[str] = set()  # acquisitions under way (not this owner's strays)
         self._on_lost: list[Callable[[str], None]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._renewals = Background(self._renewing, "lease renewals")
         # Held for as long as this instance runs: tells the others it is alive.
         self.instance = leases.INSTANCE + owner
         # No other instance was alive at the last look (`look_for_others`, every renewal):
@@ -171,8 +172,7 @@ class Leases:
 
     def start(self) -> None:
         """Hold the instance lease and renew every lease every ``ttl / 3`` until `aclose`."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._renewing())
+        self._renewals.start()
 
     async def _renewing(self) -> None:
         while True:
@@ -187,11 +187,7 @@ class Leases:
 
     async def aclose(self) -> None:
         """Stop renewing and release every lease (a clean stop: the others take over now)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._renewals.aclose()
         for name, token in list(self._held.items()):
             try:
                 async with db_step("releasing a lease"):

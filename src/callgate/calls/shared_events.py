@@ -21,7 +21,6 @@ may commit their ids out of order (a lower id after a higher one): the catch-up 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Callable, Collection
 
@@ -34,6 +33,7 @@ from callgate.db.executor import Executor
 from callgate.db.guard import db_step
 from callgate.db.notifications import EventNotifications, Heard, is_postgres
 from callgate.logs import get_logger
+from callgate.tasks import Background
 
 log = get_logger("callgate.shared_events")
 
@@ -75,19 +75,14 @@ class SharedEvents:
         self._given_order: deque[int] = deque()
         self._wake = asyncio.Event()
         self._read_at = -GATHER  # loop time of the last read
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background(self._run, "shared events")
         self.delivered = 0  # events handed on (tests, the bench)
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
+        self._background.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.aclose()
 
     def heard(self, events: list[Heard]) -> None:
         """Events stored and committed (their notifications: id, and enterprise when said):

@@ -62,6 +62,7 @@ from callgate.pbx.transport import HostTarget
 from callgate.pbx.verbose import Heard
 from callgate.redaction import mask_phone
 from callgate.settings import Settings
+from callgate.tasks import cancel_and_wait
 
 log = get_logger("callgate.tracker")
 NOT_WATCHED = "channels gone while not watched"
@@ -197,10 +198,7 @@ class CallTracker:
         """Stop polling; unstored transitions get one last try (the next start resumes)."""
         self._stopped = True
         calls = [c for h in self._hosts.values() for c in h.calls.values()]  # pollers drop them
-        tasks = [*self._tasks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         await asyncio.gather(*(self._store(c) for c in [*calls, *self._unstored.values()]))
         self._hosts.clear()
         self._ears.clear()

@@ -10,7 +10,6 @@ enterprises per period, however many feeds are open.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import timedelta
 
 from callgate import errors
@@ -21,6 +20,7 @@ from callgate.db.enterprises import active_numbers
 from callgate.db.executor import Executor
 from callgate.db.guard import db_step
 from callgate.logs import get_logger
+from callgate.tasks import cancel_and_wait
 
 log = get_logger("callgate.watching")
 RECHECK = 2.0  # seconds between two checks that the enterprises with open feeds are active
@@ -139,7 +139,4 @@ class Watching:
 
     async def aclose(self) -> None:
         """Stop the check (shutdown): the tracker's stop ends the feeds themselves."""
-        if self._checking is not None:
-            self._checking.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._checking
+        await cancel_and_wait(self._checking)

@@ -23,6 +23,7 @@ import asyncpg
 from callgate import errors
 from callgate.db.engine import CONNECT_TIMEOUT, async_url
 from callgate.logs import get_logger
+from callgate.tasks import Background
 
 log = get_logger("callgate.notifications")
 
@@ -65,20 +66,15 @@ class EventNotifications:
         self._dsn = target.set(drivername="postgresql").render_as_string(hide_password=False)
         self._heard = heard
         self._connected = connected
-        self._task: asyncio.Task[None] | None = None
+        self._background = Background(self._run, "event notifications")
         self.connects = 0  # connections made (the first one included), for the status page
         self.listening = asyncio.Event()  # set while a connection listens
 
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run())
+        self._background.start()
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._background.aclose()
 
     async def _run(self) -> None:
         pause = FIRST_PAUSE

@@ -47,6 +47,7 @@ from callgate.pbx.ssh import DEFAULT_OUTPUT_LIMIT, SshPool
 from callgate.pbx.transport import HostTarget, PbxTransport
 from callgate.pbx.verbose import Heard
 from callgate.settings import Transport
+from callgate.tasks import cancel_and_wait
 
 log = get_logger("callgate.pbx.console")
 
@@ -311,10 +312,7 @@ class ConsoleTransport:
 
     async def aclose(self) -> None:
         """Close every console, then the fallback (and with it the shared pool)."""
-        tasks = [h.retrying for h in self._hosts.values() if h.retrying is not None]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*(host.retrying for host in self._hosts.values()))
         for host in list(self._hosts.values()):
             for console in list(host.live):
                 await self._discard(host, console, polite=True)

@@ -52,6 +52,7 @@ from callgate.simulator.console import LINE_BY_LINE, split_first_line
 from callgate.simulator.engine import CliAnswer, RecordedCommand, SimulatedAsterisk
 from callgate.simulator.pump import ConsolePump
 from callgate.simulator.timeline import Scenario
+from callgate.tasks import cancel_and_wait
 
 HOST = "127.0.0.1"
 MAX_REQUEST = 1 << 20  # a CLI command or a control request is far smaller
@@ -104,9 +105,7 @@ class SimulatorDaemon:
             return
         server.close()
         await self._pump.stop()
-        for task in list(self._clients):
-            task.cancel()
-        await asyncio.gather(*self._clients, return_exceptions=True)
+        await cancel_and_wait(*self._clients)
         await server.wait_closed()
 
     async def __aenter__(self) -> SimulatorDaemon:

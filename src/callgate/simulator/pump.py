@@ -20,10 +20,10 @@ the timer sleeps: it notices, ends, and the next command (which flushes first) t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from callgate.simulator.engine import SimulatedAsterisk
+from callgate.tasks import cancel_and_wait
 
 Deliver = Callable[[int, list[str]], None]  # (console, its blocks)
 
@@ -43,10 +43,7 @@ class ConsolePump:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def before_command(self) -> float:
         """Deliver what is due; the engine time the command is to run at."""
