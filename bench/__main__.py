@@ -112,12 +112,8 @@ async def measure(plan: Plan) -> Results:
     with setup.stage("callgate-bench-") as host:
         sshd, control, workdir, daemon = host.sshd, host.control, host.workdir, host.daemon
         single_result = await single.measure(sshd, control, workdir, plan.samples, plan.warmup)
-        listening_result = await listening.measure(
-            sshd, control, daemon.pid, workdir, plan.listen_calls, plan.listen_rounds
-        )
-        events_result = await events.measure(
-            sshd, control, daemon.pid, workdir, plan.events_calls, plan.events_rounds
-        )
+        listening_result = await listening.measure(host, plan.listen_calls, plan.listen_rounds)
+        events_result = await events.measure(host, plan.events_calls, plan.events_rounds)
         async with farm_process() as farm, setup.database() as url:
             await asyncio.to_thread(upgrade, url)
             prepared = await scale.prepare(url, farm, plan.hosts)

@@ -51,7 +51,6 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import uvloop
@@ -60,13 +59,14 @@ from tests.support.sshd import SshdServer
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench import listening, procs, setup
+from bench.goals import goal_lines
 from bench.listening import Arrival, Cpu, LagSummary, Placed, legacy_call
 from bench.load import HttpLane
 from callgate.db.enterprises import add_enterprise
 from callgate.db.executor import connect as connect_database
 from callgate.db.models import CALLS
 from callgate.domain.states import CallState
-from callgate.simulator.daemon import Pushed, SimulatorControl
+from callgate.simulator.daemon import Pushed
 
 CHANNELS = ("sse", "ws", "webhook")
 ENTERPRISES = 5
@@ -315,15 +315,9 @@ class WebhookReceiver(Inbox):
 
 
 @dataclass(frozen=True)
-class Bench:
-    """What every turn shares: the host, the database, the enterprises' secrets by number."""
+class Bench(listening.Bench):
+    """`listening.Bench`, and how many streams and endpoints attached turns open."""
 
-    sshd: SshdServer
-    control: SimulatorControl
-    daemon_pid: int
-    workdir: Path
-    url: str
-    secrets: Mapping[str, str]
     subscribers: int = SUBSCRIBERS
     endpoints: int = ENDPOINTS
 
@@ -408,8 +402,7 @@ async def heard(inboxes: Mapping[str, Sequence[Inbox]], number: str, call_id: st
 
 async def turn(bench: Bench, attached: bool, index: int, calls: int) -> Turn:
     """One service, one mode: the sentinel, then ``calls`` measured calls (see the module)."""
-    database = bench.url.rsplit("/", 1)[1]
-    control, sshd = bench.control, bench.sshd
+    control = bench.host.control
     enterprises = list(bench.secrets)
     codes = [str(10000 + 1000 * index + i) for i in range(calls)]
     sentinel_code = str(9000 + index)
@@ -425,7 +418,7 @@ async def turn(bench: Bench, attached: bool, index: int, calls: int) -> Turn:
     inboxes: dict[str, list[Inbox]] = {channel: [] for channel in CHANNELS}
     receivers: list[WebhookReceiver] = []
     async with (
-        setup.callgate_service(bench.url, bench.workdir, env) as service,
+        setup.callgate_service(bench.url, bench.host.workdir, env) as service,
         contextlib.AsyncExitStack() as clients,
         httpx.AsyncClient(base_url=service.base) as api,
     ):
@@ -460,9 +453,9 @@ async def turn(bench: Bench, attached: bool, index: int, calls: int) -> Turn:
             await asyncio.sleep(listening.SENTINEL_SETTLE)
             # Its events' deliveries (a poll behind) are not the idle window's.
             await heard(inboxes, enterprises[0], sentinel)
-            quiet = listening.snapshot(service.pid, bench.daemon_pid, sshd, database)
+            quiet = bench.snapshot(service.pid)
             await asyncio.sleep(IDLE)  # what the service spends without calls
-            before = listening.snapshot(service.pid, bench.daemon_pid, sshd, database)
+            before = bench.snapshot(service.pid)
             window_start = time.perf_counter()
             placed: list[Placed] = []
             by_number: dict[str, set[str]] = {number: set() for number in enterprises}
@@ -482,7 +475,7 @@ async def turn(bench: Bench, attached: bool, index: int, calls: int) -> Turn:
             )
             everyone = [inbox for channel in CHANNELS for inbox in inboxes[channel]]
             late = await all_ended(everyone, by_number) if attached else 0
-            after = listening.snapshot(service.pid, bench.daemon_pid, sshd, database)
+            after = bench.snapshot(service.pid)
             window = time.perf_counter() - window_start
             await remove_endpoints(api, added)
             await control.rx("channel request hangup all")  # the sentinel
@@ -520,28 +513,20 @@ async def turn(bench: Bench, attached: bool, index: int, calls: int) -> Turn:
 
 
 async def measure(
-    sshd: SshdServer, control: SimulatorControl, daemon_pid: int, workdir: Path,
-    calls: int, rounds: int, subscribers: int = SUBSCRIBERS, endpoints: int = ENDPOINTS,
-    enterprises: int = ENTERPRISES,
+    host: setup.Stage, calls: int, rounds: int, subscribers: int = SUBSCRIBERS,
+    endpoints: int = ENDPOINTS, enterprises: int = ENTERPRISES,
 ) -> EventsResult:  # fmt: skip
     """``rounds`` rounds of an attached turn and one with none (ABBA order); attached:
     ``subscribers`` streams and ``endpoints`` webhook endpoints."""
     if not 0 < calls < 1000:
         raise ValueError("calls per turn: 1 to 999 (each turn numbers its extensions apart)")
-    attached, none = ModeResult(attached=True), ModeResult(attached=False)
+    pooled = {mode: ModeResult(attached=mode) for mode in (True, False)}
     async with setup.database() as url:
-        found = await seed(url, sshd, enterprises)
-        bench = Bench(sshd, control, daemon_pid, workdir, url, found, subscribers, endpoints)
-        index = 0
-        for round_ in range(rounds):
-            for mode in (True, False) if round_ % 2 == 0 else (False, True):
-                result = await turn(bench, mode, index, calls)
-                index += 1
-                if mode:
-                    attached = attached.add(result)
-                else:
-                    none = none.add(result)
-    return EventsResult(attached, none, enterprises, subscribers, endpoints)
+        found = await seed(url, host.sshd, enterprises)
+        bench = Bench(host, url, found, subscribers, endpoints)
+        for index, mode in enumerate(setup.abba((True, False), rounds)):
+            pooled[mode] = pooled[mode].add(await turn(bench, mode, index, calls))
+    return EventsResult(pooled[True], pooled[False], enterprises, subscribers, endpoints)
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -645,10 +630,7 @@ async def _alone(
     calls: int, rounds: int, subscribers: int, endpoints: int, enterprises: int
 ) -> EventsResult:
     with setup.stage("callgate-bench-events-") as host:
-        return await measure(
-            host.sshd, host.control, host.daemon.pid, host.workdir, calls, rounds,
-            subscribers, endpoints, enterprises,
-        )  # fmt: skip
+        return await measure(host, calls, rounds, subscribers, endpoints, enterprises)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -670,10 +652,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not 0 < args.enterprises < 1000:
         parser.error("--enterprises: 1 to 999")
     result = uvloop.run(_alone(calls, rounds, args.subscribers, args.endpoints, args.enterprises))
-    print("\n".join(section(result)))
-    print()
-    for goal, met, numbers_text in goals(result):
-        print(f"- **{'met' if met else 'NOT MET'}**: {goal}: {numbers_text}")
+    print("\n".join([*section(result), "", *goal_lines(goals(result))]))
 
 
 if __name__ == "__main__":

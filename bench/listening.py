@@ -46,15 +46,15 @@ import json
 import re
 import statistics
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlencode
 
 import uvloop
 from tests.support.sshd import SshdServer
 
 from bench import procs, setup
+from bench.goals import goal_lines
 from bench.load import HttpLane
 from bench.stats import percentile
 from callgate.domain.states import CallState
@@ -435,20 +435,26 @@ async def legacy_call(lane: HttpLane, secret: str, code: str, phone: str) -> str
 
 @dataclass(frozen=True)
 class Bench:
-    """What every turn shares: the host, the database and the enterprise's secret."""
+    """What every turn shares: the single-host stage, the database, and the secrets of the
+    enterprises on that host by number (the first: `setup.seed_rows`'s)."""
 
-    sshd: SshdServer
-    control: SimulatorControl
-    daemon_pid: int
-    workdir: Path
+    host: setup.Stage
     url: str
-    secret: str
+    secrets: Mapping[str, str]
+
+    @property
+    def database(self) -> str:
+        return self.url.rsplit("/", 1)[1]
+
+    def snapshot(self, service_pid: int) -> Snapshot:
+        """`snapshot` of the service ``service_pid`` and of this stage's other processes."""
+        return snapshot(service_pid, self.host.daemon.pid, self.host.sshd, self.database)
 
 
 async def turn(bench: Bench, listen: bool, index: int, calls: int) -> Turn:
     """One service, one mode: the sentinel, then ``calls`` measured calls (see the module)."""
-    database = bench.url.rsplit("/", 1)[1]
-    control, sshd = bench.control, bench.sshd
+    control = bench.host.control
+    secret = next(iter(bench.secrets.values()))
     codes = [str(10000 + 1000 * index + i) for i in range(calls)]
     sentinel_code = str(9000 + index)
     for code in codes:
@@ -456,34 +462,34 @@ async def turn(bench: Bench, listen: bool, index: int, calls: int) -> Turn:
     await control.set_scenario(sentinel_code, SENTINEL)
     env = {"CALLGATE_TRACK_LISTEN": "true" if listen else "false"}
     async with (
-        setup.callgate_service(bench.url, bench.workdir, env) as service,
+        setup.callgate_service(bench.url, bench.host.workdir, env) as service,
         reference_console(control) as reference,
-        SseClient(service.port, bench.secret) as sse,
+        SseClient(service.port, secret) as sse,
     ):
         lane = HttpLane(service.port)
         try:
             started = time.time()
             # The sentinel is the service's first call: the SSH connection and the command
             # console open for it in both modes, the listening console only when listening.
-            opened = snapshot(service.pid, bench.daemon_pid, sshd, database)
-            sentinel = await legacy_call(lane, bench.secret, sentinel_code, f"+375296{index:05d}")
+            opened = bench.snapshot(service.pid)
+            sentinel = await legacy_call(lane, secret, sentinel_code, f"+375296{index:05d}")
             if sentinel is None:
                 raise RuntimeError("the sentinel call failed")
             await asyncio.sleep(SENTINEL_SETTLE)
-            before = snapshot(service.pid, bench.daemon_pid, sshd, database)
+            before = bench.snapshot(service.pid)
             placed: list[Placed] = []
             failed = 0
             first = time.perf_counter()
             for i, code in enumerate(codes):
                 await asyncio.sleep(max(0.0, first + i * SPACING - time.perf_counter()))
                 phone = f"+3752977{index:02d}{i:04d}"
-                call_id = await legacy_call(lane, bench.secret, code, phone)
+                call_id = await legacy_call(lane, secret, code, phone)
                 if call_id is None:
                     failed += 1
                 else:
                     placed.append(Placed(call_id, code, phone))
             ended = await ended_within(sse, [p.call_id for p in placed], END_WAIT)
-            after = snapshot(service.pid, bench.daemon_pid, sshd, database)
+            after = bench.snapshot(service.pid)
             await control.rx("channel request hangup all")  # the sentinel
             await ended_within(sse, [sentinel], END_WAIT)
             pushes = await control.pushed(since=started)
@@ -495,27 +501,16 @@ async def turn(bench: Bench, listen: bool, index: int, calls: int) -> Turn:
     return Turn(placed, failed, ended, lags, unmatched, spent(before, after), spent(opened, before))
 
 
-async def measure(
-    sshd: SshdServer, control: SimulatorControl, daemon_pid: int, workdir: Path,
-    calls: int, rounds: int,
-) -> ListeningResult:  # fmt: skip
+async def measure(host: setup.Stage, calls: int, rounds: int) -> ListeningResult:
     """``rounds`` rounds of a turn with listening on and one with it off (ABBA order)."""
     if not 0 < calls < 1000:
         raise ValueError("calls per turn: 1 to 999 (each turn numbers its extensions apart)")
-    on, off = ModeResult(listen=True), ModeResult(listen=False)
+    pooled = {listen: ModeResult(listen=listen) for listen in (True, False)}
     async with setup.database() as url:
-        secret = await setup.seed_rows(url, sshd, "console")
-        bench = Bench(sshd, control, daemon_pid, workdir, url, secret)
-        index = 0
-        for round_ in range(rounds):
-            for listen in (True, False) if round_ % 2 == 0 else (False, True):
-                result = await turn(bench, listen, index, calls)
-                index += 1
-                if listen:
-                    on = on.add(result)
-                else:
-                    off = off.add(result)
-    return ListeningResult(on, off, SPACING, SCENARIO)
+        bench = Bench(host, url, {"0367": await setup.seed_rows(url, host.sshd, "console")})
+        for index, listen in enumerate(setup.abba((True, False), rounds)):
+            pooled[listen] = pooled[listen].add(await turn(bench, listen, index, calls))
+    return ListeningResult(pooled[True], pooled[False], SPACING, SCENARIO)
 
 
 # -- the report -----------------------------------------------------------------------------
@@ -655,7 +650,7 @@ def goals(result: ListeningResult) -> list[tuple[str, bool | None, str]]:
 
 async def _alone(calls: int, rounds: int) -> ListeningResult:
     with setup.stage("callgate-bench-listening-") as host:
-        return await measure(host.sshd, host.control, host.daemon.pid, host.workdir, calls, rounds)
+        return await measure(host, calls, rounds)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -665,10 +660,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     procs.raise_open_files()
     result = uvloop.run(_alone(args.calls, args.rounds))
-    print("\n".join(section(result)))
-    print()
-    for goal, met, numbers in goals(result):
-        print(f"- **{'met' if met else 'NOT MET'}**: {goal}: {numbers}")
+    print("\n".join([*section(result), "", *goal_lines(goals(result))]))
 
 
 if __name__ == "__main__":

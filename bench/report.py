@@ -10,16 +10,12 @@ from dataclasses import dataclass
 from bench import events, footprint, listening, protection, scale_report, single, tracking
 from bench.events import EventsResult
 from bench.footprint import FootprintResult
+from bench.goals import Goal, goal_lines
 from bench.listening import ListeningResult
 from bench.protection import ProtectionResult
 from bench.scale import ScaleResult
 from bench.single import SingleResult
 from bench.tracking import TrackingResult
-
-# (goal, met, numbers); met is None for a goal out of reach on this machine: even the floors
-# of what it measures miss it, so no implementation could meet it here.
-Goal = tuple[str, bool | None, str]
-STATUS = {True: "met", False: "NOT MET", None: "out of reach here"}
 
 
 @dataclass(frozen=True)
@@ -91,14 +87,3 @@ def render(
         *goal_lines(goals),
     ]
     return "\n".join(lines)
-
-
-def goal_lines(goals: list[Goal]) -> list[str]:
-    """A line per goal with its status, then the count of those met (and out of reach)."""
-    lines = [f"- **{STATUS[met]}**: {goal}: {numbers}" for goal, met, numbers in goals]
-    met_count = sum(1 for _, met, _ in goals if met)
-    beyond = sum(1 for _, met, _ in goals if met is None)
-    summary = f"{met_count} of {len(goals)} goals met"
-    if beyond:
-        summary += f"; {beyond} out of reach on this machine (its floors alone miss it)"
-    return [*lines, "", summary + "."]

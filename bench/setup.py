@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import httpx
@@ -26,6 +27,8 @@ from callgate.db.hosts import set_host
 from callgate.db.migrate import upgrade
 from callgate.simulator.daemon import SimulatorControl
 from callgate.simulator.program import install_program
+
+T = TypeVar("T")
 
 POSTGRES_ADMIN = os.environ.get(
     "CALLGATE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -224,6 +227,13 @@ class Stage:
     sshd: SshdServer
     daemon: Daemon
     control: SimulatorControl
+
+
+def abba(modes: Sequence[T], rounds: int) -> Iterator[T]:
+    """``rounds`` rounds of every mode, every other round in reverse (A B, B A, A B, ...): a
+    drift of the machine during a run hits every mode alike."""
+    for round_ in range(rounds):
+        yield from modes if round_ % 2 == 0 else reversed(modes)
 
 
 @contextlib.contextmanager

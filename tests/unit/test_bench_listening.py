@@ -8,7 +8,7 @@ import asyncio
 import time
 
 import pytest
-from bench import listening, procs
+from bench import listening, procs, setup
 from bench.listening import Arrival, Lag, ListeningResult, ModeResult, Placed, Turn
 
 from callgate.simulator.daemon import HOST, Pushed, SimulatorControl, SimulatorDaemon
@@ -182,3 +182,9 @@ async def test_the_daemon_records_what_it_pushed_to_which_console_and_when() -> 
         with pytest.raises(RuntimeError, match="since"):
             await control.request("pushed", since="yesterday")
         assert daemon.pushed.maxlen is not None
+
+
+def test_turns_run_in_abba_order() -> None:
+    assert list(setup.abba((True, False), 3)) == [True, False, False, True, True, False]
+    assert list(setup.abba(("a", "b", "c"), 2)) == ["a", "b", "c", "c", "b", "a"]
+    assert list(setup.abba((True, False), 0)) == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench import single
 from bench.floors import FloorRound
-from bench.report import goal_lines
+from bench.goals import goal_lines
 from bench.stats import Summary
 
 
