@@ -8,10 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.hygiene import REGISTRY
-from tests.support.postgres import fresh_database
-from tests.support.redis import fresh_prefix
-from tests.support.services import REDIS_URL
+# The support modules' asserts explain a failure as the tests' own do (pytest rewrites only
+# test modules and conftest files unless told): before any of them is imported.
+pytest.register_assert_rewrite("tests.support")
+
+from tests.support.hygiene import REGISTRY  # noqa: E402
+from tests.support.postgres import fresh_database  # noqa: E402
+from tests.support.redis import fresh_prefix  # noqa: E402
+from tests.support.services import REDIS_URL  # noqa: E402
 
 # The websockets library logs each handshake's headers (`Authorization` included) at DEBUG, on
 # the test clients' side and on the in-process servers'; whatever level a test leaves the root

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
 import types
-from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from typer.testing import CliRunner, Result
+from typer.testing import CliRunner
 
 from callgate.cli import app
 from callgate.db.enterprises import EnterpriseRow, by_secret_with_host
@@ -24,27 +22,16 @@ from callgate.domain.sealed import SEALED_PREFIX, is_sealed, new_key, unseal
 from callgate.errors import SshConnectTimeout
 from callgate.redaction import mask_secret
 from callgate.settings import Settings
-from tests.support.database import opened
+from tests.support import cli
+from tests.support.cli import query, run_cli, secret_of
 
-_T = TypeVar("_T")
 PASSWORD = "pbx-Password-7f3a9c"
 SECRET_KEY = new_key()
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
 
-
-def run_cli(*args: str) -> Result:
-    """Invoke ``callgate <args>`` in-process."""
-    return CliRunner().invoke(app, list(args))
-
-
-def query(url: str, work: Callable[[Database], Awaitable[_T]]) -> _T:
-    """Look at the database directly, as the service would."""
-
-    async def main() -> _T:
-        async with opened(url) as database:
-            return await work(database)
-
-    return asyncio.run(main())
+# The CLI tests' fixtures: a clean environment and a fresh, upgraded database.
+clean_environment = cli.clean_environment
+cli_db = cli.cli_db
 
 
 def enterprise(url: str, secret: str) -> EnterpriseRow | None:
@@ -59,33 +46,6 @@ def enterprise(url: str, secret: str) -> EnterpriseRow | None:
 
 def host(url: str, address: str) -> HostRow | None:
     return query(url, lambda database: get_host(database, address))
-
-
-@pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No CALLGATE_* setting and no .env file of the developer leaks into these tests."""
-    for name in list(os.environ):
-        if name.startswith("CALLGATE_") and name not in {
-            "CALLGATE_REQUIRE_SERVICES",
-            "CALLGATE_TEST_POSTGRES",
-        }:
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def cli_db(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """CALLGATE_DATABASE_URL set to a fresh database, upgraded through the CLI."""
-    monkeypatch.setenv("CALLGATE_DATABASE_URL", db_url)
-    result = run_cli("db", "upgrade")
-    assert result.exit_code == 0, result.output
-    yield db_url
-
-
-def secret_of(result: Result) -> str:
-    lines = [line for line in result.stdout.splitlines() if line.startswith("secret: ")]
-    assert len(lines) == 1, result.output
-    return lines[0].removeprefix("secret: ")
 
 
 def test_add_prints_a_strong_generated_secret(cli_db: str) -> None:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from callgate.db.enterprise_limits import list_limits
-from tests.integration import test_cli
-from tests.integration.test_cli import query, run_cli
+from tests.support import cli
+from tests.support.cli import query, run_cli
 
 # The CLI tests' fixtures: a clean environment and a fresh, upgraded database.
-clean_environment = test_cli.clean_environment
-cli_db = test_cli.cli_db
+clean_environment = cli.clean_environment
+cli_db = cli.cli_db
 
 
 def test_limits_are_shown_set_and_reset(cli_db: str) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from callgate.db.enterprises import by_secret_with_host
 from callgate.db.executor import Database
 from callgate.domain.destinations import PolicyOverrides
-from tests.integration import test_cli
-from tests.integration.test_cli import query, run_cli, secret_of
+from tests.support import cli
+from tests.support.cli import query, run_cli, secret_of
 
 # The CLI tests' fixtures: a clean environment and a fresh, upgraded database.
-clean_environment = test_cli.clean_environment
-cli_db = test_cli.cli_db
+clean_environment = cli.clean_environment
+cli_db = cli.cli_db
 
 SHIPPED = "deny=EMERGENCY,PREMIUM_RATE,SHARED_COST,+870,+871,+872,+873,+874,+881,+882,+883,+979"
 

@@ -7,8 +7,6 @@ caps hold across the two (`test_instances_limits.py`)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import dataclasses
 import functools
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -25,22 +23,12 @@ from callgate.db.notifications import APPLICATION_NAME, CHANNEL, EventNotificati
 from callgate.domain.states import TERMINAL
 from tests.support.database import opened
 from tests.support.event_streams import QUICK, place, settled, sse, stored
-from tests.support.service import free_port, running_service
+from tests.support.instances import listening, second_instance
 from tests.support.sshd import SshdServer
 from tests.support.stack import Stack, call_stack
 
 pytestmark = [pytest.mark.sshd, pytest.mark.postgres]
 ENDED = {f"call.{state.value}" for state in TERMINAL}
-
-
-@contextlib.asynccontextmanager
-async def second_instance(stack: Stack, tmp_path: Path) -> AsyncIterator[Stack]:
-    """Another instance of the service on the stack's database and PBX host."""
-    settings = stack.service.settings.model_copy(
-        update={"port": free_port(), "log_file": tmp_path / "second.log"}
-    )
-    async with running_service(settings) as service:
-        yield dataclasses.replace(stack, service=service)
 
 
 @pytest.fixture
@@ -51,28 +39,6 @@ async def two(pg_url: str, sshd: SshdServer, tmp_path: Path) -> AsyncIterator[tu
     ):
         await listening(pg_url, 2)
         yield first, second
-
-
-async def listening(url: str, count: int, *, other_than: set[int] | None = None) -> set[int]:
-    """The pids of the instances' listening connections, once there are ``count`` (none of
-    ``other_than``)."""
-    connection = await asyncpg.connect(url)
-    try:
-        for _ in range(200):
-            pids = {
-                row["pid"]
-                for row in await connection.fetch(
-                    "SELECT pid FROM pg_stat_activity"
-                    " WHERE application_name = $1 AND datname = current_database()",
-                    APPLICATION_NAME,
-                )
-            }
-            if len(pids) == count and not pids & (other_than or set()):
-                return pids
-            await asyncio.sleep(0.05)
-    finally:
-        await connection.close()
-    raise AssertionError(f"not {count} listening connections")
 
 
 async def test_a_subscriber_on_another_instance_gets_every_transition(

@@ -15,7 +15,7 @@ import pytest
 
 from callgate.calls import rate_limits
 from callgate.simulator import Scenario
-from tests.integration.test_instances_events import listening, second_instance
+from tests.support.instances import listening, second_instance
 from tests.support.sshd import SshdServer
 from tests.support.stack import Stack, call_stack
 

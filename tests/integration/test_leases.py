@@ -2,7 +2,7 @@
 stale owner's writes, and trackers that follow only the hosts they own, adopt the calls
 placed elsewhere on them and take a dead owner's hosts over.
 
-The trackers here share one process and one database (the rig of `test_call_tracking`);
+The trackers here share one process and one database (the rig of `support.tracking`);
 `test_instances` does the same with three `callgate serve` processes and a SIGKILL.
 """
 
@@ -29,8 +29,8 @@ from callgate.db.models import CALLS, HOST_LEASES, utcnow
 from callgate.domain.states import CallState
 from callgate.simulator import Scenario
 from callgate.tasks import cancel_and_wait
-from tests.integration.test_call_tracking import Rig, Watched, make_rig, new_call, until
 from tests.support.database import opened
+from tests.support.tracking import Rig, Watched, make_rig, new_call, until
 
 S = CallState
 

@@ -13,7 +13,7 @@ from callgate.pbx import commands
 from callgate.pbx.client import PbxClient
 from callgate.pbx.parsing import Listing, parse_channels
 from callgate.pbx.transport import HostTarget
-from tests.integration.test_call_tracking import LONG, Rig, make_rig, until
+from tests.support.tracking import LONG, Rig, make_rig, until
 
 # The first part of an outsider's record whose caller id holds a newline: not a whole record.
 FRAGMENT = "PJSIP/trunk-00000007!from-outside!s!2!Up!Wait!60!evil"
