@@ -39,14 +39,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
 from standardwebhooks.webhooks import Webhook
 
-from callgate import __version__, metrics
+from callgate import metrics
 from callgate.calls.leases import Leases
+from callgate.calls.webhook_http import Answer, DeliveryClient, DeliveryFailed
 from callgate.calls.webhook_messages import deliveries_for
-from callgate.calls.webhooks import RETAILCRM, TargetRefused, check_target, iso_time
+from callgate.calls.webhooks import RETAILCRM, TargetRefused, iso_time
 from callgate.db import webhooks as store
 from callgate.db.executor import Database
 from callgate.db.guard import db_step
@@ -138,17 +139,15 @@ class Dispatcher:
         database: Database,
         settings: Settings,
         *,
-        transport: httpx.AsyncBaseTransport | None = None,
         leases: Leases | None = None,
     ) -> None:
         self._database, self._settings = database, settings
         self._leases = leases
         self._delays = list(settings.webhook_retry_delays)
-        self._client = httpx.AsyncClient(
+        self._client = DeliveryClient(
             timeout=settings.webhook_timeout,
-            follow_redirects=False,  # a redirect must not lead where the URL check did not look
-            transport=transport,
-            headers={"User-Agent": f"callgate/{__version__}"},
+            connections=settings.webhook_concurrency,
+            allow_private=settings.webhook_allow_private,
         )
         self._slots = asyncio.Semaphore(settings.webhook_concurrency)
         self._busy: set[int] = set()
@@ -366,18 +365,15 @@ class Dispatcher:
         self, endpoint: store.EndpointRow, delivery: store.Delivery, secret: str
     ) -> Outcome:
         try:
-            await check_target(endpoint.url, self._settings.webhook_allow_private)
             if endpoint.kind == RETAILCRM:
                 response = await self._send_retailcrm(endpoint, delivery, secret)
             else:
                 response = await self._send_webhook(endpoint, delivery, secret)
         except TargetRefused as exc:
             return Outcome(None, error=f"target refused: {exc}")
-        except httpx.TimeoutException:
-            return Outcome(None, error="timed out")
-        except httpx.HTTPError as exc:
-            return Outcome(None, error=type(exc).__name__)
-        status = response.status_code
+        except DeliveryFailed as exc:
+            return Outcome(None, error=str(exc))
+        status = response.status
         if status == 410:
             return Outcome(status, gone=True)
         if 200 <= status < 300:
@@ -393,30 +389,29 @@ class Dispatcher:
 
     async def _send_webhook(
         self, endpoint: store.EndpointRow, delivery: store.Delivery, secret: str
-    ) -> httpx.Response:
+    ) -> Answer:
         message_id = f"evt_{delivery.event_id}"
         now = datetime.now(UTC)
         signature = Webhook(secret).sign(message_id, now, delivery.body)
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": message_id,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": signature,
-        }
-        return await self._client.post(endpoint.url, content=delivery.body, headers=headers)
+        headers = [
+            ("content-type", "application/json"),
+            ("webhook-id", message_id),
+            ("webhook-timestamp", str(int(now.timestamp()))),
+            ("webhook-signature", signature),
+        ]
+        return await self._client.post(endpoint.url, delivery.body.encode(), headers)
 
     async def _send_retailcrm(
         self, endpoint: store.EndpointRow, delivery: store.Delivery, api_key: str
-    ) -> httpx.Response:
+    ) -> Answer:
         path = EVENT_PATH if delivery.request == "crm.event" else UPLOAD_PATH
-        form = json.loads(delivery.body)
-        return await self._client.post(
-            endpoint.url + path, data=form, headers={"X-API-KEY": api_key}
-        )
+        form = urlencode(json.loads(delivery.body)).encode()
+        headers = [("content-type", "application/x-www-form-urlencoded"), ("x-api-key", api_key)]
+        return await self._client.post(endpoint.url + path, form, headers)
 
 
-def _crm_success(response: httpx.Response) -> bool:
+def _crm_success(response: Answer) -> bool:
     try:
-        return bool(response.json().get("success"))
+        return bool(json.loads(response.body).get("success"))
     except (ValueError, AttributeError):
         return False

@@ -78,9 +78,14 @@ class TargetRefused(ValueError):
 async def check_target(url: str, allow_private: bool) -> None:
     """TargetRefused when ``url``'s host resolves to a private, loopback or link-local
     address (any of them) and those are not allowed, or does not resolve at all."""
-    if allow_private:
-        return
-    host, port = rules.host_of(url)
+    if not allow_private:
+        await allowed_addresses(*rules.host_of(url))
+
+
+async def allowed_addresses(host: str, port: int) -> list[str]:
+    """The addresses ``host`` resolves to, in the resolver's order; TargetRefused when it
+    does not resolve, or when any of them is private, loopback or link-local (a name that
+    mixes them is refused whole)."""
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT):
             found = await asyncio.get_running_loop().getaddrinfo(
@@ -88,12 +93,13 @@ async def check_target(url: str, allow_private: bool) -> None:
             )
     except (OSError, TimeoutError):
         raise TargetRefused(f"host {host!r} does not resolve") from None
-    for *_, address in found:
-        if rules.is_private(str(address[0])):
-            raise TargetRefused(
-                "resolves to a private, loopback or link-local address "
-                "(allowed only with CALLGATE_WEBHOOK_ALLOW_PRIVATE=true)"
-            )
+    addresses = list(dict.fromkeys(str(address[0]) for *_, address in found))
+    if not addresses or any(rules.is_private(address) for address in addresses):
+        raise TargetRefused(
+            "resolves to a private, loopback or link-local address "
+            "(allowed only with CALLGATE_WEBHOOK_ALLOW_PRIVATE=true)"
+        )
+    return addresses
 
 
 async def _checked(url: str, allow_private: bool, field: str = "url") -> str:
