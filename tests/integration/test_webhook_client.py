@@ -97,3 +97,18 @@ async def test_a_redirect_is_not_followed() -> None:
     assert answer.status == 307 and answer.headers["retry-after"] == "7"
     assert len(heads) == 1  # one request: the redirect's target was never asked
     assert b"webhook-id: evt_1" in heads[0] and b"user-agent: callgate/" in heads[0].lower()
+
+
+async def test_a_receiver_whose_connections_closed_is_forgotten() -> None:
+    async def closing(writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+        await writer.drain()
+
+    sending = client()
+    async with receiver(closing) as (first, _), receiver(closing) as (second, _):
+        assert (await sending.post(first, b"{}", [])).status == 204
+        assert list(sending._pools) == [first.removesuffix("/hook")]
+        assert (await sending.post(second, b"{}", [])).status == 204
+        # The first receiver's pool held nothing any more: the new one took its place.
+        assert list(sending._pools) == [second.removesuffix("/hook")]
+    await sending.aclose()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpcore
 
@@ -97,23 +98,37 @@ class Answer:
 
 
 class DeliveryClient:
-    """One pool for every endpoint, at most ``connections`` connections; a request takes at
-    most ``timeout`` seconds from its start to the answer's end, whatever the receiver
-    does (a slow drip of bytes included)."""
+    """A pool of connections per receiver (scheme, host and port), at most ``connections``
+    each; a request takes at most ``timeout`` seconds from its start to the answer's end,
+    whatever the receiver does (a slow drip of bytes included).
 
-    def __init__(
-        self,
-        *,
-        timeout: float,
-        connections: int,
-        allow_private: bool,
-    ) -> None:
-        self._pool = httpcore.AsyncConnectionPool(
-            max_connections=connections,
-            keepalive_expiry=KEEP_ALIVE,
-            network_backend=Guarded(allow_private),
-        )
+    A pool per receiver rather than one for all: httpcore's pool looks over each of its
+    connections at every request (idle, expired, readable), and an endpoint is sent to one
+    request at a time, so its own pool holds one connection, two at most
+    (`python -m bench.events`). A pool whose connections have all closed is forgotten.
+    """
+
+    def __init__(self, *, timeout: float, connections: int, allow_private: bool) -> None:
         self._timeout = timeout
+        self._connections = connections
+        self._backend = Guarded(allow_private)
+        self._ssl = httpcore.default_ssl_context()  # one for every pool: loading it is slow
+        self._pools: dict[str, httpcore.AsyncConnectionPool] = {}
+
+    def _pool(self, url: str) -> httpcore.AsyncConnectionPool:
+        parts = urlsplit(url)
+        receiver = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        pool = self._pools.get(receiver)
+        if pool is None:
+            for name in [n for n, p in self._pools.items() if not p.connections]:
+                del self._pools[name]  # nothing open, nothing under way: nothing to close
+            pool = self._pools[receiver] = httpcore.AsyncConnectionPool(
+                ssl_context=self._ssl,
+                max_connections=self._connections,
+                keepalive_expiry=KEEP_ALIVE,
+                network_backend=self._backend,
+            )
+        return pool
 
     async def post(self, url: str, body: bytes, headers: Sequence[tuple[str, str]]) -> Answer:
         """POST ``body``; the answer. Raises TargetRefused or DeliveryFailed; a redirect is an
@@ -122,7 +137,7 @@ class DeliveryClient:
         try:
             async with (
                 asyncio.timeout(self._timeout),
-                self._pool.stream("POST", url, headers=sent, content=body) as response,
+                self._pool(url).stream("POST", url, headers=sent, content=body) as response,
             ):
                 read = b""
                 async for chunk in response.aiter_stream():
@@ -140,4 +155,6 @@ class DeliveryClient:
         return Answer(response.status, found, read[:MAX_ANSWER])
 
     async def aclose(self) -> None:
-        await self._pool.aclose()
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
