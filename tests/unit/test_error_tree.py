@@ -27,9 +27,12 @@ OUTSIDE = {
     "callgate.api.v1.problems.ApiProblem",
     # Private to ws.py: a WebSocket's close code and reason, caught there and sent as the close.
     "callgate.api.v1.ws._Closing",
-    # A webhook target refused (calls/webhooks.py): an InvalidInput when an endpoint is added,
-    # a failed attempt when a delivery is tried; never raised out of that module.
+    # A webhook target refused (calls/webhooks.py, checked again by calls/webhook_http.py at
+    # every connection): an InvalidInput when an endpoint is added, a failed attempt when a
+    # delivery is tried; and a delivery that got no answer (calls/webhook_http.py), a failed
+    # attempt. The dispatcher records both; neither leaves the use cases.
     "callgate.calls.webhooks.TargetRefused",
+    "callgate.calls.webhook_http.DeliveryFailed",
 }
 FIELDS = {"host", "completed", "maybe_executed", "answers"}
 
