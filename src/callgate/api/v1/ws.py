@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from callgate import errors
 from callgate.api.deps import client_address
 from callgate.api.v1.auth import secret_in_query
-from callgate.api.v1.events import event_data, reset_data
+from callgate.api.v1.events import FORMATTED, event_data, reset_data
 from callgate.calls.event_log import Handover, Reset, parse_event_id
 from callgate.calls.history import Transition
 from callgate.calls.rate_limits import RateLimited
@@ -125,6 +126,20 @@ def _filter(data: Any) -> Filter:
     )
 
 
+@functools.lru_cache(maxsize=FORMATTED)
+def _event_message(transition: Transition) -> str:
+    """An event's message, made once for every connection that sends it (see
+    `events.FORMATTED`)."""
+    message = {
+        "op": "event",
+        "code": 0,
+        "id": transition.event_id,
+        "event": f"call.{transition.state}",
+        "data": event_data(transition),
+    }
+    return json.dumps(message)
+
+
 class _Connection:
     """One authenticated socket: sends one message at a time, reads the client's."""
 
@@ -134,9 +149,12 @@ class _Connection:
         self._sending = asyncio.Lock()  # the reader's pongs and the writer's events
 
     async def send(self, message: dict[str, Any]) -> None:
+        await self.send_text(json.dumps(message))
+
+    async def send_text(self, text: str) -> None:
         async with self._sending:
             try:
-                await asyncio.wait_for(self.websocket.send_text(json.dumps(message)), SEND_WAIT)
+                await asyncio.wait_for(self.websocket.send_text(text), SEND_WAIT)
             except TimeoutError:
                 raise _Closing(Close.SLOW_CONSUMER, "the client does not read") from None
 
@@ -194,14 +212,7 @@ class _Connection:
 
     async def event(self, transition: Transition) -> None:
         if self.filter.wants(transition):
-            message = {
-                "op": "event",
-                "code": 0,
-                "id": transition.event_id,
-                "event": f"call.{transition.state}",
-                "data": event_data(transition),
-            }
-            await self.send(message)
+            await self.send_text(_event_message(transition))
 
     async def write_forever(self, feed: EnterpriseFeed, handover: Handover) -> None:
         pings = 0
