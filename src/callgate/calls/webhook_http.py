@@ -17,6 +17,7 @@ request (`python -m bench.events`).
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -108,11 +109,20 @@ class DeliveryClient:
     (`python -m bench.events`). A pool whose connections have all closed is forgotten.
     """
 
-    def __init__(self, *, timeout: float, connections: int, allow_private: bool) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        connections: int,
+        allow_private: bool,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._timeout = timeout
         self._connections = connections
         self._backend = Guarded(allow_private)
-        self._ssl = httpcore.default_ssl_context()  # one for every pool: loading it is slow
+        # One for every pool (loading the CA bundle is slow); certificates are checked against
+        # the URL's host name, whichever checked address the connection went to.
+        self._ssl = ssl_context or httpcore.default_ssl_context()
         self._pools: dict[str, httpcore.AsyncConnectionPool] = {}
 
     def _pool(self, url: str) -> httpcore.AsyncConnectionPool:
