@@ -11,11 +11,13 @@ $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# Compiled at install: a process that may not write its bytecode (PYTHONDONTWRITEBYTECODE, a
-# read-only tree) would otherwise compile every library it imports at every start (`callgate
-# --help` took 3.1 s instead of 1.1 s; every service and CLI process the tests start paid it).
+# Compiled at install, the libraries and callgate's own modules: a process that may not write
+# its bytecode (PYTHONDONTWRITEBYTECODE; the systemd unit's read-only tree) would otherwise
+# compile every module it imports at every start (`callgate --help` took 3.1 s instead of 1.1
+# s; every service and CLI process the tests start paid it).
 venv: $(UV)
 	$(UV) sync --locked --quiet --compile-bytecode
+	$(BIN)/python -m compileall -q src
 
 # The service on its embedded defaults: SQLite and a simulated PBX, port 8018.
 run: venv
