@@ -378,8 +378,7 @@ def logs(
     with handle:
         _write(_tail(handle, lines))
         if follow:
-            with contextlib.suppress(KeyboardInterrupt):
-                _follow(path, handle)
+            _follow(path, handle)
 
 
 def _tail(handle: Any, lines: int) -> bytes:
@@ -405,11 +404,17 @@ def _write(data: bytes) -> None:
 
 
 def _follow(path: Path, handle: Any) -> None:
-    """Print what is appended, until interrupted. A rotation (the log handler renames the file
-    and starts a new one) is noticed by the name's inode changing; the new file is read from
-    its start, after what was left in the old one."""
+    """Print what is appended, until interrupted (SIGINT, SIGTERM). A rotation (the log handler
+    renames the file and starts a new one) is noticed by the name's inode changing; the new
+    file is read from its start, after what was left in the old one.
+
+    An interruption is noted and acted on between two reads, never in the middle of a write
+    to the terminal or the pipe (a KeyboardInterrupt could land there)."""
+    stopped: list[int] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda number, _frame: stopped.append(number))
     inode = os.fstat(handle.fileno()).st_ino
-    while True:
+    while not stopped:
         _write(handle.read())
         try:
             current = path.stat()

@@ -51,8 +51,11 @@ class EnterpriseFeed:
         return self
 
     async def __anext__(self) -> Transition | None:
+        # `asyncio.timeout`, not `wait_for`: Python 3.11's `wait_for` wraps the wait in a task
+        # of its own, one per event and stream.
         try:
-            transition = await asyncio.wait_for(anext(self._subscription), self._quiet)
+            async with asyncio.timeout(self._quiet):
+                transition = await anext(self._subscription)
         except TimeoutError:
             return None
         if transition.enterprise_number not in (None, self.enterprise_number):

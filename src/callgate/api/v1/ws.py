@@ -154,7 +154,8 @@ class _Connection:
     async def send_text(self, text: str) -> None:
         async with self._sending:
             try:
-                await asyncio.wait_for(self.websocket.send_text(text), SEND_WAIT)
+                async with asyncio.timeout(SEND_WAIT):
+                    await self.websocket.send_text(text)
             except TimeoutError:
                 raise _Closing(Close.SLOW_CONSUMER, "the client does not read") from None
 
@@ -329,8 +330,7 @@ async def _run(connection: _Connection, feed: EnterpriseFeed, handover: Handover
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        # Closed as well as cancelled: a cancel that lands as the feed hands over a waiting
-        # event is lost inside its `wait_for` (Python 3.11), and the writer would go on.
+        # Closed as well as cancelled: a writer waiting on the feed ends either way.
         feed.close()
         for task in tasks:
             task.cancel()
