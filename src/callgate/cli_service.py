@@ -411,22 +411,26 @@ def _follow(path: Path, handle: Any) -> None:
     An interruption is noted and acted on between two reads, never in the middle of a write
     to the terminal or the pipe (a KeyboardInterrupt could land there)."""
     stopped: list[int] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda number, _frame: stopped.append(number))
-    inode = os.fstat(handle.fileno()).st_ino
-    while not stopped:
-        _write(handle.read())
-        try:
-            current = path.stat()
-        except FileNotFoundError:  # between the rename and the new file
-            current = None
-        if current is not None and (current.st_ino != inode or current.st_size < handle.tell()):
+    signals = (signal.SIGINT, signal.SIGTERM)
+    before = [signal.signal(n, lambda number, _frame: stopped.append(number)) for n in signals]
+    try:
+        inode = os.fstat(handle.fileno()).st_ino
+        while not stopped:
             _write(handle.read())
-            handle.close()
-            handle = path.open("rb")
-            inode = os.fstat(handle.fileno()).st_ino
-            continue
-        time.sleep(0.25)
+            try:
+                current = path.stat()
+            except FileNotFoundError:  # between the rename and the new file
+                current = None
+            if current is not None and (current.st_ino != inode or current.st_size < handle.tell()):
+                _write(handle.read())
+                handle.close()
+                handle = path.open("rb")
+                inode = os.fstat(handle.fileno()).st_ino
+                continue
+            time.sleep(0.25)
+    finally:  # the caller's handlers again (an in-process run, as the tests make)
+        for number, handler in zip(signals, before, strict=True):
+            signal.signal(number, handler)
 
 
 # -- test -----------------------------------------------------------------------------------
