@@ -85,7 +85,7 @@ async def measure(url: str, farm: FarmClient, window: float, many: int = 50) -> 
         originated = await pbx.originate(target, str(extension), phone)
         outcome = finish_values(call_id, "success", channel=originated.channel.name)
         await finish_call(database, outcome)
-        tracker.track(call_id, target, originated.channel, phone)
+        tracker.track(call_id, target, originated.channel, phone, since=originated.took)
         placed[target.address].append(call_id)
 
     try:

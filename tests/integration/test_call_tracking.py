@@ -637,3 +637,32 @@ async def test_a_tick_of_many_calls_is_one_transaction(rig: Rig) -> None:
         assert [e.state for e in events] == [*ANSWERED, "completed"]
         assert (record.agent_outcome, record.customer_outcome) == ("answered", "answered")
     assert watched.transactions - started <= sum(tracker.queries.values())
+
+
+@pytest.mark.postgres
+async def test_lines_heard_before_the_call_is_tracked_keep_their_time(pg_url: str) -> None:
+    """A slow originate check (a loaded machine): the agent answered, heard on the listening
+    console, before the call was tracked. The move is dated when it was heard and the call
+    from when the originate was sent: each side's ring time is the PBX's, not the wait's."""
+    async with make_rig(pg_url, kind="console") as rig:
+        scenario = Scenario(agent_answer_after=0.15, customer_answer_after=0.6, talk=0.3)
+        rig.engine.set_scenario("150", scenario)
+        tracker = await rig.tracker(interval=5.0)  # no listing between the call's moves
+        tracker.listen_to(rig.target)
+
+        async def listening() -> bool:
+            ears = cast(dict[str, dict[str, Any]], tracker.status()["listening"])
+            return any(ear["state"] == "open" for ear in ears.values())
+
+        await until(listening)
+        call_id = await new_call(rig.database, host="127.0.0.1")
+        sent = asyncio.get_running_loop().time()
+        originated = await rig.pbx.originate(rig.target, "150", PHONE)
+        await asyncio.sleep(0.45)  # the agent answers meanwhile: heard, its call not tracked
+        since = asyncio.get_running_loop().time() - sent
+        tracker.track(call_id, rig.target, originated.channel, PHONE, since=since)
+        await rig.reaches(call_id, "completed")
+        agent, customer = sides((await read(rig.database, call_id))[0]).values()
+        assert agent[0] == customer[0] == "answered"
+        assert agent[1] is not None and 0.1 <= agent[1] <= 0.4, agent
+        assert customer[1] is not None and 0.5 <= customer[1] <= 0.9, customer

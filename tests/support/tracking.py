@@ -105,7 +105,7 @@ class Rig:
         originated = await self.pbx.originate(self.target, ext, phone)
         outcome = finish_values(call_id, "success", channel=originated.channel.name)
         await finish_call(self.database, outcome)
-        tracker.track(call_id, self.target, originated.channel, phone)
+        tracker.track(call_id, self.target, originated.channel, phone, since=originated.took)
         return call_id
 
     async def state(self, call_id: str) -> str:
@@ -123,7 +123,8 @@ class Rig:
 
 
 @contextlib.asynccontextmanager
-async def make_rig(db_url: str) -> AsyncIterator[Rig]:
+async def make_rig(db_url: str, kind: str = "rx") -> AsyncIterator[Rig]:
+    """The rig; its host's transport ``kind`` (rx: no listening console, listings alone)."""
     await asyncio.to_thread(upgrade, db_url)
     engine = SimulatedAsterisk()
     sim = await start_ssh_simulator(engine, username=USER, password=PASSWORD)
@@ -133,7 +134,7 @@ async def make_rig(db_url: str) -> AsyncIterator[Rig]:
             "ssh_port": sim.port,
             "ssh_password": PASSWORD,
             "host_key": sim.host_key,
-            "transport": "rx",
+            "transport": kind,
         }
         row = await set_host(database, "127.0.0.1", host)
         transport = build_transport(settings, database)

@@ -404,7 +404,12 @@ class CallService:
         )
         if self._tracker is not None:
             self._tracker.track(
-                call_id, target, originated.channel, number, enterprise_number=enterprise.number
+                call_id,
+                target,
+                originated.channel,
+                number,
+                enterprise_number=enterprise.number,
+                since=originated.took,
             )
         finishing = self._spawn(
             self._finish(inserted, call_id, "success", started, channel=originated.channel.name)

@@ -214,12 +214,16 @@ class CallTracker:
         phone: str,
         *,
         enterprise_number: str | None = None,
+        since: float = 0.0,
     ) -> None:
-        """Follow a call whose first leg ``;1`` the originate has just verified."""
+        """Follow a call whose first leg ``;1`` the originate has just verified, ``since``
+        seconds after it was sent (`Originated.took`): the call began then, its ring times
+        too."""
         if self._stopped:
             log.warning("call not tracked: the tracker is stopped", call_id=call_id)
             return
-        call = _Call(call_id, target, first_leg.base_name, phone, _now(), first_leg.uniqueid)
+        started = _now() - max(since, 0.0)
+        call = _Call(call_id, target, first_leg.base_name, phone, started, first_leg.uniqueid)
         call.enterprise_number = enterprise_number
         self._move(call, CallState.INITIATED, f"first leg {first_leg.name} verified", first_leg)
         self.listen_to(target)
@@ -499,13 +503,14 @@ class CallTracker:
         ear, host = self._ears.get(key), self._hosts.get(key)
         if ear is None or host is None:
             return
-        for _at, line in ear.unclaimed.pop(call.first_base, []):
-            self._hear(host, line)
+        for at, line in ear.unclaimed.pop(call.first_base, []):
+            self._hear(host, line, at)
 
-    def _hear(self, host: _Host, line: Heard) -> bool:
+    def _hear(self, host: _Host, line: Heard, at: float | None = None) -> bool:
         """Apply one heard line to the host's live calls (``hearing.hear``); False: it
-        concerns none of them."""
-        now = _now()
+        concerns none of them. ``at``: when it was heard, for a line kept until its call was
+        tracked (its moves are dated then: a ring time must not grow by the wait)."""
+        now = _now() if at is None else at
         live = [call for call in host.calls.values() if not call.state.is_terminal]
         heed = hear(line, live, now)
         if heed is None:
@@ -522,16 +527,16 @@ class CallTracker:
             return True
         if heed.state.is_terminal:
             if call.cancel_reason:  # hung up by this process: that is why it ended
-                self._move(call, CallState.CANCELED, call.cancel_reason)
+                self._move(call, CallState.CANCELED, call.cancel_reason, at=now)
                 host.heard.set()
             else:  # a hangup by another process holds this move (`HANGUP_HOLD`): its word stands
-                self._move(call, heed.state, heed.reason)
+                self._move(call, heed.state, heed.reason, at=now)
                 host.heard.set()
             return True
         # The pair Dial made for the customer, as its ``;1`` leg: what a listing would store.
         leg = f"{call.customer_base};1" if call.customer_base else None
         for state in steps(call.state, heed.state):
-            self._move(call, state, heed.reason, customer_leg=leg)
+            self._move(call, state, heed.reason, customer_leg=leg, at=now)
         host.heard.set()
         return True
 
@@ -553,23 +558,30 @@ class CallTracker:
         first: Channel | None = None,
         customer: Channel | None = None,
         customer_leg: str | None = None,
+        at: float | None = None,
     ) -> None:
         """Record a move; the customer's leg from a listing's ``customer``, or by name
-        (``customer_leg``) when a heard line named its pair."""
+        (``customer_leg``) when a heard line named its pair. ``at``: when it happened, if
+        before now (never before the call was tracked: its ring times start there)."""
         ended_before = call.state.is_terminal  # a call's end is counted once
         call.state = state
         now = _now()
+        happened = now if at is None else min(now, max(at, call.started))
         answered = state in RANK and RANK[state] >= RANK[CallState.AGENT_ANSWERED]
         if answered and call.agent_answered_at is None:
-            call.agent_answered_at = now
+            call.agent_answered_at = happened
         if state is CallState.RINGING_CUSTOMER and call.customer_seen_at is None:
-            call.customer_seen_at = now
+            call.customer_seen_at = happened
         if state is CallState.CONNECTED and call.connected_at is None:
-            call.connected_at = now
+            call.connected_at = happened
         sides = None
         if state.is_terminal:  # why each side ended, stored with the state (same statement)
             seen = Seen(
-                call.started, now, call.agent_answered_at, call.customer_seen_at, call.connected_at
+                call.started,
+                happened,
+                call.agent_answered_at,
+                call.customer_seen_at,
+                call.connected_at,
             )
             sides = decide(
                 state,
@@ -578,7 +590,7 @@ class CallTracker:
                 words=Words(call.agent_said, call.customer_said, call.customer_ring_ms),
             )
             if not ended_before:
-                _count_end(call, state, sides, now)
+                _count_end(call, state, sides, happened)
         leg, bridge = (
             (customer.name, customer.bridge_id or None) if customer else (customer_leg, None)
         )
@@ -587,7 +599,7 @@ class CallTracker:
             Transition(
                 call.call_id,
                 state,
-                utcnow(),
+                utcnow() - timedelta(seconds=now - happened),
                 reason,
                 first_name,
                 leg,

@@ -43,8 +43,8 @@ from enum import StrEnum
 
 from callgate.domain.states import ORIGINATE_TIMEOUT, TERMINAL, CallState
 
-# states._ended's slack: the leg's 30 s began a little before the tracker's start of the call
-# (the originate is verified first).
+# states._ended's slack: the leg's 30 s and the tracker's start of the call (when the originate
+# was sent) are a round trip apart, on two clocks.
 TIMEOUT_SLACK = 1.0
 
 

@@ -30,6 +30,7 @@ _HEARD_KEPT = 4096  # pairs remembered as heard running, per client
 class Originated:
     channel: Channel  # the first leg's `;1` channel, seen progressing: the PBX took the call
     checks: int  # how many channel listings it took to see it
+    took: float = 0.0  # seconds from sending the originate to this verdict
 
 
 class PbxClient:
@@ -134,8 +135,9 @@ class PbxClient:
                 leg = self._find_new(key, prefix, listed, pending)
                 if leg is not None and originate_check.progressed(leg, listed):
                     self._credit(key, leg.uniqueid)
-                    timed.verified.observe(time.monotonic() - started)
-                    return Originated(leg, checks)
+                    took = time.monotonic() - started
+                    timed.verified.observe(took)
+                    return Originated(leg, checks, took)
                 # The verdict is the pair seen, then gone from a listing that hides nothing;
                 # Asterisk's notice only gives the reason: its words could be a caller id's.
                 if leg is None and pending is not None and listed.conclusive:
@@ -150,8 +152,9 @@ class PbxClient:
                 if await self._heard.progress(target, leg, started, pause):
                     assert leg is not None
                     self._credit(key, leg.uniqueid)  # its dialplan was heard running
-                    timed.verified.observe(time.monotonic() - started)
-                    return Originated(leg, checks)
+                    took = time.monotonic() - started
+                    timed.verified.observe(took)
+                    return Originated(leg, checks, took)
                 pause = min(self._poll_interval, max(_FIRST_PAUSE, 2 * pause))
                 try:
                     (listing,) = await self.transport.run(
