@@ -8,15 +8,19 @@ from /proc, and again once the calls have ended and the tracker has gone quiet.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import uvloop
 
 from bench import procs, setup
-from bench.farm_client import FarmClient
+from bench.farm_client import FarmClient, farm_process
 from bench.load import closed_loop
+from callgate.db.migrate import upgrade
 
 GROUP = 3
 # Short calls: a thousand hosts each followed once per second would otherwise flood the warm-up.
@@ -108,3 +112,27 @@ def goals(result: FootprintResult) -> list[tuple[str, bool, str]]:
             f"({result.calls_ok}/{result.hosts} calls ok)",
         )
     ]
+
+
+async def _alone(hosts: int, clients: int) -> FootprintResult:
+    with tempfile.TemporaryDirectory(prefix="callgate-footprint-") as workdir:
+        async with farm_process() as farm, setup.database() as url:
+            await asyncio.to_thread(upgrade, url)
+            return await measure(url, farm, Path(workdir), hosts, clients)
+
+
+def main() -> None:
+    """``python -m bench.footprint [--hosts N]``: this part alone, as `make bench` runs it."""
+    parser = argparse.ArgumentParser(prog="python -m bench.footprint", description=__doc__)
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=16)
+    args = parser.parse_args()
+    procs.raise_open_files()  # the service and the farm inherit it: a thousand hosts' sockets
+    result = uvloop.run(_alone(args.hosts, args.clients))
+    print("\n".join(section(result)))
+    for goal, met, numbers in goals(result):
+        print(f"- {'met' if met else 'NOT MET'}: {goal}: {numbers}")
+
+
+if __name__ == "__main__":
+    main()
