@@ -662,7 +662,11 @@ async def test_lines_heard_before_the_call_is_tracked_keep_their_time(pg_url: st
         since = asyncio.get_running_loop().time() - sent
         tracker.track(call_id, rig.target, originated.channel, PHONE, since=since)
         await rig.reaches(call_id, "completed")
-        agent, customer = sides((await read(rig.database, call_id))[0]).values()
+        record, events = await read(rig.database, call_id)
+        assert [event.state for event in events] == [*ANSWERED, "completed"]
+        times = [event.at for event in events]
+        assert times == sorted(times)  # the moves heard early come after the call's start
+        agent, customer = sides(record).values()
         assert agent[0] == customer[0] == "answered"
         assert agent[1] is not None and 0.1 <= agent[1] <= 0.4, agent
         assert customer[1] is not None and 0.5 <= customer[1] <= 0.9, customer

@@ -225,7 +225,9 @@ class CallTracker:
         started = _now() - max(since, 0.0)
         call = _Call(call_id, target, first_leg.base_name, phone, started, first_leg.uniqueid)
         call.enterprise_number = enterprise_number
-        self._move(call, CallState.INITIATED, f"first leg {first_leg.name} verified", first_leg)
+        # Dated when the originate was sent: what was heard of the call since comes after it.
+        verified = f"first leg {first_leg.name} verified"
+        self._move(call, CallState.INITIATED, verified, first_leg, at=started)
         self.listen_to(target)
         if self._leases is not None:
             token = self._leases.token(target.address)
