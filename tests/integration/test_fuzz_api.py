@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -30,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
+from callgate.domain.destinations import PolicyOverrides, effective_policy
 from callgate.errors import InvalidInput
 from callgate.validation import normalize_phone, validate_extension
 from tests.support.sshd import SshdServer
@@ -103,6 +104,11 @@ async def _new_originates(stack: Stack, seen: int) -> list[str]:
     return [c for c in commands[seen:] if c.startswith("channel originate")]
 
 
+# The stack's enterprise has no policy of its own: the shipped default's, in the default region
+# (it denies premium and satellite ranges such as +881, which the phones drawn can fall in).
+POLICY = effective_policy(PolicyOverrides(), PolicyOverrides(), "BY")
+
+
 def _expected(code: str, phone: str, code_field: str, phone_field: str) -> tuple[str, str] | None:
     """The values the service must dial, or None if it must refuse with a 422."""
     try:
@@ -120,13 +126,19 @@ async def _check(
     dialled = await _new_originates(stack, seen)
     expected = _expected(*pair, *fields)
     event(f"HTTP {response.status_code}")  # --hypothesis-show-statistics
-    outcomes.add("refused" if response.status_code == 422 else "dialled")
+    outcomes.add("refused" if response.status_code in (403, 422) else "dialled")
     if response.status_code == 422:
         assert dialled == []
         assert expected is None, "a valid request was refused"
         return response
-    assert response.is_success, response.text
     assert expected is not None, "an invalid request was accepted"
+    denied = POLICY.refusal(*expected)
+    if response.status_code == 403:  # a valid number the destination policy refuses
+        assert dialled == []
+        assert denied is not None, f"an allowed destination was refused: {response.text}"
+        return response
+    assert denied is None, f"a denied destination was dialled ({denied})"
+    assert response.is_success, response.text
     assert len(dialled) == 1
     command = ORIGINATE.fullmatch(dialled[0])
     assert dialled[0].isascii() and command is not None
@@ -136,25 +148,31 @@ async def _check(
 
 @FUZZ
 @given(pair=code_and_phone())
+@example(pair=("00", "+8810000"))  # valid, in a range the default policy denies: 403
 async def test_legacy_fuzz_refuses_or_dials_once(
     nodup: Stack, outcomes: set[str], pair: tuple[str, str]
 ) -> None:
-    """Legacy: arbitrary code/phone give 422 (naming one of them) and no originate, or 200
-    and exactly one ASCII originate of the normalised values."""
+    """Legacy: arbitrary code/phone give 422 (naming one of them), or 403 for a destination the
+    policy denies, and no originate; or 200 and exactly one ASCII originate of the normalised
+    values."""
     code, phone = pair
     send = lambda: nodup.call(code=code, phone=phone)  # noqa: E731
     response = await _check(nodup, send, pair, ("code", "phone"), outcomes)
     if response.status_code == 422:
         assert response.json()["detail"][0]["loc"][1] in ("code", "phone")
+    elif response.status_code == 403:
+        assert response.json()["detail"].startswith("Destination not allowed: ")
 
 
 @FUZZ
 @given(pair=code_and_phone(_ANY_PHONES | st.text(st.characters(categories=["Cs"]), min_size=1)))
+@example(pair=("00", "+8810000"))  # valid, in a range the default policy denies: 403
 async def test_v1_fuzz_refuses_or_dials_once(
     nodup: Stack, outcomes: set[str], pair: tuple[str, str]
 ) -> None:
     """POST /v1/calls: arbitrary from/to (lone surrogates too, JSON carries them) give a 422
-    problem naming the field and no originate, or 201 and exactly one ASCII originate."""
+    problem naming the field, or a 403 problem for a destination the policy denies, and no
+    originate; or 201 and exactly one ASCII originate."""
     headers = {"Authorization": f"Bearer {nodup.secret}", "Content-Type": "application/json"}
     body = json.dumps({"from": pair[0], "to": pair[1]})  # ASCII: escapes even a lone surrogate
     client = nodup.service.client
@@ -165,6 +183,8 @@ async def test_v1_fuzz_refuses_or_dials_once(
     response = await _check(nodup, send, pair, ("from", "to"), outcomes)
     if response.status_code == 422:
         assert response.json()["field"] in ("from", "to")
+    elif response.status_code == 403:
+        assert response.json()["code"] == "destination_not_allowed"
     else:
         assert response.status_code == 201
 
