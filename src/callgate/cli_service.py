@@ -429,6 +429,7 @@ def _follow(path: Path, handle: Any) -> None:
                 continue
             time.sleep(0.25)
     finally:  # the caller's handlers again (an in-process run, as the tests make)
+        handle.close()  # after a rotation, not the one the caller opened
         for number, handler in zip(signals, before, strict=True):
             signal.signal(number, handler)
 

@@ -512,9 +512,9 @@ class CallTracker:
         """Apply one heard line to the host's live calls (``hearing.hear``); False: it
         concerns none of them. ``at``: when it was heard, for a line kept until its call was
         tracked (its moves are dated then: a ring time must not grow by the wait)."""
-        now = _now() if at is None else at
+        heard_at = _now() if at is None else at
         live = [call for call in host.calls.values() if not call.state.is_terminal]
-        heed = hear(line, live, now)
+        heed = hear(line, live, heard_at)
         if heed is None:
             return False
         call = host.calls[heed.call_id]
@@ -529,16 +529,16 @@ class CallTracker:
             return True
         if heed.state.is_terminal:
             if call.cancel_reason:  # hung up by this process: that is why it ended
-                self._move(call, CallState.CANCELED, call.cancel_reason, at=now)
+                self._move(call, CallState.CANCELED, call.cancel_reason, at=heard_at)
                 host.heard.set()
             else:  # a hangup by another process holds this move (`HANGUP_HOLD`): its word stands
-                self._move(call, heed.state, heed.reason, at=now)
+                self._move(call, heed.state, heed.reason, at=heard_at)
                 host.heard.set()
             return True
         # The pair Dial made for the customer, as its ``;1`` leg: what a listing would store.
         leg = f"{call.customer_base};1" if call.customer_base else None
         for state in steps(call.state, heed.state):
-            self._move(call, state, heed.reason, customer_leg=leg, at=now)
+            self._move(call, state, heed.reason, customer_leg=leg, at=heard_at)
         host.heard.set()
         return True
 
@@ -564,7 +564,7 @@ class CallTracker:
     ) -> None:
         """Record a move; the customer's leg from a listing's ``customer``, or by name
         (``customer_leg``) when a heard line named its pair. ``at``: when it happened, if
-        before now (never before the call was tracked: its ring times start there)."""
+        before now (never before the call began, when its originate was sent)."""
         ended_before = call.state.is_terminal  # a call's end is counted once
         call.state = state
         now = _now()

@@ -30,7 +30,7 @@ _HEARD_KEPT = 4096  # pairs remembered as heard running, per client
 class Originated:
     channel: Channel  # the first leg's `;1` channel, seen progressing: the PBX took the call
     checks: int  # how many channel listings it took to see it
-    took: float = 0.0  # seconds from sending the originate to this verdict
+    took: float  # seconds from sending the originate to this verdict
 
 
 class PbxClient:
