@@ -11,7 +11,7 @@
    per call of the listening console, with listening on and off (`bench/listening.py`).
 6. Events: the lag from the simulator's line to SSE, WebSocket and webhook clients, and the
    service's CPU per call with 100 subscribers and 10 webhook endpoints against none
-   (`bench/events.py`).
+   (`bench/events.py`), judged against the libraries' floor (`bench/events_floor.py`).
 7. Several instances: calls per second and CPU per call with one and two instances on one
    PostgreSQL against one instance as before and the seed's way, the event lag across
    instances, the takeover after SIGKILL (`bench/instances.py`, a stage of its own).

@@ -5,10 +5,11 @@ report's tables; and the webhook receiver it measures with, over real loopback H
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import httpx
 import pytest
-from bench import events, listening
+from bench import events, events_floor, listening
 from bench.events import EventsResult, ModeResult, Turn, WebhookReceiver
 from bench.listening import Arrival, Cpu, Placed
 
@@ -96,6 +97,34 @@ def test_the_goal_is_met_within_ten_percent_and_only_with_every_call_through() -
     [(_, failed, _)] = events.goals(_result([_turn(0.1, failed=1)], [_turn(0.1)]))
     [(_, late, _)] = events.goals(_result([_turn(0.1, late=1)], [_turn(0.1)]))
     assert over is False and failed is False and late is False
+
+
+def test_the_goal_is_out_of_reach_only_when_the_floor_alone_misses_it() -> None:
+    result = _result([_turn(0.2)], [_turn(0.1)])  # none: 10 ms per call
+    assert events.EVENTS_PER_CALL == 6  # initiated, then the five heard transitions
+    # 20 streams and 2 endpoints per call's enterprise: 6 x (20 x 0.01 + 2 x 0.1) = 2.4 ms
+    costly = replace(result, floor=events_floor.Floor(message_ms=0.01, request_ms=0.1))
+    assert events.floor_extra_ms(costly) == pytest.approx(2.4)
+    assert events.floor_ratio(costly) == pytest.approx(1.24)
+    [(_, met, numbers)] = events.goals(costly)
+    assert met is None and "the floor alone adds 2.40 ms: 1.24 times (+24 %)" in numbers
+    cheap = replace(result, floor=events_floor.Floor(message_ms=0.001, request_ms=0.01))
+    [(_, reachable, _)] = events.goals(cheap)
+    assert reachable is False  # the floor leaves room: the service missed it
+    [(_, unmeasured, numbers)] = events.goals(result)
+    assert unmeasured is False and "floor" not in numbers
+    failing = _result([_turn(0.2, failed=1)], [_turn(0.1)])
+    [(_, failed, _)] = events.goals(replace(failing, floor=costly.floor))
+    assert failed is False  # a refused call is a failure, never "out of reach"
+    text = "\n".join(events.section(costly))
+    assert "a stream message 0.010 ms" in text and "a webhook request 0.100 ms" in text
+    assert "at the floor 2.40 ms of CPU more per call, 1.24 times none's (+24 %" in text
+    assert "The service spent 10.00 ms more (4.2 times the floor's)" in text
+
+
+async def test_the_floor_is_measured_over_real_loopback_streams_and_requests() -> None:
+    floor = await events_floor.measure(messages=40, requests=50, streams=4)
+    assert 0 < floor.message_ms < 5 and 0 < floor.request_ms < 50
 
 
 def test_the_section_shows_each_channel_and_both_modes() -> None:
