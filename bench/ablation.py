@@ -2,9 +2,10 @@
 
     python -m bench.ablation [--calls N] [--only VARIANT ...]
 
-The single-host set-up of `make bench` (a real sshd whose `asterisk` is the simulator, a
-fresh PostgreSQL database, console transport) with several services side by side on the same
-database and host, each `callgate serve` in its own process, changed at start by this module
+The single-host set-up of `make bench` (a real sshd whose `asterisk` is the simulator,
+console transport) with several services side by side on the same host, each `callgate serve`
+in its own process on a fresh PostgreSQL database of its own (on one database they would be
+instances coordinating, see README "Several instances"), changed at start by this module
 (nothing in the service itself is switchable):
 
 - ``full``: the service as it is;
@@ -166,10 +167,14 @@ async def measure(
     """The seed's median, and per variant its median and paired difference from ``full``."""
     with setup.stage("callgate-ablation-") as stage:
         sshd, control, workdir = stage.sshd, stage.control, stage.workdir
-        async with setup.database() as url, contextlib.AsyncExitStack() as stack:
-            secret = await setup.seed_rows(url, sshd, "console")
+        async with contextlib.AsyncExitStack() as stack:
             lanes: dict[str, HttpLane] = {}
+            secrets: dict[str, str] = {}
             for variant in variants:
+                # A database each: services sharing one are several instances, which share
+                # the double-click guard and hear a host only where they hold its lease.
+                url = await stack.enter_async_context(setup.database())
+                secrets[variant] = await setup.seed_rows(url, sshd, "console")
                 own = workdir / variant
                 own.mkdir()
                 command = [sys.executable, "-m", "bench.ablation", "serve", variant]
@@ -190,7 +195,7 @@ async def measure(
                 order = variants if index % 2 == 0 else variants[::-1]
                 for variant in order:
                     await ways.settle()
-                    took = await ways.legacy_way(lanes[variant], secret, 100000 + index)
+                    took = await ways.legacy_way(lanes[variant], secrets[variant], 100000 + index)
                     await control.rx("channel request hangup all")
                     if index >= 0:
                         times[variant].append(took * 1000)
