@@ -1,7 +1,7 @@
 """The events goal's floor: what the libraries the service is built on spend, alone, on one
 event's deliveries, with no callgate code in the way.
 
-    python -m bench.events_floor [--messages N] [--requests N]   # about 15 seconds
+    python -m bench.events_floor [--messages N] [--requests N]   # about 5 seconds
 
 `bench.events` judges its goal against it as `bench.single` judges its bars against their
 floor parts: a goal the floor alone misses is "out of reach here".
