@@ -258,11 +258,7 @@ async def measure(messages: int = 200, requests: int = 1000, streams: int = STRE
         request = await request_ms(receiver_port, requests)
     finally:
         server.terminate()
-        try:
-            await asyncio.wait_for(server.wait(), 10)
-        except TimeoutError:
-            server.kill()
-            await server.wait()
+        await procs.ended(server, 10)
     return Floor(message_ms=message, request_ms=request)
 
 

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from bench import procs
+
 FARM_USER = "pbx"
 ANSWER_TIMEOUT = 120.0  # starting a thousand hosts takes a few seconds; nothing takes this long
 
@@ -111,8 +113,4 @@ async def farm_process() -> AsyncIterator[FarmClient]:
             with contextlib.suppress(OSError):
                 proc.stdin.write(b'{"op": "quit"}\n')
                 proc.stdin.close()
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+            await procs.ended(proc, 20)

@@ -1,4 +1,5 @@
-"""Process probes for the report: CPU time spent per process, resident memory, open-file limit.
+"""Process probes for the report: CPU time spent per process, resident memory, open-file limit;
+and the end of a child process asked to end.
 
 CPU times come from ``/proc/<pid>/stat`` (user + system, in clock ticks). Measured around a
 load segment they say where each call's CPU went, which is what a noisy machine cannot hide:
@@ -7,6 +8,7 @@ wall-clock throughput moves with whatever else runs, CPU per call much less.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import resource
 from pathlib import Path
@@ -111,3 +113,12 @@ def tree_cpu_delta(before: dict[int, float], after: dict[int, float]) -> tuple[f
             total += seconds
             started += seconds
     return total, started, sum(1 for pid in before if pid not in after)
+
+
+async def ended(proc: asyncio.subprocess.Process, within: float) -> None:
+    """Wait for ``proc``, asked to end, to end; killed if it has not within ``within`` s."""
+    try:
+        await asyncio.wait_for(proc.wait(), within)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()

@@ -20,6 +20,7 @@ import httpx
 from tests.support.service import free_port
 from tests.support.sshd import SshdServer, sim_user_session
 
+from bench import procs
 from bench.farm_client import FarmClient, FarmHost
 from callgate.db.enterprises import add_enterprise
 from callgate.db.executor import connect
@@ -184,11 +185,7 @@ async def callgate_service(
         yield Service(base, port, proc.pid)
     finally:
         proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), 30)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
+        await procs.ended(proc, 30)
 
 
 class HostSwitch:
