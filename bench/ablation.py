@@ -161,28 +161,37 @@ def serve(variant: str) -> None:
     app(["serve"], prog_name="callgate")
 
 
+async def start(
+    stack: contextlib.AsyncExitStack, stage: setup.Stage, variants: tuple[str, ...]
+) -> dict[str, tuple[HttpLane, str]]:
+    """Each variant's service on ``stage``'s host, until ``stack`` closes: its lane, and the
+    secret of its enterprise."""
+    started: dict[str, tuple[HttpLane, str]] = {}
+    for variant in variants:
+        # A database each: services sharing one are several instances, which share the
+        # double-click guard and hear a host only where they hold its lease.
+        url = await stack.enter_async_context(setup.database())
+        secret = await setup.seed_rows(url, stage.sshd, "console")
+        own = stage.workdir / variant
+        own.mkdir()
+        command = [sys.executable, "-m", "bench.ablation", "serve", variant]
+        service = await stack.enter_async_context(
+            setup.callgate_service(url, own, environment(variant), command)
+        )
+        lane = HttpLane(service.port)
+        stack.callback(lane.close)
+        started[variant] = (lane, secret)
+    return started
+
+
 async def measure(
     calls: int, variants: tuple[str, ...] = DEFAULT, warmup: int = 20
 ) -> dict[str, Any]:
     """The seed's median, and per variant its median and paired difference from ``full``."""
     with setup.stage("callgate-ablation-") as stage:
-        sshd, control, workdir = stage.sshd, stage.control, stage.workdir
+        sshd, control = stage.sshd, stage.control
         async with contextlib.AsyncExitStack() as stack:
-            lanes: dict[str, HttpLane] = {}
-            secrets: dict[str, str] = {}
-            for variant in variants:
-                # A database each: services sharing one are several instances, which share
-                # the double-click guard and hear a host only where they hold its lease.
-                url = await stack.enter_async_context(setup.database())
-                secrets[variant] = await setup.seed_rows(url, sshd, "console")
-                own = workdir / variant
-                own.mkdir()
-                command = [sys.executable, "-m", "bench.ablation", "serve", variant]
-                service = await stack.enter_async_context(
-                    setup.callgate_service(url, own, environment(variant), command)
-                )
-                lanes[variant] = HttpLane(service.port)
-                stack.callback(lanes[variant].close)
+            started = await start(stack, stage, variants)
             times: dict[str, list[float]] = {variant: [] for variant in variants}
             seed: list[float] = []
             for index in range(-warmup, calls):
@@ -195,7 +204,8 @@ async def measure(
                 order = variants if index % 2 == 0 else variants[::-1]
                 for variant in order:
                     await ways.settle()
-                    took = await ways.legacy_way(lanes[variant], secrets[variant], 100000 + index)
+                    lane, secret = started[variant]
+                    took = await ways.legacy_way(lane, secret, 100000 + index)
                     await control.rx("channel request hangup all")
                     if index >= 0:
                         times[variant].append(took * 1000)
