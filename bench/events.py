@@ -210,14 +210,17 @@ def ratio(result: EventsResult) -> float | None:
     return attached / none if attached > 0 and none > 0 else None
 
 
+def shares(result: EventsResult) -> tuple[float, float]:
+    """The streams and endpoints of a call's enterprise, on average."""
+    return result.subscribers / result.enterprises, result.endpoints / result.enterprises
+
+
 def floor_extra_ms(result: EventsResult) -> float | None:
     """The least CPU per call that attaching can add: each of a call's events sent to its
     enterprise's share of the streams and endpoints at the floor's cost (None unmeasured)."""
     if result.floor is None:
         return None
-    streams = result.subscribers / result.enterprises
-    endpoints = result.endpoints / result.enterprises
-    return EVENTS_PER_CALL * result.floor.per_event_ms(streams, endpoints)
+    return EVENTS_PER_CALL * result.floor.per_event_ms(*shares(result))
 
 
 def floor_ratio(result: EventsResult) -> float | None:
@@ -623,8 +626,7 @@ def section(result: EventsResult) -> list[str]:
     floor, extra, best = result.floor, floor_extra_ms(result), floor_ratio(result)
     if floor is not None and extra and best is not None:
         spent = on.per_call_ms(on.cpu.service) - off.per_call_ms(off.cpu.service)
-        streams = result.subscribers / result.enterprises
-        endpoints = result.endpoints / result.enterprises
+        streams, endpoints = shares(result)
         lines += [
             "",
             f"The floor, same run (`bench/events_floor.py`: the libraries alone, no callgate "

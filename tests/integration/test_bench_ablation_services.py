@@ -1,9 +1,10 @@
 """`python -m bench.ablation`'s services, started side by side as the command starts them, on
 the service as it is now: the README sends people to the command, and each variant changes
 the service's internals at start (`bench.ablation.prepare`), which the service's own changes
-can break. (What broke it once, its variants sharing one database where services coordinate
-as instances, showed only after its warm-up: the shared guard answered a variant's call with
-500 while another's outcome was being written. Each variant now has a database of its own.)"""
+can break. It does not stand for what broke the command once (its variants shared one
+database, where services coordinate as instances, and after the command's warm-up the shared
+double-click guard answered a variant's call with 500): this test passes on one shared
+database too, the coordination not yet under way this early."""
 
 from __future__ import annotations
 
