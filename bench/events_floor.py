@@ -247,7 +247,7 @@ async def measure(messages: int = 200, requests: int = 1000, streams: int = STRE
     server = await asyncio.create_subprocess_exec(*argv)
     try:
         async with httpx.AsyncClient() as client:
-            for _ in range(200):
+            for _ in range(200):  # a fan-out of nothing, answered once the server listens
                 with contextlib.suppress(httpx.HTTPError):
                     await client.post(f"http://127.0.0.1:{port}/fanout", params={"count": 0})
                     break
