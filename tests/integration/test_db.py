@@ -24,6 +24,7 @@ from callgate.db.calls import (
     finish_call,
     finish_values,
     get_call,
+    get_calls_with_hosts,
     insert_call,
     list_calls,
     new_call_values,
@@ -403,6 +404,29 @@ async def test_the_per_call_read_sees_fresh_rows(database: Database) -> None:
     await set_host(database, "10.0.0.6", {"ssh_port": 2200})
     found = await by_secret_with_host(database, "t" * 32)
     assert found is not None and found[1] is not None and found[1].ssh_port == 2200
+
+
+async def test_calls_are_read_with_their_hosts_rows_in_one_statement(pg_url: str) -> None:
+    """The tracker's adoption reads a round's calls and their hosts' rows at once (None: no
+    row, the defaults apply); an unknown id is absent (PostgreSQL only: `= ANY(array)`)."""
+    await asyncio.to_thread(upgrade, pg_url)
+    async with opened(pg_url) as database:
+        await set_host(database, "10.0.0.5", {"ssh_port": 2222, "ssh_user": "callgate"})
+        ids = []
+        for host in ("10.0.0.5", "10.0.0.6"):
+            values = new_call_values(
+                enterprise_number="0367", extension="150", phone="79001234567", host=host
+            )
+            await insert_call(database, values)
+            ids.append(values["id"])
+        found = {
+            row.host: (row.id, host)
+            for row, host in await get_calls_with_hosts(database, [*ids, "nope"])
+        }
+        assert found == {
+            "10.0.0.5": (ids[0], HostRow("10.0.0.5", ssh_port=2222, ssh_user="callgate")),
+            "10.0.0.6": (ids[1], None),
+        }
 
 
 async def test_enterprise_add_refuses_clashes(database: Database) -> None:

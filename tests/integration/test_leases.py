@@ -298,3 +298,23 @@ async def test_a_lease_is_lost_when_taken_over_or_not_renewed_for_a_ttl(db_url: 
         await asyncio.sleep(1.0)
         await mine.renew()
         assert lost == ["taken", "lapsing"] and mine.held() == {}
+
+
+async def test_a_host_held_elsewhere_is_not_asked_for_again_at_every_call(db_url: str) -> None:
+    """`acquire_unless_held` (a call placed on a host another instance may follow): after a
+    refusal, None without a statement for ``renew_every``; then the database is asked again.
+    `acquire` (the takeover's) always asks."""
+    await _migrated(db_url)
+    async with opened(db_url) as database:
+        owner, placer = Leases(database, "owner", ttl=0.6), Leases(database, "placer", ttl=0.6)
+        token = await owner.acquire("h")
+        assert token == 1
+        assert await placer.acquire_unless_held("h") is None  # asked: held elsewhere
+        await leases.release(database, "h", "owner", token)  # free from now on
+        assert await placer.acquire_unless_held("h") is None  # not asked again yet
+        await asyncio.sleep(placer.renew_every)
+        assert await placer.acquire_unless_held("h") == 2  # asked again: taken
+        third = Leases(database, "third", ttl=0.6)
+        assert await third.acquire_unless_held("h") is None
+        await leases.release(database, "h", "placer", 2)
+        assert await third.acquire("h") == 3  # the takeover's way asks every time

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import math
 import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -65,6 +66,11 @@ class Leases:
         self._valid_until: dict[str, float] = {}  # loop time the lease surely lasts until
         self._since: dict[str, datetime] = {}  # when each lease held was taken (wall clock)
         self._taking: set[str] = set()  # acquisitions under way (not this owner's strays)
+        # Names another instance held at a try, and the loop time before which
+        # `acquire_unless_held` does not ask again (`python -m bench.instances`: with two
+        # instances, half the calls are placed on a host the other one follows, and asking at
+        # each was a statement a call, and a log line, for the same answer).
+        self._held_elsewhere: dict[str, float] = {}
         self._on_lost: list[Callable[[str], None]] = []
         self._renewals = Background(self._renewing, "lease renewals")
         # Held for as long as this instance runs: tells the others it is alive.
@@ -109,13 +115,25 @@ class Leases:
         finally:
             self._taking.discard(name)
         if token is None:
+            self._held_elsewhere[name] = _now() + self.renew_every
             return None
+        self._held_elsewhere.pop(name, None)
         if name not in self._held:
             log.info("lease taken", name=name, token=token, owner=self.owner)
         self._held[name] = token
         self._since[name] = now
         self._valid_until[name] = began + self.ttl
         return token
+
+    async def acquire_unless_held(self, name: str) -> int | None:
+        """`acquire`, except that None comes without asking while another instance held
+        ``name`` at a try less than ``renew_every`` ago (it renews its leases as often: it
+        most likely still holds it). For a call placed here on a host another instance may
+        follow: that instance adopts it (`calls.tracker`); a host whose owner died is taken
+        by the takeover, which asks every time (`acquire`)."""
+        if _now() < self._held_elsewhere.get(name, -math.inf):
+            return None
+        return await self.acquire(name)
 
     def lose(self, name: str, why: str) -> None:
         """Stop counting on ``name`` (a write of ours was fenced, or renewal failed)."""

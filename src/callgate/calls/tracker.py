@@ -46,7 +46,7 @@ from callgate.calls.history import (
 from callgate.calls.leases import Leases
 from callgate.calls.targets import build_target
 from callgate.db.call_tracking import end_stale, live_calls
-from callgate.db.calls import CallRecord, get_calls
+from callgate.db.calls import CallRecord, get_calls_with_hosts
 from callgate.db.executor import Database
 from callgate.db.guard import db_step
 from callgate.db.hosts import get_host
@@ -245,7 +245,7 @@ class CallTracker:
         the placer's own verified word, is stored from here (compare-and-set, unfenced)."""
         assert self._leases is not None and call.target is not None
         try:
-            token = await self._leases.acquire(call.target.address)
+            token = await self._leases.acquire_unless_held(call.target.address)
         finally:
             self._claiming.discard(call.call_id)
         if token is None:
@@ -810,25 +810,19 @@ class CallTracker:
         todo = [call_id for call_id, _host in found if call_id not in followed]
         if not todo:
             return 0
-        async with db_step("loading calls to adopt"):  # one statement for the round's calls
-            rows = sorted(await get_calls(self._database, todo), key=lambda r: r.created_at)
-        hosts: dict[str, HostRow | None] = {}
+        # One statement for the round's calls and their hosts' rows.
+        async with db_step("loading calls to adopt"):
+            rows = await get_calls_with_hosts(self._database, todo)
         adopted = 0
-        for row in rows:
+        for row, host_row in sorted(rows, key=lambda found: found[0].created_at):
             if CallState(row.state).is_terminal:
                 continue
-            if row.host not in hosts:
-                try:
-                    async with db_step("reading the host settings"):
-                        hosts[row.host] = await get_host(self._database, row.host)
-                except errors.InvalidInput:
-                    hosts[row.host] = None  # build_target then names the bad address
             since = self._leases.since(row.host)
             if row.id in self._followed() or since is None:
                 continue  # taken in hand meanwhile, or the host lost
             # Placed by another instance while this one owned the host: followed as from its
             # originate (not a resumed call), with the lines already heard of it.
-            self._adopt(row, hosts[row.host], fresh=row.created_at >= since)
+            self._adopt(row, host_row, fresh=row.created_at >= since)
             adopted += 1
         if adopted:
             log.info("calls adopted", calls=adopted)

@@ -18,7 +18,9 @@ from sqlalchemy import String, and_, any_, bindparam, insert, or_, select, updat
 from sqlalchemy.dialects import postgresql
 
 from callgate.db.executor import Database, Executor, Row
-from callgate.db.models import CALLS, CallOutcome, utcnow
+from callgate.db.hosts import HOST_COLUMNS
+from callgate.db.models import CALLS, PBX_HOSTS, CallOutcome, utcnow
+from callgate.domain.hosts import HostRow
 from callgate.domain.states import CallState
 
 
@@ -163,16 +165,30 @@ async def get_call(database: Executor, call_id: str) -> CallRecord | None:
     return None if found is None else call_record(found)
 
 
-# Several calls by id in one statement: PostgreSQL's `= ANY(array)`, one statement text for
-# any number of ids (an IN list is compiled with its values: `db.postgres`).
-_BY_IDS = select(CALLS).where(
-    CALLS.c.id == any_(bindparam("p_ids", type_=postgresql.ARRAY(String())))
+# Several calls by id in one statement, each with its host's row: PostgreSQL's
+# `= ANY(array)`, one statement text for any number of ids (an IN list is compiled with its
+# values: `db.postgres`). The host's columns are labelled apart from the call's.
+_HOST_LABELS = tuple(column.label(f"host_{column.name}") for column in HOST_COLUMNS)
+_WITH_HOSTS_BY_IDS = (
+    select(CALLS, *_HOST_LABELS)
+    .select_from(CALLS.outerjoin(PBX_HOSTS, PBX_HOSTS.c.address == CALLS.c.host))
+    .where(CALLS.c.id == any_(bindparam("p_ids", type_=postgresql.ARRAY(String()))))
 )
 
 
-async def get_calls(database: Executor, call_ids: Sequence[str]) -> list[CallRecord]:
-    """The calls of ``call_ids`` that exist, read fresh, in no particular order (PostgreSQL)."""
-    return [call_record(found) for found in await database.rows(_BY_IDS, {"p_ids": call_ids})]
+async def get_calls_with_hosts(
+    database: Executor, call_ids: Sequence[str]
+) -> list[tuple[CallRecord, HostRow | None]]:
+    """The calls of ``call_ids`` that exist, read fresh, in no particular order, each with its
+    host's row (None: no row, the defaults apply), in one statement (PostgreSQL)."""
+    found = await database.rows(_WITH_HOSTS_BY_IDS, {"p_ids": call_ids})
+    return [(call_record(row), _host_of(row)) for row in found]
+
+
+def _host_of(found: Row) -> HostRow | None:
+    if found[_HOST_LABELS[0].name] is None:  # the address: no row joined
+        return None
+    return HostRow(*(found[label.name] for label in _HOST_LABELS))
 
 
 async def call_exists(database: Executor, call_id: str) -> bool:
