@@ -7,9 +7,10 @@ import gc
 import logging
 import math
 import signal
+import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import TypedDict
@@ -138,24 +139,47 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=graceful_timeout(settings),
         **server_limits(settings),
     )
-    server = DrainingServer(config, readiness.draining_of(app), settings.drain_notice)
+    server = DrainingServer(
+        config,
+        readiness.draining_of(app),
+        settings.drain_notice,
+        listening=lambda: _print_ready_message(app),
+    )
     with contextlib.suppress(KeyboardInterrupt):  # as `uvicorn.run`
         server.run()
     if not server.started:  # the port is taken, the lifespan failed: as `uvicorn.run` does
         sys.exit(STARTUP_FAILURE)
 
 
+def _print_ready_message(app: FastAPI) -> None:
+    message = app.state.services.ready_message
+    if message:
+        print(message, flush=True)
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn's server, whose stop signal first marks the service as draining (`/ready`
     answers 503), then, ``notice`` seconds later, stops it as uvicorn does: the listening
-    socket closes and the requests in flight finish. A second signal stops it at once."""
+    socket closes and the requests in flight finish. A second signal stops it at once.
+    ``listening`` is called once the port accepts connections."""
 
-    def __init__(self, config: uvicorn.Config, draining: readiness.Draining, notice: float):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        draining: readiness.Draining,
+        notice: float,
+        listening: Callable[[], None] = lambda: None,
+    ):
         super().__init__(config)
-        self._draining, self._notice = draining, notice
+        self._draining, self._notice, self._listening = draining, notice, listening
         self._stop_at: float | None = None
         self._signal = signal.SIGTERM
         self._announced = False
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:  # the lifespan ran and the socket is bound
+            self._listening()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # A signal handler: it only sets flags (no logging, which takes locks).

@@ -30,6 +30,7 @@ DEMO_USER = "demo"
 class Demo:
     simulator: SshSimulator
     secret: str
+    instructions: str  # for the terminal, once the service listens
 
     async def close(self) -> None:
         await self.simulator.close()
@@ -60,8 +61,15 @@ async def start_demo(settings: Settings, database: Database) -> Demo:
         "dial_context": settings.dial_context,
     }
     await set_host(database, DEMO_HOST, changes)
+    log.info("demo ready", enterprise=DEMO_NAME, simulator_port=simulator.port)
+    return Demo(simulator, secret, _instructions(settings, secret))
+
+
+def _instructions(settings: Settings, secret: str) -> str:
+    """What to type next: printed by `callgate serve` once its port accepts connections (a
+    line printed before then would fail the first command pasted from it)."""
     base = f"http://{_display_host(settings.host)}:{settings.port}"
-    print(
+    return (
         "\nDemo PBX ready (simulated Asterisk 22.7: the agent answers after 1 s, the customer"
         " after 2 s, they talk 20 s). Place a call:\n"
         f"  curl '{base}/api/makecallexternal?code=150&phone=%2B375296254070"
@@ -69,11 +77,8 @@ async def start_demo(settings: Settings, database: Database) -> Demo:
         "then follow it (the call_id from the answer) through its states:\n"
         f"  curl -H 'Authorization: Bearer {secret}' {base}/v1/calls/CALL_ID\n"
         "or watch every call live:\n"
-        f"  CALLGATE_CLIENT_SECRET={secret} .venv/bin/callgate calls watch\n",
-        flush=True,
+        f"  CALLGATE_CLIENT_SECRET={secret} .venv/bin/callgate calls watch\n"
     )
-    log.info("demo ready", enterprise=DEMO_NAME, simulator_port=simulator.port)
-    return Demo(simulator, secret)
 
 
 def _display_host(host: str) -> str:

@@ -204,6 +204,7 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
         ),
         status=ServiceStatus(database, pbx, tracker, settings),
         webhooks=Webhooks(database, settings),
+        ready_message=demo.instructions if demo is not None else None,
     )
     # Before the tracker resumes: a call a killed run left pending gets its outcome (and
     # its state `lost`), so the tracker does not adopt it. Never re-dialled.

@@ -41,9 +41,14 @@ class ServiceProcess:
                 [str(CALLGATE), "serve"], env=self.env, cwd=self.cwd, stdout=out, stderr=out
             )
 
+    def spawn(self) -> None:
+        """Start it; nothing waited for."""
+        self.proc = self._spawn()
+
     async def start(self) -> None:
         """Start it and wait until /health answers."""
-        self.proc = self._spawn()
+        self.spawn()
+        assert self.proc is not None
         async with httpx.AsyncClient(base_url=self.base_url, timeout=1) as client:
             for _ in range(300):
                 assert self.proc.poll() is None, self.output.read_text()[-2000:]

@@ -24,3 +24,5 @@ class Services:
     watching: Watching  # an enterprise's calls as they change
     status: ServiceStatus  # the running parts, for /api/status
     webhooks: Webhooks  # an enterprise's webhook endpoints (calls/webhooks.py)
+    # For the terminal once the port accepts connections (`app.serve`): the demo's commands.
+    ready_message: str | None = None
