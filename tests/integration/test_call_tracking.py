@@ -670,3 +670,40 @@ async def test_lines_heard_before_the_call_is_tracked_keep_their_time(pg_url: st
         assert agent[0] == customer[0] == "answered"
         assert agent[1] is not None and 0.1 <= agent[1] <= 0.4, agent
         assert customer[1] is not None and 0.5 <= customer[1] <= 0.9, customer
+
+
+@pytest.mark.postgres
+async def test_a_customers_lines_heard_before_the_call_is_tracked_are_applied_too(
+    pg_url: str,
+) -> None:
+    """A call taken in hand late (adopted from another instance, or a slow check): its agent
+    answered and its customer's phone rang and was busy, all heard on the listening console
+    before the call was tracked. The customer's pair names the call only through its phone
+    and its agent's leg, so its lines are kept apart and applied once the call is known: the
+    customer's side says busy, as heard, and its ringing is in the history."""
+    async with make_rig(pg_url, kind="console") as rig:
+        scenario = Scenario(
+            agent_answer_after=0.1, customer_answer_after=0.1, customer_outcome="busy"
+        )
+        rig.engine.set_scenario("150", scenario)
+        tracker = await rig.tracker(interval=5.0)  # no listing between the call's moves
+        tracker.listen_to(rig.target)
+
+        async def listening() -> bool:
+            ears = cast(dict[str, dict[str, Any]], tracker.status()["listening"])
+            return any(ear["state"] == "open" for ear in ears.values())
+
+        await until(listening)
+        call_id = await new_call(rig.database, host="127.0.0.1")
+        sent = asyncio.get_running_loop().time()
+        originated = await rig.pbx.originate(rig.target, "150", PHONE)
+        await asyncio.sleep(0.6)  # both sides have rung and answered or refused meanwhile
+        since = asyncio.get_running_loop().time() - sent
+        tracker.track(call_id, rig.target, originated.channel, PHONE, since=since)
+        await rig.reaches(call_id, "customer_no_answer")
+        record, events = await read(rig.database, call_id)
+        assert [event.state for event in events] == [*ANSWERED[:4], "customer_no_answer"]
+        agent, customer = sides(record).values()
+        assert agent[0] == "answered" and customer[0] == "busy", (agent, customer)
+        assert record.customer_channel is not None
+        assert record.customer_channel.startswith(f"Local/{PHONE}@"), record.customer_channel

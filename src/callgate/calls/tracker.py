@@ -499,21 +499,39 @@ class CallTracker:
             unclaimed.setdefault(line.channel.rsplit(";", 1)[0], []).append((now, line))
 
     def _replay(self, call: _Call) -> None:
-        """Lines heard before ``call`` was tracked, applied now (those it claims)."""
+        """Lines heard before ``call`` was tracked, applied now in the order heard: those of
+        its first leg's pair, and those of other pairs that concern it by then (its
+        customer's pair is named by the call's phone or by its agent's leg, so it can be told
+        only once the call is known: an adopted call's customer may have rung, answered or
+        been busy before its owner took it in hand)."""
         assert call.target is not None
         key = (call.target.address, call.target.port)
         ear, host = self._ears.get(key), self._hosts.get(key)
         if ear is None or host is None:
             return
-        for at, line in ear.unclaimed.pop(call.first_base, []):
-            self._hear(host, line, at)
+        own = ear.unclaimed.pop(call.first_base, [])
+        kept = [(at, line, base) for base, lines in ear.unclaimed.items() for at, line in lines]
+        # Stable: at one loop time, the agent's lines before the customer's (the PBX's order).
+        for at, line, base in sorted(
+            [(at, line, call.first_base) for at, line in own] + kept, key=lambda item: item[0]
+        ):
+            if base == call.first_base:
+                self._hear(host, line, at)
+            elif self._hear(host, line, at, only=call):  # its now: dropped from the kept
+                ear.unclaimed[base].remove((at, line))
+                if not ear.unclaimed[base]:
+                    del ear.unclaimed[base]
 
-    def _hear(self, host: _Host, line: Heard, at: float | None = None) -> bool:
-        """Apply one heard line to the host's live calls (``hearing.hear``); False: it
-        concerns none of them. ``at``: when it was heard, for a line kept until its call was
-        tracked (its moves are dated then: a ring time must not grow by the wait)."""
+    def _hear(
+        self, host: _Host, line: Heard, at: float | None = None, *, only: _Call | None = None
+    ) -> bool:
+        """Apply one heard line to the host's live calls (``hearing.hear``), or to ``only``
+        of them; False: it concerns none of them. ``at``: when it was heard, for a line kept
+        until its call was tracked (its moves are dated then: a ring time must not grow by
+        the wait)."""
         heard_at = _now() if at is None else at
-        live = [call for call in host.calls.values() if not call.state.is_terminal]
+        calls = host.calls.values() if only is None else [only]
+        live = [call for call in calls if not call.state.is_terminal]
         heed = hear(line, live, heard_at)
         if heed is None:
             return False
