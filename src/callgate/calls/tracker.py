@@ -134,9 +134,10 @@ class _Ear:
     target: HostTarget
     quiet_since: float
     heard_at: float | None = None  # loop time of the last line while the console is open
-    # Lines about a first leg no followed call claimed yet, by pair base: a call's first lines
-    # may come before the originate's check is done and the call tracked (an agent busy at
-    # once); ``track`` replays that pair's, and nothing else is looked at.
+    # Lines no followed call claimed yet, by pair base: a call's first lines may come before
+    # the originate's check is done and the call tracked (an agent busy at once), and an
+    # adopted call's customer may have rung before; ``_replay`` applies its first pair's, and
+    # those of other pairs that concern it once it is known (its customer's).
     unclaimed: dict[str, list[tuple[float, Heard]]] = field(default_factory=dict)
 
 
