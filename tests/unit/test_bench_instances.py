@@ -48,6 +48,24 @@ def test_the_report_has_a_row_per_segment_and_the_goals_met() -> None:
     assert "| another (b) | 10.0 / 12.0 (2) |" in text
 
 
+def test_a_goal_its_floor_misses_is_out_of_reach() -> None:
+    """Two instances that share nothing (`apart`) are the floor of the goals on two: when
+    they alone cost over 10 % more per call, or place fewer calls per second than one, no
+    coordination could meet the goal; when they do not, the goal is plainly NOT MET."""
+    result = _result(80, 0.8)
+    result.segments.append(Segment("apart", _run(90, 1.0), {"service": 0.54}))
+    text = instances.render(result, quick=False, seconds=120)
+    assert "(two; goal <= +10 %): **out of reach here**" in text
+    assert "(`apart`): +20.0 %, the cost of splitting" in text
+    assert "(the coordination's own cost): +66.7 %" in text
+    assert "(goal: never slower): **out of reach here**" in text
+    assert "share nothing against one as before: 90.0 against 100.0 calls/s" in text
+    result.segments[-1] = Segment("apart", _run(100, 1.0), {"service": 0.52})
+    text = instances.render(result, quick=False, seconds=120)
+    assert "(two; goal <= +10 %): **NOT MET**" in text
+    assert "(goal: never slower): **NOT MET**" in text
+
+
 def test_the_goals_not_met_say_so() -> None:
     result = _result(80, 0.8)
     result.takeover_s = None
