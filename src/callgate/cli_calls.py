@@ -234,7 +234,7 @@ async def place_direct(
             normalize_phone(to, field="to"),
         )
         # Subscribed before the call exists: none of its transitions can be missed.
-        feed = cases.watching.feed(enterprise.number, quiet=FOLLOW_QUIET)
+        feed = await cases.watching.feed(enterprise.number, quiet=FOLLOW_QUIET)
         try:
             placement = await cases.placing.place(
                 enterprise,

@@ -180,6 +180,9 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
     # order of originates per (host, extension) are held there (README, "Several instances").
     shared = fed_from_log(settings.database_url)
     locks = AdvisoryLocks(settings.database_url) if shared else None
+    # On PostgreSQL every instance's subscribers hear of every stored transition of their
+    # enterprises (started once the tracker runs, below).
+    shared_events = listen_for_events(settings.database_url, database, tracker)
     calls = CallService(
         settings,
         database,
@@ -201,6 +204,7 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
             database,
             streams_per_enterprise=settings.streams_per_enterprise,
             retention=timedelta(seconds=settings.events_retention),
+            hear_of=shared_events.want if shared_events is not None else None,
         ),
         status=ServiceStatus(database, pbx, tracker, settings),
         webhooks=Webhooks(database, settings),
@@ -220,8 +224,8 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
     if leases is not None:
         sweeping = asyncio.create_task(sweep_orphans(database, leases, placing_bound(settings)))
     await tracker.start(resume=resume_calls)  # resumes the calls a previous run left live
-    # On PostgreSQL every instance's subscribers hear of every stored transition.
-    shared_events = listen_for_events(settings.database_url, database, tracker)
+    if shared_events is not None:
+        shared_events.start()
     if resume_calls:
         try:  # they count against the live-call caps again
             await adopt_live_calls(live, database)

@@ -18,8 +18,15 @@ from sqlalchemy.sql.expression import Executable
 
 from callgate.calls.history import Transition
 from callgate.calls.shared_events import Listening, SharedEvents
+from callgate.db import notifications as notifications_module
 from callgate.db.executor import Database, Executor, Row, Values
-from callgate.db.notifications import APPLICATION_NAME, CHANNEL, EventNotifications, parse
+from callgate.db.notifications import (
+    APPLICATION_NAME,
+    CHANNEL,
+    EventNotifications,
+    channel_of,
+    parse,
+)
 from callgate.domain.states import TERMINAL
 from tests.support.database import opened
 from tests.support.event_streams import QUICK, place, settled, sse, stored
@@ -122,9 +129,10 @@ class CountingReads:
 async def test_an_instance_reads_only_the_events_its_own_subscribers_take(
     pg_url: str, sshd: SshdServer, tmp_path: Path
 ) -> None:
-    """Each notification names its event and enterprise (migration 0011): a reader whose
-    subscribers take another enterprise's events reads nothing; one whose take these reads
-    and hands on each of them once."""
+    """Each notification names its event and enterprise (migration 0011) and comes on its
+    enterprise's channel too (0012): a reader whose subscribers take another enterprise's
+    events LISTENs elsewhere and reads nothing; one whose take these reads and hands on each
+    of them once."""
     payloads: list[str] = []
     async with (
         call_stack(pg_url, sshd, tmp_path, track_interval=0.1) as stack,
@@ -132,13 +140,15 @@ async def test_an_instance_reads_only_the_events_its_own_subscribers_take(
     ):
         listener = await asyncpg.connect(pg_url)
         await listener.add_listener(CHANNEL, lambda *args: payloads.append(args[3]))
+        on_ours: list[str] = []  # the enterprise's own channel (migration 0012)
+        await listener.add_listener(channel_of("0367"), lambda *args: on_ours.append(args[3]))
         readers: dict[str, tuple[CountingReads, list[Transition]]] = {}
         running = []
         for number in ("0367", "9999"):
             counting, got = CountingReads(database), list[Transition]()
             wanted: Callable[[], set[str]] = functools.partial(set, {number})
             events = SharedEvents(cast(Executor, counting), got.append, wanted)
-            notifications = EventNotifications(pg_url, events.heard, events.connected)
+            notifications = EventNotifications(pg_url, events.heard, events.connected, wanted)
             events.start()
             notifications.start()
             running.append(Listening(events, notifications))
@@ -155,11 +165,69 @@ async def test_an_instance_reads_only_the_events_its_own_subscribers_take(
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)  # a repeat, or a read by the other reader, would come now
         finally:
+            channels = [r.notifications.channels for r in running]
             for listening_ in running:
                 await listening_.aclose()
             await listener.close()
     assert [parse(p) for p in payloads] == [(e.event_id, "0367") for e in log]
+    assert on_ours == payloads
+    assert channels == [
+        {channel_of("0367")},
+        {channel_of("9999")},
+    ]
     ours, theirs = readers["0367"], readers["9999"]
     assert [t.event_id for t in ours[1]] == [e.event_id for e in log]
     assert ours[0].reads >= 1
     assert theirs == (theirs[0], []) and theirs[0].reads == 0
+
+
+async def test_a_process_listens_on_the_channels_of_the_enterprises_it_takes(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`want` LISTENs on one more enterprise's channel before it returns; the channels no
+    longer wanted are let go at the next check, after those wanted are taken (every
+    event's channel when the process takes every enterprise's); a reconnect LISTENs on what
+    is wanted then. Another enterprise's notifications never reach the process."""
+    monkeypatch.setattr(notifications_module, "CHECK_EVERY", 0.05)
+    wanted: set[str] | None = set()
+    heard: list[tuple[int, str | None]] = []
+
+    async def nothing() -> None:
+        return None
+
+    notifications = EventNotifications(pg_url, heard.extend, nothing, lambda: wanted)
+    sender = await asyncpg.connect(pg_url)
+
+    async def until(check: Callable[[], bool]) -> None:
+        for _ in range(200):
+            if check():
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError("not within 2 s")
+
+    notifications.start()
+    try:
+        await asyncio.wait_for(notifications.listening.wait(), 10)
+        assert notifications.channels == set()
+        wanted = {"0367"}
+        await notifications.want("0367")
+        assert notifications.channels == {channel_of("0367")}  # before it returned
+        for event_id, number in ((1, "0367"), (2, "9999")):
+            await sender.execute(f"SELECT pg_notify('{channel_of(number)}', '{event_id} {number}')")
+        await until(lambda: heard == [(1, "0367")])
+        wanted = None  # a reader of every enterprise's events
+        await until(lambda: notifications.channels == {CHANNEL})
+        wanted = {"9999"}
+        await until(lambda: notifications.channels == {channel_of("9999")})
+        await sender.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1"
+            " AND datname = current_database()",
+            APPLICATION_NAME,
+        )
+        await until(lambda: notifications.connects == 2 and notifications.listening.is_set())
+        assert notifications.channels == {channel_of("9999")}
+        await sender.execute(f"SELECT pg_notify('{channel_of('9999')}', '3 9999')")
+        await until(lambda: heard == [(1, "0367"), (3, "9999")])
+    finally:
+        await notifications.aclose()
+        await sender.close()

@@ -44,7 +44,7 @@ def _move(call_id: str, state: CallState, enterprise: str) -> Transition:
 async def test_each_feed_gets_its_own_enterprises_calls_only() -> None:
     tracker, database = _tracker(), Enterprises({OURS, THEIRS})
     cases = Watching(tracker, cast(Executor, database), streams_per_enterprise=5)
-    ours, theirs = cases.feed(OURS, quiet=5.0), cases.feed(THEIRS, quiet=5.0)
+    ours, theirs = await cases.feed(OURS, quiet=5.0), await cases.feed(THEIRS, quiet=5.0)
     everything = tracker.subscribe()  # `calls watch`: every enterprise's
     for call_id, state, owner in [
         ("b", CallState.RINGING_AGENT, THEIRS),
@@ -64,7 +64,7 @@ async def test_each_feed_gets_its_own_enterprises_calls_only() -> None:
 async def test_quiet_gives_none_then_the_transition() -> None:
     tracker = _tracker()
     cases = Watching(tracker, cast(Executor, Enterprises({OURS})), streams_per_enterprise=5)
-    feed = cases.feed(OURS, quiet=0.02)
+    feed = await cases.feed(OURS, quiet=0.02)
     assert await anext(feed) is None  # nothing within `quiet`: time for a keep-alive
     tracker._publish(_move("a", CallState.RINGING_AGENT, OURS))
     found = await anext(feed)
@@ -76,12 +76,12 @@ async def test_quiet_gives_none_then_the_transition() -> None:
 
 async def test_feeds_per_enterprise_are_capped_and_a_closed_one_frees_its_place() -> None:
     cases = Watching(_tracker(), cast(Executor, Enterprises({OURS})), streams_per_enterprise=2)
-    first, _second = cases.feed(OURS, quiet=5.0), cases.feed(OURS, quiet=5.0)
+    first, _second = await cases.feed(OURS, quiet=5.0), await cases.feed(OURS, quiet=5.0)
     with pytest.raises(TooManyStreams):
-        cases.feed(OURS, quiet=5.0)
-    cases.feed(THEIRS, quiet=5.0)  # another enterprise's share is its own
+        await cases.feed(OURS, quiet=5.0)
+    await cases.feed(THEIRS, quiet=5.0)  # another enterprise's share is its own
     first.close()
-    cases.feed(OURS, quiet=5.0)
+    await cases.feed(OURS, quiet=5.0)
     await cases.aclose()
 
 
@@ -89,7 +89,7 @@ async def test_a_disabled_enterprises_feeds_end(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(watching, "RECHECK", 0.05)
     database = Enterprises({OURS, THEIRS})
     cases = Watching(_tracker(), cast(Executor, database), streams_per_enterprise=5)
-    ours, theirs = cases.feed(OURS, quiet=0.01), cases.feed(THEIRS, quiet=0.01)
+    ours, theirs = await cases.feed(OURS, quiet=0.01), await cases.feed(THEIRS, quiet=0.01)
     database.active = {THEIRS}  # `callgate enterprise disable 0367`
     ended = [t async for t in ours]  # keep-alives until the check closes it
     assert set(ended) <= {None}

@@ -175,6 +175,15 @@ class Listening:
         self.events = events
         self.notifications = notifications
 
+    def start(self) -> None:
+        self.events.start()
+        self.notifications.start()
+
+    async def want(self, enterprise_number: str) -> None:
+        """The notifications of ``enterprise_number``'s events reach this process from now on
+        (`EventNotifications.want`): awaited before a stream of them subscribes."""
+        await self.notifications.want(enterprise_number)
+
     async def aclose(self) -> None:
         await self.notifications.aclose()
         await self.events.aclose()
@@ -189,14 +198,14 @@ def fed_from_log(database_url: str) -> bool:
 def listen_for_events(
     database_url: str, database: Executor, tracker: CallTracker
 ) -> Listening | None:
-    """On PostgreSQL, the subscribers of ``tracker`` fed from the event log from now on
-    (``aclose()`` the result at shutdown); None on SQLite."""
+    """On PostgreSQL, what feeds the subscribers of ``tracker`` from the event log once
+    started (``aclose()`` it at shutdown); None on SQLite."""
     if not fed_from_log(database_url):
         return None
     events = SharedEvents(database, tracker.publish, tracker.subscribed)
-    notifications = EventNotifications(database_url, events.heard, events.connected)
-    events.start()
-    notifications.start()
+    notifications = EventNotifications(
+        database_url, events.heard, events.connected, tracker.subscribed
+    )
     return Listening(events, notifications)
 
 

@@ -10,6 +10,7 @@ enterprises per period, however many feeds are open.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from callgate import errors
@@ -76,8 +77,12 @@ class Watching:
         *,
         streams_per_enterprise: int,
         retention: timedelta = timedelta(hours=24),
+        hear_of: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self._tracker = tracker
+        # On PostgreSQL: the notifications of an enterprise's events reach this process once
+        # it returns (`shared_events.Listening.want`); None: the tracker publishes directly.
+        self._hear_of = hear_of
         self._database = database
         self._cap = streams_per_enterprise
         self.retention = retention  # how far back a stream may resume (`calls.event_log`)
@@ -91,12 +96,16 @@ class Watching:
                 f"at most {self._cap} event streams per enterprise are open at once"
             )
 
-    def feed(
+    async def feed(
         self, enterprise_number: str, *, quiet: float, maxsize: int = 10_000
     ) -> EnterpriseFeed:
-        """From now on: no transition stored after this call is missed (``check_room``
-        first), unless the consumer falls ``maxsize`` behind (``overflowed``)."""
+        """From now on: no transition stored after this call returns is missed
+        (TooManyStreams when the enterprise has no room), unless the consumer falls
+        ``maxsize`` behind (``overflowed``)."""
         self.check_room(enterprise_number)
+        if self._hear_of is not None:  # before subscribing: nothing committed after is missed
+            await self._hear_of(enterprise_number)
+            self.check_room(enterprise_number)  # another feed may have taken the room meanwhile
         open_feeds = self._feeds.setdefault(enterprise_number, [])
         subscription = self._tracker.subscribe(maxsize, enterprise_number=enterprise_number)
         feed = EnterpriseFeed(subscription, enterprise_number, quiet)

@@ -1,22 +1,30 @@
 """PostgreSQL's notifications of stored events: one dedicated connection that LISTENs.
 
-Every row stored in ``call_events`` sends ``NOTIFY callgate_events, '<id> <enterprise>'`` (a
-trigger, migrations 0009 and 0011; the id alone before 0011), delivered at commit and only if
-the transaction commits. ``EventNotifications`` holds one asyncpg connection per process,
-outside the pool (a LISTEN lives as long as its connection, and the pool's connections are
-reset by nobody: `db.postgres`), LISTENs on that channel and hands what it hears to
-``heard``: each event's id and enterprise (None: not said). A connection that ends (the server
-restarted, ``pg_terminate_backend``, a network fault) is opened again with a growing pause;
-after every (re)connect ``connected`` is awaited, so that the caller can read what was
-stored while nobody listened. A connection that stops answering without ending is found by a
-``SELECT 1`` every ``CHECK_EVERY`` seconds.
+Every row stored in ``call_events`` sends ``NOTIFY <channel>, '<id> <enterprise>'`` (a
+trigger, migrations 0009, 0011 and 0012; the id alone before 0011), delivered at commit and
+only if the transaction commits, on two channels: ``callgate_events`` (every event) and its
+enterprise's, ``channel_of(<number>)`` (since 0012). ``EventNotifications`` holds one asyncpg
+connection per process, outside the pool (a LISTEN lives as long as its connection, and the
+pool's connections are reset by nobody: `db.postgres`), and LISTENs on the channels of the
+enterprises ``wanted`` names (every event's when it says None): a notification costs the
+process a wake-up and a read (about 0.1 ms, `python -m bench.instances`), and most would be of
+enterprises nobody here takes. ``want(number)`` LISTENs on one more before it returns, so that
+a stream opened after it misses nothing; channels no longer wanted are let go at the next
+check. What it hears goes to ``heard``: each event's id and enterprise (None: not said).
+
+A connection that ends (the server restarted, ``pg_terminate_backend``, a network fault) is
+opened again with a growing pause; after every (re)connect, the wanted channels LISTENed on,
+``connected`` is awaited, so that the caller can read what was stored while nobody listened.
+A connection that stops answering without ending is found by a ``SELECT 1`` every
+``CHECK_EVERY`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import hashlib
+from collections.abc import Awaitable, Callable, Collection
 
 import asyncpg
 
@@ -27,7 +35,7 @@ from callgate.tasks import Background
 
 log = get_logger("callgate.notifications")
 
-CHANNEL = "callgate_events"
+CHANNEL = "callgate_events"  # every event's
 APPLICATION_NAME = "callgate-events"  # how the listening connection shows in pg_stat_activity
 FIRST_PAUSE = 0.1  # seconds before the first reconnect; doubled each failure up to MAX_PAUSE
 MAX_PAUSE = 5.0
@@ -48,27 +56,51 @@ def parse(payload: object) -> Heard | None:
     return int(event_id), enterprise or None
 
 
+def channel_of(enterprise_number: str) -> str:
+    """The channel of one enterprise's events: as the trigger names it (migration 0012), a
+    hash, since a channel name is at most 63 bytes. Not a secret: the number is in every
+    payload."""
+    digest = hashlib.md5(enterprise_number.encode(), usedforsecurity=False).hexdigest()
+    return f"{CHANNEL}_{digest}"
+
+
 def is_postgres(url: str) -> bool:
     """Whether ``url`` names a PostgreSQL database (the only one that notifies)."""
     return async_url(url).drivername == "postgresql+asyncpg"
 
 
+_FAULTS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 class EventNotifications:
-    """Listens for stored events' ids for as long as it runs (see the module docstring)."""
+    """Listens for stored events' ids for as long as it runs (see the module docstring).
+
+    ``wanted`` says whose events the process takes now: the enterprises, or None for every
+    enterprise's (`CallTracker.subscribed`)."""
 
     def __init__(
         self,
         url: str,
         heard: Callable[[list[Heard]], None],
         connected: Callable[[], Awaitable[None]],
+        wanted: Callable[[], Collection[str] | None],
     ) -> None:
         target = async_url(url)
         self._dsn = target.set(drivername="postgresql").render_as_string(hide_password=False)
         self._heard = heard
         self._connected = connected
+        self._wanted = wanted
         self._background = Background(self._run, "event notifications")
+        self._connection: asyncpg.Connection | None = None  # while it listens
+        self._channels: set[str] = set()  # LISTENed on that connection
+        self._turn = asyncio.Lock()  # one statement at a time on the connection
         self.connects = 0  # connections made (the first one included), for the status page
         self.listening = asyncio.Event()  # set while a connection listens
+
+    @property
+    def channels(self) -> frozenset[str]:
+        """The channels LISTENed on now (tests, the bench)."""
+        return frozenset(self._channels)
 
     def start(self) -> None:
         self._background.start()
@@ -76,13 +108,49 @@ class EventNotifications:
     async def aclose(self) -> None:
         await self._background.aclose()
 
+    async def want(self, enterprise_number: str | None) -> None:
+        """LISTEN on the channel of ``enterprise_number``'s events (None: every event's) before
+        returning, unless that is done already. Nothing while no connection listens, and a
+        connection lost meanwhile is not waited for: the next one LISTENs on every wanted
+        channel, then the caller's catch-up reads what was stored while nobody listened."""
+        channel = CHANNEL if enterprise_number is None else channel_of(enterprise_number)
+        if CHANNEL in self._channels or channel in self._channels:
+            return
+        async with self._turn:
+            connection = self._connection
+            if connection is None or CHANNEL in self._channels or channel in self._channels:
+                return
+            with contextlib.suppress(*_FAULTS):
+                await connection.add_listener(channel, self._notified)
+                self._channels.add(channel)
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        event = parse(payload)
+        if event is not None:
+            self._heard([event])
+
+    def _desired(self) -> set[str]:
+        wanted = self._wanted()
+        return {CHANNEL} if wanted is None else {channel_of(number) for number in wanted}
+
+    async def _follow_wanted(self, connection: asyncpg.Connection) -> None:
+        """LISTEN on the wanted channels not listened on yet, then UNLISTEN the others (in
+        this order: nothing wanted goes unheard in between, at worst heard twice)."""
+        desired = self._desired()
+        for channel in desired - self._channels:
+            await connection.add_listener(channel, self._notified)
+            self._channels.add(channel)
+        for channel in self._channels - desired:
+            await connection.remove_listener(channel, self._notified)
+            self._channels.discard(channel)
+
     async def _run(self) -> None:
         pause = FIRST_PAUSE
         while True:
             try:
                 await self._listen()
                 pause = FIRST_PAUSE  # it listened: the next loss is retried soon
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except _FAULTS as exc:
                 log.warning(
                     "event notifications: not connected; retrying",
                     error=type(exc).__name__,
@@ -104,15 +172,12 @@ class EventNotifications:
             server_settings={"application_name": APPLICATION_NAME},
         )
         lost = asyncio.Event()
-
-        def notified(_conn: object, _pid: int, _channel: str, payload: object) -> None:
-            event = parse(payload)
-            if event is not None:
-                self._heard([event])
-
         try:
             connection.add_termination_listener(lambda _conn: lost.set())
-            await connection.add_listener(CHANNEL, notified)
+            async with self._turn:
+                self._channels = set()
+                await self._follow_wanted(connection)
+                self._connection = connection
             self.connects += 1
             self.listening.set()
             log.info("event notifications: listening", connects=self.connects)
@@ -124,9 +189,13 @@ class EventNotifications:
                     async with asyncio.timeout(CHECK_EVERY):
                         await lost.wait()
                 if not lost.is_set():
-                    await connection.fetchval("SELECT 1")
+                    async with self._turn:
+                        await connection.fetchval("SELECT 1")
+                        await self._follow_wanted(connection)
             log.warning("event notifications: connection lost")
         finally:
+            self._connection = None
+            self._channels = set()
             self.listening.clear()
             if not connection.is_closed():
                 connection.terminate()

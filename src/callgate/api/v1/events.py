@@ -77,7 +77,9 @@ async def _stream(
     # only once the generator has started. Opened before the replay is read: nothing stored
     # meanwhile is missed (`calls.event_log`).
     try:
-        feed: EnterpriseFeed = svc.watching.feed(enterprise_number, quiet=KEEPALIVE, maxsize=QUEUE)
+        feed: EnterpriseFeed = await svc.watching.feed(
+            enterprise_number, quiet=KEEPALIVE, maxsize=QUEUE
+        )
     except TooManyStreams:  # another stream took the last place since the check
         return
     try:

@@ -296,7 +296,7 @@ async def websocket_events(websocket: WebSocket) -> None:
         await connection.send({"op": "init", "code": 0, "data": {"protocol": 1}})
         after = await connection.until_start()
         try:  # subscribed before the replay is read: nothing stored meanwhile is missed
-            feed = svc.watching.feed(
+            feed = await svc.watching.feed(
                 enterprise.number, quiet=KEEPALIVE, maxsize=svc.settings.ws_queue
             )
         except TooManyStreams as exc:
