@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 from sqlalchemy.sql.expression import Executable
 
+from callgate.calls import shared_events as shared_events_module
 from callgate.calls.history import Transition
 from callgate.calls.shared_events import Listening, SharedEvents
 from callgate.db import notifications as notifications_module
@@ -117,9 +118,11 @@ class CountingReads:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.reads = 0
+        self.afters: list[int] = []  # where each read started
 
     async def rows(self, statement: Executable, values: Values | None = None) -> Sequence[Row]:
         self.reads += 1
+        self.afters.append(int((values or {})["p_after"]))
         return await self.database.rows(statement, values)
 
     async def row(self, statement: Executable, values: Values | None = None) -> Row | None:
@@ -231,3 +234,39 @@ async def test_a_process_listens_on_the_channels_of_the_enterprises_it_takes(
     finally:
         await notifications.aclose()
         await sender.close()
+
+
+async def test_a_catch_up_starts_where_the_log_stood_at_the_last_check(
+    pg_url: str, sshd: SshdServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader whose enterprise is quiet hears nothing while others' events are stored; at
+    each check of its listening connection it notes where the log stands, so that the
+    catch-up after a reconnect reads from there, not from the last event it heard (which
+    would walk every other enterprise's events since)."""
+    monkeypatch.setattr(shared_events_module, "OVERLAP", 0)
+    monkeypatch.setattr(notifications_module, "CHECK_EVERY", 0.05)
+    async with (
+        call_stack(pg_url, sshd, tmp_path, track_interval=0.1) as stack,
+        opened(pg_url) as database,
+    ):
+        counting, got = CountingReads(database), list[Transition]()
+        events = SharedEvents(cast(Executor, counting), got.append, lambda: {"9999"})
+        notifications = EventNotifications(
+            pg_url, events.heard, events.connected, lambda: {"9999"}, events.checked
+        )
+        quiet = Listening(events, notifications)
+        quiet.start()
+        try:
+            await asyncio.wait_for(notifications.listening.wait(), 10)
+            await stack.control.set_scenario("151", QUICK)
+            log = await settled(stack, await place(stack, "151"))  # 0367's, not 9999's
+            await asyncio.sleep(0.3)  # a check or more
+            await events.connected()  # as after a reconnect: the catch-up
+            for _ in range(100):
+                if counting.reads:
+                    break
+                await asyncio.sleep(0.02)
+        finally:
+            await quiet.aclose()
+    assert got == []
+    assert counting.afters and counting.afters[0] >= log[-1].event_id

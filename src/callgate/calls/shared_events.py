@@ -12,7 +12,10 @@ what it stores itself there, so nothing comes twice: one path per database. On S
 process) the tracker publishes directly, as it always did.
 
 After every (re)connect of the listening connection, the events stored after the last one
-seen are read (the catch-up): nothing stored while nobody listened is missed. Two transactions
+seen are read (the catch-up): nothing stored while nobody listened is missed. "The last one
+seen" is the log's end as of the last check of the listening connection when that is later
+(`checked`): the connection hears only the enterprises wanted here, and the last event heard
+of a quiet one can be far behind. Two transactions
 may commit their ids out of order (a lower id after a higher one): the catch-up reads from
 ``OVERLAP`` ids before the last one seen, and an id already handed on is never handed on again
 (the ids of the last ``REMEMBERED`` events are kept).
@@ -99,6 +102,19 @@ class SharedEvents:
             return
         self._catch_up = True
         self._wake.set()
+
+    async def checked(self) -> None:
+        """The listening connection was found listening: every event stored before now has
+        been notified, so a catch-up after the next reconnect may start from the log's end as
+        of now. Without it, the last id heard could be far behind while the enterprises
+        listened to are quiet, and a catch-up would read past every other enterprise's events
+        since then (the read filters them, but walks them)."""
+        try:
+            async with db_step("reading where the event log stands"):
+                where = await event_log.position(self._database, 0)
+        except errors.DatabaseUnavailable:
+            return  # the next check tries again
+        self._last = max(self._last, where.head)
 
     async def _run(self) -> None:
         while True:
@@ -204,7 +220,7 @@ def listen_for_events(
         return None
     events = SharedEvents(database, tracker.publish, tracker.subscribed)
     notifications = EventNotifications(
-        database_url, events.heard, events.connected, tracker.subscribed
+        database_url, events.heard, events.connected, tracker.subscribed, events.checked
     )
     return Listening(events, notifications)
 

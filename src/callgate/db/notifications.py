@@ -76,7 +76,9 @@ class EventNotifications:
     """Listens for stored events' ids for as long as it runs (see the module docstring).
 
     ``wanted`` says whose events the process takes now: the enterprises, or None for every
-    enterprise's (`CallTracker.subscribed`)."""
+    enterprise's (`CallTracker.subscribed`). ``checked``, if given, is awaited after each
+    check that found the connection listening: whatever was stored before it has been
+    notified by then (the caller may note how far the log is heard)."""
 
     def __init__(
         self,
@@ -84,12 +86,14 @@ class EventNotifications:
         heard: Callable[[list[Heard]], None],
         connected: Callable[[], Awaitable[None]],
         wanted: Callable[[], Collection[str] | None],
+        checked: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         target = async_url(url)
         self._dsn = target.set(drivername="postgresql").render_as_string(hide_password=False)
         self._heard = heard
         self._connected = connected
         self._wanted = wanted
+        self._checked = checked
         self._background = Background(self._run, "event notifications")
         self._connection: asyncpg.Connection | None = None  # while it listens
         self._channels: set[str] = set()  # LISTENed on that connection
@@ -120,9 +124,12 @@ class EventNotifications:
             connection = self._connection
             if connection is None or CHANNEL in self._channels or channel in self._channels:
                 return
-            with contextlib.suppress(*_FAULTS):
+            try:
                 await connection.add_listener(channel, self._notified)
-                self._channels.add(channel)
+            except _FAULTS:  # the LISTEN may or may not hold: listen again, from the start
+                connection.terminate()  # then the caller's catch-up reads what was missed
+                return
+            self._channels.add(channel)
 
     def _notified(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         event = parse(payload)
@@ -192,6 +199,8 @@ class EventNotifications:
                     async with self._turn:
                         await connection.fetchval("SELECT 1")
                         await self._follow_wanted(connection)
+                    if self._checked is not None:
+                        await self._checked()
             log.warning("event notifications: connection lost")
         finally:
             self._connection = None
