@@ -511,7 +511,12 @@ class CallTracker:
         if ear is None or host is None:
             return
         own = ear.unclaimed.pop(call.first_base, [])
-        kept = [(at, line, base) for base, lines in ear.unclaimed.items() for at, line in lines]
+        kept = [  # a customer's pair is of the call's phone: the others' lines are not offered
+            (at, line, base)
+            for base, lines in ear.unclaimed.items()
+            if base.startswith(call.customer_prefix)
+            for at, line in lines
+        ]
         # Stable: at one loop time, the agent's lines before the customer's (the PBX's order).
         for at, line, base in sorted(
             [(at, line, call.first_base) for at, line in own] + kept, key=lambda item: item[0]
