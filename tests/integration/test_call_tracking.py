@@ -639,6 +639,28 @@ async def test_a_tick_of_many_calls_is_one_transaction(rig: Rig) -> None:
     assert watched.transactions - started <= sum(tracker.queries.values())
 
 
+async def _tracked_late(rig: Rig, scenario: Scenario, late: float) -> str:
+    """A call originated on a host with a listening console and tracked ``late`` seconds
+    later, its lines heard meanwhile (a slow originate check, or a call adopted from another
+    instance); no listing between its moves. Its id."""
+    rig.engine.set_scenario("150", scenario)
+    tracker = await rig.tracker(interval=5.0)
+    tracker.listen_to(rig.target)
+
+    async def listening() -> bool:
+        ears = cast(dict[str, dict[str, Any]], tracker.status()["listening"])
+        return any(ear["state"] == "open" for ear in ears.values())
+
+    await until(listening)
+    call_id = await new_call(rig.database, host="127.0.0.1")
+    sent = asyncio.get_running_loop().time()
+    originated = await rig.pbx.originate(rig.target, "150", PHONE)
+    await asyncio.sleep(late)
+    since = asyncio.get_running_loop().time() - sent
+    tracker.track(call_id, rig.target, originated.channel, PHONE, since=since)
+    return call_id
+
+
 @pytest.mark.postgres
 async def test_lines_heard_before_the_call_is_tracked_keep_their_time(pg_url: str) -> None:
     """A slow originate check (a loaded machine): the agent answered, heard on the listening
@@ -646,21 +668,7 @@ async def test_lines_heard_before_the_call_is_tracked_keep_their_time(pg_url: st
     from when the originate was sent: each side's ring time is the PBX's, not the wait's."""
     async with make_rig(pg_url, kind="console") as rig:
         scenario = Scenario(agent_answer_after=0.15, customer_answer_after=0.6, talk=0.3)
-        rig.engine.set_scenario("150", scenario)
-        tracker = await rig.tracker(interval=5.0)  # no listing between the call's moves
-        tracker.listen_to(rig.target)
-
-        async def listening() -> bool:
-            ears = cast(dict[str, dict[str, Any]], tracker.status()["listening"])
-            return any(ear["state"] == "open" for ear in ears.values())
-
-        await until(listening)
-        call_id = await new_call(rig.database, host="127.0.0.1")
-        sent = asyncio.get_running_loop().time()
-        originated = await rig.pbx.originate(rig.target, "150", PHONE)
-        await asyncio.sleep(0.45)  # the agent answers meanwhile: heard, its call not tracked
-        since = asyncio.get_running_loop().time() - sent
-        tracker.track(call_id, rig.target, originated.channel, PHONE, since=since)
+        call_id = await _tracked_late(rig, scenario, 0.45)  # the agent answers meanwhile
         await rig.reaches(call_id, "completed")
         record, events = await read(rig.database, call_id)
         assert [event.state for event in events] == [*ANSWERED, "completed"]
@@ -676,30 +684,16 @@ async def test_lines_heard_before_the_call_is_tracked_keep_their_time(pg_url: st
 async def test_a_customers_lines_heard_before_the_call_is_tracked_are_applied_too(
     pg_url: str,
 ) -> None:
-    """A call taken in hand late (adopted from another instance, or a slow check): its agent
-    answered and its customer's phone rang and was busy, all heard on the listening console
-    before the call was tracked. The customer's pair names the call only through its phone
-    and its agent's leg, so its lines are kept apart and applied once the call is known: the
-    customer's side says busy, as heard, and its ringing is in the history."""
+    """A call taken in hand late: its agent answered and its customer's phone rang and was
+    busy, all heard on the listening console before the call was tracked. The customer's
+    pair names the call only through its phone and its agent's leg, so its lines are kept
+    apart and applied once the call is known: the customer's side says busy, as heard, and
+    its ringing is in the history."""
     async with make_rig(pg_url, kind="console") as rig:
         scenario = Scenario(
             agent_answer_after=0.1, customer_answer_after=0.1, customer_outcome="busy"
         )
-        rig.engine.set_scenario("150", scenario)
-        tracker = await rig.tracker(interval=5.0)  # no listing between the call's moves
-        tracker.listen_to(rig.target)
-
-        async def listening() -> bool:
-            ears = cast(dict[str, dict[str, Any]], tracker.status()["listening"])
-            return any(ear["state"] == "open" for ear in ears.values())
-
-        await until(listening)
-        call_id = await new_call(rig.database, host="127.0.0.1")
-        sent = asyncio.get_running_loop().time()
-        originated = await rig.pbx.originate(rig.target, "150", PHONE)
-        await asyncio.sleep(0.6)  # both sides have rung and answered or refused meanwhile
-        since = asyncio.get_running_loop().time() - sent
-        tracker.track(call_id, rig.target, originated.channel, PHONE, since=since)
+        call_id = await _tracked_late(rig, scenario, 0.6)  # both sides rang and ended
         await rig.reaches(call_id, "customer_no_answer")
         record, events = await read(rig.database, call_id)
         assert [event.state for event in events] == [*ANSWERED[:4], "customer_no_answer"]
