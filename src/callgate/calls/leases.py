@@ -69,7 +69,7 @@ class Leases:
         # Names another instance held at a try, and the loop time before which
         # `acquire_unless_held` does not ask again (`python -m bench.instances`: with two
         # instances, half the calls are placed on a host the other one follows, and asking at
-        # each was a statement a call, and a log line, for the same answer).
+        # each was a statement a call for the same answer).
         self._held_elsewhere: dict[str, float] = {}
         self._on_lost: list[Callable[[str], None]] = []
         self._renewals = Background(self._renewing, "lease renewals")

@@ -112,12 +112,13 @@ class EventNotifications:
     async def aclose(self) -> None:
         await self._background.aclose()
 
-    async def want(self, enterprise_number: str | None) -> None:
-        """LISTEN on the channel of ``enterprise_number``'s events (None: every event's) before
-        returning, unless that is done already. Nothing while no connection listens, and a
-        connection lost meanwhile is not waited for: the next one LISTENs on every wanted
-        channel, then the caller's catch-up reads what was stored while nobody listened."""
-        channel = CHANNEL if enterprise_number is None else channel_of(enterprise_number)
+    async def want(self, enterprise_number: str) -> None:
+        """LISTEN on the channel of ``enterprise_number``'s events before returning, unless
+        it (or every event's) is listened on already. Nothing while no connection listens,
+        and a connection lost meanwhile is not waited for: the next one LISTENs on every
+        wanted channel, then the caller's catch-up reads what was stored while nobody
+        listened."""
+        channel = channel_of(enterprise_number)
         if CHANNEL in self._channels or channel in self._channels:
             return
         async with self._turn:
