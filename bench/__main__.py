@@ -19,7 +19,7 @@
 Prints one Markdown report and writes it to bench/results/latest.md (gitignored). ``--quick``
 is a smoke run with small counts, written to bench/results/quick.md instead so that it never
 replaces a real measurement; the full run takes about ten minutes (the
-several-instances part about two and a half of them).
+several-instances part about three of them).
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ with SIGKILL under load, and the time until every host with live calls is held b
 survivor again is measured (its leases expire, `calls.leases`).
 
 Prints a Markdown report and writes it to bench/results/instances.md (``--quick``:
-instances-quick.md). The full run takes about two minutes.
+instances-quick.md). The full run takes about three minutes.
 """
 
 from __future__ import annotations
