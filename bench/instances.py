@@ -3,6 +3,7 @@
     python -m bench.instances [--quick] [--hosts N] [--clients N] [--seconds S]
     python -m bench.instances serve [--alone]   # how the measurement starts each service
     python -m bench.instances --seconds 15 paced two   # one paced segment alone (A/B runs)
+    python -m bench.instances --seconds 15 paced two --without events  # ... less one part
     python -m bench.instances --seconds 15 paced apart  # ... of two instances sharing nothing
 
 The farm's simulated console hosts (another process, `bench.farm`), one enterprise each, and
@@ -648,9 +649,10 @@ def render(result: Result, quick: bool, seconds: float) -> str:
     return "\n".join(lines)
 
 
-async def paced(setup_name: str, plan: Plan) -> Segment:
+async def paced(setup_name: str, plan: Plan, without: tuple[str, ...] = ()) -> Segment:
     """One paced segment of one set-up alone (``one``, ``two`` or ``apart``), on databases of
-    its own: the CPU per call to compare between two checkouts run one after the other."""
+    its own: the CPU per call to compare between two checkouts run one after the other, or
+    with and without parts of the coordination (``without``: `serve --without`)."""
     pause = plan.clients / PACED_RATE
     name = f"{setup_name}, paced"
     with setup.stage("callgate-instances-") as stage:
@@ -665,8 +667,10 @@ async def paced(setup_name: str, plan: Plan) -> Segment:
                     url, hosts, farm, prefix="c", transport="console"
                 )
                 started = [
-                    await services.enter_async_context(_service(url, stage.workdir, name))
-                    for name in ("bench-a", "bench-b")[: 2 if setup_name == "two" else 1]
+                    await services.enter_async_context(
+                        _service(url, stage.workdir, instance, without=without)
+                    )
+                    for instance in ("bench-a", "bench-b")[: 2 if setup_name == "two" else 1]
                 ]
                 await _warm(started, secrets, farm)
                 return await _segment(name, sharing(started, secrets, url), farm, plan, pause)
@@ -684,6 +688,7 @@ def main() -> None:
     one.add_argument("--without", action="append", choices=PARTS, default=[])
     alone = commands.add_parser("paced", help="one paced segment of one set-up, alone")
     alone.add_argument("setup", choices=("one", "two", "apart"))
+    alone.add_argument("--without", action="append", choices=PARTS, default=[])
     parser.add_argument(
         "--parts", action="store_true", help="also one instance without each part, in turn"
     )
@@ -699,7 +704,7 @@ def main() -> None:
     )
     procs.raise_open_files()
     if args.command == "paced":
-        segment = uvloop.run(paced(args.setup, plan))
+        segment = uvloop.run(paced(args.setup, plan, tuple(args.without)))
         calls = sum(segment.run.ok)
         cpu = segment.cpu.items()
         per_call = ", ".join(f"{part} {1000 * seconds / calls:.2f}" for part, seconds in cpu)

@@ -7,7 +7,7 @@ enterprise's, ``channel_of(<number>)`` (since 0012). ``EventNotifications`` hold
 connection per process, outside the pool (a LISTEN lives as long as its connection, and the
 pool's connections are reset by nobody: `db.postgres`), and LISTENs on the channels of the
 enterprises ``wanted`` names (every event's when it says None): a notification costs the
-process a wake-up and a read (about 0.1 ms, `python -m bench.instances`), and most would be of
+process a wake-up and a read (about 0.1 ms, `python -m bench.notify_cost`), and most would be of
 enterprises nobody here takes. ``want(number)`` LISTENs on one more before it returns, so that
 a stream opened after it misses nothing; channels no longer wanted are let go at the next
 check. What it hears goes to ``heard``: each event's id and enterprise (None: not said).

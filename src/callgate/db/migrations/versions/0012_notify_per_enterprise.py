@@ -5,8 +5,8 @@ Revises: 0011
 Create Date: 2026-12-07
 
 A notification costs every connection that LISTENs on its channel a wake-up and a read,
-about 0.1 ms of an instance's CPU each at the rates of `python -m bench.instances` (six per
-call, on every instance); most are dropped at once, since an instance's streams take the
+about 0.1 ms of an instance's CPU each (`python -m bench.notify_cost`; six per call, on every
+instance); most are dropped at once, since an instance's streams take the
 events of a few enterprises. So the event is now also notified on a channel of its own
 enterprise, `'callgate_events_' || md5(<enterprise number>)` (a hash: a channel name is at most
 63 bytes, and an enterprise number up to 255), and an instance LISTENs on the channels of the
