@@ -23,7 +23,9 @@ that measures it in a comment beside it; ``--only full VARIANT`` runs just the t
   once more for the file's rollover check), not once (`logs._RenderOnce`);
 - ``declared-params``: the legacy endpoint's five query parameters and two dependencies
   declared to FastAPI, which solves them on every request (`api/legacy.py` reads them);
-- ``asyncio-h11``: uvicorn on asyncio's own loop and h11, not uvloop and httptools.
+- ``asyncio-h11``: uvicorn on asyncio's own loop and h11, not uvloop and httptools;
+- ``track-inline``: a verified call taken in hand by the tracker before the answer is
+  written, not at the loop's next turn (`CallTracker.track`).
 
 The calls go to each service in turn (N rounds, the order reversed every other round, so a
 noisy moment hits every variant alike), 5 ms apart, with the seed's way every fifth round.
@@ -52,6 +54,7 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 import callgate.calls.service as service_module
+import callgate.calls.tracker as tracker_module
 from bench import setup, ways
 from bench.load import HttpLane
 from callgate import logs
@@ -59,10 +62,13 @@ from callgate.api import legacy
 from callgate.api.deps import request_id, services
 from callgate.calls.service import CallService, Enterprise
 from callgate.calls.services import Services
+from callgate.calls.tracker import CallTracker
 from callgate.cli import app
+from callgate.pbx.parsing import Channel
+from callgate.pbx.transport import HostTarget
 
 DEFAULT = ("full", "remembered", "bare")
-TRICKS = ("inline-lines", "render-per-handler", "declared-params", "asyncio-h11")
+TRICKS = ("inline-lines", "render-per-handler", "declared-params", "asyncio-h11", "track-inline")
 VARIANTS = DEFAULT + TRICKS
 _Authorise = Callable[..., Coroutine[Any, Any, Enterprise]]
 
@@ -131,6 +137,30 @@ def plain_asyncio() -> None:
     uvicorn.Config = OnAsyncio  # type: ignore[misc, assignment]
 
 
+def track_inline(tracker_class: type[CallTracker]) -> None:
+    """`track` takes the call in hand at once: `_begin` called, not scheduled."""
+
+    def track(
+        self: CallTracker,
+        call_id: str,
+        target: HostTarget,
+        first_leg: Channel,
+        phone: str,
+        *,
+        enterprise_number: str | None = None,
+        since: float = 0.0,
+    ) -> None:
+        started = tracker_module._now() - max(since, 0.0)
+        call = tracker_module._Call(
+            call_id, target, first_leg.base_name, phone, started, first_leg.uniqueid
+        )
+        call.enterprise_number = enterprise_number
+        self._claiming.add(call_id)
+        self._begin(call, first_leg)
+
+    tracker_class.track = track  # type: ignore[method-assign]
+
+
 def prepare(variant: str) -> None:
     """Change the service for ``variant`` (in the process that will serve it)."""
     if variant not in VARIANTS:
@@ -147,6 +177,8 @@ def prepare(variant: str) -> None:
         declare_parameters()
     if variant == "asyncio-h11":
         plain_asyncio()
+    if variant == "track-inline":
+        track_inline(CallTracker)
 
 
 def environment(variant: str) -> dict[str, str]:

@@ -658,6 +658,7 @@ async def _tracked_late(rig: Rig, scenario: Scenario, late: float) -> str:
     await asyncio.sleep(late)
     since = asyncio.get_running_loop().time() - sent
     tracker.track(call_id, rig.target, originated.channel, PHONE, since=since)
+    await asyncio.sleep(0)  # taken in hand at the loop's next turn
     return call_id
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +16,10 @@ import callgate.calls.service as service_module
 from callgate import logs
 from callgate.api import legacy
 from callgate.calls.service import CallService
+from callgate.calls.tracker import CallTracker
+from callgate.domain.states import CallState
+from callgate.pbx.parsing import Channel, parse_channels
+from callgate.pbx.transport import HostTarget
 
 
 def _probe() -> tuple[type[CallService], list[str | None]]:
@@ -113,3 +118,45 @@ def test_asyncio_h11_overrides_the_loop_and_parser(monkeypatch: pytest.MonkeyPat
         "callgate.app:nothing", loop="uvloop", http="httptools", port=1, log_config=None
     )
     assert (config.loop, config.http, config.port) == ("asyncio", "h11", 1)
+
+
+def _tracker_probe() -> tuple[type[CallTracker], list[str]]:
+    """A CallTracker whose taking in hand (`_begin`) is only recorded."""
+    begun: list[str] = []
+
+    class Probe(CallTracker):
+        def _begin(self, call: Any, first_leg: Channel) -> None:
+            self._claiming.discard(call.call_id)
+            begun.append(call.call_id)
+
+    return Probe, begun
+
+
+def _bare_tracker(probe: type[CallTracker]) -> Any:
+    tracker: Any = object.__new__(probe)  # no database or PBX: only track is called
+    tracker._stopped, tracker._claiming, tracker._hosts = False, set(), {}
+    return tracker
+
+
+# The first leg as a real Asterisk lists it right after the originate
+# (recordings/asterisk/console-verbose-outcomes.repr.txt).
+(LEG,) = parse_channels(
+    "Local/150@inoffice-00000061;1!inoffice!150!1!Down!AppDial2!(Outgoing Line)!!!!3!0!!"
+    "1796565380.208\n"
+)
+TARGET = HostTarget(address="127.0.0.1", port=22, username="callgate")
+
+
+async def test_track_takes_the_call_in_hand_at_the_next_turn_and_inline_at_once() -> None:
+    probe_class, begun = _tracker_probe()
+    tracker = _bare_tracker(probe_class)
+    tracker.track("call-1", TARGET, LEG, "+375296254070")
+    assert begun == [] and tracker.live_calls() == {"call-1": CallState.INITIATED}
+    await asyncio.sleep(0)
+    assert begun == ["call-1"] and tracker.live_calls() == {}
+
+    inline_class, begun = _tracker_probe()
+    ablation.track_inline(inline_class)
+    tracker = _bare_tracker(inline_class)
+    tracker.track("call-2", TARGET, LEG, "+375296254070")
+    assert begun == ["call-2"]

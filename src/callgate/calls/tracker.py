@@ -179,7 +179,9 @@ class CallTracker:
         # Several instances (see the module docstring); None: this process follows every call.
         self._leases = leases
         self.adopt_every, self.takeover_every = adopt_every, takeover_every
-        self._claiming: set[str] = set()  # calls placed here, waiting for their host's lease
+        # Calls placed here not followed yet: waiting for the loop's next turn (`track`) or
+        # for their host's lease (`_claim`).
+        self._claiming: set[str] = set()
         if leases is not None:
             leases.on_lost(self._lost)
 
@@ -219,21 +221,40 @@ class CallTracker:
     ) -> None:
         """Follow a call whose first leg ``;1`` the originate has just verified, ``since``
         seconds after it was sent (`Originated.took`): the call began then, its ring times
-        too."""
+        too.
+
+        The call is taken in hand at the loop's next turn (`_begin`), once its placer has
+        written the answer: its first moves, from the lines already heard, need not delay
+        it (``python -m bench.ablation --only full track-inline``). Until then it counts as
+        live and is not adopted (`_claiming`), and its lines wait with the unclaimed ones,
+        replayed in order; no request can reach it before (a turn runs the callbacks before
+        new I/O).
+        """
         if self._stopped:
             log.warning("call not tracked: the tracker is stopped", call_id=call_id)
             return
         started = _now() - max(since, 0.0)
         call = _Call(call_id, target, first_leg.base_name, phone, started, first_leg.uniqueid)
         call.enterprise_number = enterprise_number
+        self._claiming.add(call_id)
+        asyncio.get_running_loop().call_soon(self._begin, call, first_leg)
+
+    def _begin(self, call: _Call, first_leg: Channel) -> None:
+        """Take a call `track` was given in hand (see there)."""
+        self._claiming.discard(call.call_id)
+        target = call.target
+        assert target is not None
+        if self._stopped:
+            log.warning("call not tracked: the tracker is stopped", call_id=call.call_id)
+            return
         # Dated when the originate was sent: what was heard of the call since comes after it.
         verified = f"first leg {first_leg.name} verified"
-        self._move(call, CallState.INITIATED, verified, first_leg, at=started)
+        self._move(call, CallState.INITIATED, verified, first_leg, at=call.started)
         self.listen_to(target)
         if self._leases is not None:
             token = self._leases.token(target.address)
             if token is None:  # another instance may own the host: ask the database
-                self._claiming.add(call_id)
+                self._claiming.add(call.call_id)
                 self._spawn(self._claim(call))
                 return
             call.history.fence = (target.address, token)
