@@ -190,7 +190,7 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
         tracker,
         reads=reads,
         limits=limits,
-        claims=SharedClaims(database, settings.duplicate_window, on=locks) if shared else None,
+        claims=SharedClaims(database, settings.duplicate_window, locks=locks) if shared else None,
         originates=locks,
         coordinated=(lambda: not leases.alone) if leases is not None else lambda: True,
     )

@@ -22,6 +22,7 @@ from typing import Generic, TypeVar
 
 from callgate import errors
 from callgate.db import claims
+from callgate.db.advisory import AdvisoryLocks
 from callgate.db.calls import CallRecord, get_call
 from callgate.db.executor import Database, Executor
 from callgate.db.guard import db_step
@@ -102,17 +103,21 @@ class SharedClaims:
     guard, a call is claimed in the database under its key's SHA-256; a key another instance
     claimed within the window gives that instance's call, once its outcome is stored.
 
-    One statement per call placed (an upsert), on ``on`` when given (a connection of its own,
-    `db.advisory`: no pool checkout), else on ``database``; the claims older than
-    ``PRUNE_AFTER`` are deleted every ``PRUNE_EVERY`` seconds.
+    One statement per call placed (an upsert), on ``locks``' connection when given (a
+    connection of its own, `db.advisory`: no pool checkout), which also tries the call's
+    originate lock when asked to (`claim`'s ``lock``), else on ``database``; the claims older
+    than ``PRUNE_AFTER`` are deleted every ``PRUNE_EVERY`` seconds.
     """
 
     PRUNE_EVERY = 60.0
     PRUNE_AFTER = 3600.0  # seconds; longer than any window
 
-    def __init__(self, database: Database, window: float, on: Executor | None = None) -> None:
+    def __init__(
+        self, database: Database, window: float, locks: AdvisoryLocks | None = None
+    ) -> None:
         self._database = database
-        self._on: Executor = on or database
+        self._locks = locks
+        self._on: Executor = locks or database
         self._window = window
         self._pruned = -math.inf
         self.elsewhere = 0  # requests answered with another instance's call (tests, bench)
@@ -121,17 +126,21 @@ class SharedClaims:
     def digest(key: Key) -> str:
         return hashlib.sha256("\x1f".join(key).encode()).hexdigest()
 
-    async def claim(self, key: Key, call_id: str) -> str | None:
-        """None: ``call_id`` holds the key now (place it); else the call that holds it."""
+    async def claim(self, key: Key, call_id: str, *, lock: str | None = None) -> str | None:
+        """None: ``call_id`` holds the key now (place it); else the call that holds it.
+
+        ``lock``: the call's originate lock, tried by the same statement when the claims run
+        on ``locks``; held after it when taken (`AdvisoryLocks.release_unused` lets go of it
+        if no originate comes)."""
         now = utcnow()
+        digest, since = self.digest(key), now - timedelta(seconds=self._window)
         async with db_step("checking for a repeated call"):
-            holder = await claims.claim(
-                self._on,
-                self.digest(key),
-                call_id,
-                at=now,
-                since=now - timedelta(seconds=self._window),
-            )
+            if lock is not None and self._locks is not None:
+                holder = await claims.claim_locking(
+                    self._locks, digest, call_id, at=now, since=since, lock=lock
+                )
+            else:
+                holder = await claims.claim(self._on, digest, call_id, at=now, since=since)
         if time.monotonic() - self._pruned > self.PRUNE_EVERY:
             self._pruned = time.monotonic()
             with contextlib.suppress(errors.DatabaseUnavailable):

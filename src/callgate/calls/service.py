@@ -105,9 +105,12 @@ class PlacedCall:
 
 
 class OriginateLocks(Protocol):
-    """Originates for one (host, extension) one at a time across instances (`db.advisory`)."""
+    """Originates for one (host, extension) one at a time across instances (`db.advisory`):
+    the lock is often taken by the call's claim already (`SharedClaims.claim`)."""
 
     def hold(self, key: str) -> AbstractAsyncContextManager[None]: ...
+
+    async def release_unused(self, key: str) -> None: ...
 
 
 class CallService:
@@ -260,15 +263,23 @@ class CallService:
                 return await self._limited(
                     enterprise, request, request_id, started, record_first, call_id
                 )
-            holder = await self._claims.claim(key, call_id)
-            if holder is None:
-                try:
-                    return await self._limited(
-                        enterprise, request, request_id, started, record_first, call_id
-                    )
-                except BaseException:
-                    await self._claims.let_go(key, call_id)
-                    raise
+            # The originate lock is tried by the claim's statement: one round trip less.
+            lock = None
+            if self._originates is not None:
+                lock = _originate_lock(enterprise.target, request.extension)
+            try:
+                holder = await self._claims.claim(key, call_id, lock=lock)
+                if holder is None:
+                    try:
+                        return await self._limited(
+                            enterprise, request, request_id, started, record_first, call_id
+                        )
+                    except BaseException:
+                        await self._claims.let_go(key, call_id)
+                        raise
+            finally:  # refused, placed elsewhere, or placed here without the lock
+                if lock is not None and self._originates is not None:
+                    await self._originates.release_unused(lock)
             record = await self._claims.outcome(holder, self._settings.verify_window + 5.0)
             if record is not None and record.outcome == "success" and record.channel:
                 log.info("repeated call answered with another instance's", call_id=holder)
@@ -363,8 +374,7 @@ class CallService:
                     target, extension, number, ring_timeout=request.ring_timeout
                 )
             else:  # the new channel is told apart by its order (`PbxClient.originate`)
-                lock = f"originate:{target.address}:{target.port}:{extension}"
-                async with self._originates.hold(lock):
+                async with self._originates.hold(_originate_lock(target, extension)):
                     originated = await self._pbx.originate(
                         target, extension, number, ring_timeout=request.ring_timeout
                     )
@@ -571,6 +581,11 @@ def _refused(
         phone=mask_phone(request.phone),
         reason=exc.message,
     )
+
+
+def _originate_lock(target: HostTarget, extension: str) -> str:
+    """The key that orders originates for one extension on one host across instances."""
+    return f"originate:{target.address}:{target.port}:{extension}"
 
 
 def _ms(started: float) -> float:
