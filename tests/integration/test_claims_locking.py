@@ -1,6 +1,7 @@
-"""The double-click claim that also tries the call's originate lock (`db.claims.claim_locking`,
-`db.advisory.AdvisoryLocks.row_locking`), on a real PostgreSQL: seen from another session, the
-lock is held exactly while it should be."""
+"""The originate lock taken and let go by statements a call runs anyway, on a real PostgreSQL:
+tried by the double-click claim (`db.claims.claim_locking`, `AdvisoryLocks.row_locking`), let
+go by the statement storing the outcome (`db.calls.finish_call_releasing`). Seen from another
+session, the lock is held exactly while it should be."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from callgate.db import claims
 from callgate.db.advisory import AdvisoryLocks
+from callgate.db.calls import finish_call_releasing, finish_values, get_call
 from callgate.db.engine import async_url
+from callgate.db.executor import connect
 from callgate.db.migrate import upgrade
 from callgate.db.models import utcnow
+from tests.support.tracking import new_call
 
 pytestmark = pytest.mark.postgres
 LOCK = "originate:127.0.0.1:22:150"
@@ -58,9 +63,10 @@ async def test_a_claim_takes_the_lock_and_the_block_uses_it(
 ) -> None:
     assert await _claim(locks, "key-1", "call-1") is None
     assert not await _free(pg_url)  # held from the claim on
-    async with locks.hold(LOCK):
-        assert not await _free(pg_url)
-    assert locks.waits == 0
+    held = await locks.acquire(LOCK)
+    assert not await _free(pg_url)
+    assert locks.waits == 0  # no try: the claim's taking was used
+    await locks.release(held)
     await locks.release_unused(LOCK)  # nothing left unused: nothing let go twice
     assert await _free(pg_url)
 
@@ -84,8 +90,7 @@ async def test_each_taking_counts_and_each_use_or_release_gives_one_back(
     """Two calls of one process on one extension: the session's lock is re-entrant."""
     assert await _claim(locks, "key-1", "call-1") is None
     assert await _claim(locks, "key-2", "call-2") is None
-    async with locks.hold(LOCK):
-        pass
+    await locks.release(await locks.acquire(LOCK))
     assert not await _free(pg_url)  # the second call's taking is still held
     await locks.release_unused(LOCK)
     assert await _free(pg_url)
@@ -99,9 +104,10 @@ async def test_a_lock_held_by_another_session_is_not_taken_by_the_claim(
     entered, leave = asyncio.Event(), asyncio.Event()
 
     async def block() -> None:
-        async with locks.hold(LOCK):
-            entered.set()
-            await leave.wait()
+        held = await locks.acquire(LOCK)
+        entered.set()
+        await leave.wait()
+        await locks.release(held)
 
     try:
         await other.fetchval(_LOCK, LOCK)
@@ -117,4 +123,40 @@ async def test_a_lock_held_by_another_session_is_not_taken_by_the_claim(
     assert not await _free(pg_url)  # the block holds it
     leave.set()
     await holding
+    assert await _free(pg_url)
+
+
+async def test_the_outcome_statement_lets_the_lock_go(locks: AdvisoryLocks, pg_url: str) -> None:
+    database = connect(pg_url)
+    await database.open()
+    try:
+        call_id = await new_call(database, extension="150", phone="+375296254070")
+        assert await _claim(locks, "key-1", call_id) is None
+        held = await locks.acquire(LOCK)
+        channel = "Local/150@inoffice-00000061;1"
+        values = finish_values(call_id, "success", channel=channel, response_time_ms=3.5)
+        assert await finish_call_releasing(locks, values, held)
+        assert await _free(pg_url)
+        record = await get_call(database, call_id)
+        assert record is not None
+        assert (record.outcome, record.channel, record.response_time_ms) == (
+            "success",
+            channel,
+            3.5,
+        )
+        # No such call: nothing stored, and the lock goes all the same.
+        held = await locks.acquire(LOCK)
+        assert not await finish_call_releasing(locks, finish_values("nope", "failed"), held)
+        assert await _free(pg_url)
+    finally:
+        await database.close()
+
+
+async def test_a_failed_outcome_statement_lets_the_lock_go_alone(
+    locks: AdvisoryLocks, pg_url: str
+) -> None:
+    held = await locks.acquire(LOCK)
+    values = finish_values("call-1", "success") | {"response_time_ms": "not a number"}
+    with pytest.raises(DBAPIError):
+        await finish_call_releasing(locks, values, held)
     assert await _free(pg_url)

@@ -15,9 +15,8 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -28,17 +27,19 @@ from callgate.calls.own_channels import OLDEST, RECENT, own_channels
 from callgate.calls.rate_limits import Limits, RateLimited
 from callgate.calls.reading import CallReads
 from callgate.calls.targets import build_target
+from callgate.db.advisory import AdvisoryLocks, Held
 from callgate.db.call_tracking import channels_of, request_hangup
 from callgate.db.calls import (
     call_exists,
     finish_call,
+    finish_call_releasing,
     finish_values,
     insert_call,
     new_call_values,
 )
 from callgate.db.enterprises import EnterpriseRow, by_secret_with_host
 from callgate.db.executor import Database
-from callgate.db.guard import bounded_retry, db_step
+from callgate.db.guard import bounded, bounded_retry, db_step
 from callgate.db.hosts import get_host
 from callgate.db.models import utcnow
 from callgate.domain.destinations import DestinationPolicy, effective_policy
@@ -104,15 +105,6 @@ class PlacedCall:
     elsewhere: bool = False  # placed by another instance within the double-click window
 
 
-class OriginateLocks(Protocol):
-    """Originates for one (host, extension) one at a time across instances (`db.advisory`):
-    the lock is often taken by the call's claim already (`SharedClaims.claim`)."""
-
-    def hold(self, key: str) -> AbstractAsyncContextManager[None]: ...
-
-    async def release_unused(self, key: str) -> None: ...
-
-
 class CallService:
     def __init__(
         self,
@@ -124,7 +116,7 @@ class CallService:
         reads: CallReads,
         limits: Limits,
         claims: SharedClaims | None = None,
-        originates: OriginateLocks | None = None,
+        originates: AdvisoryLocks | None = None,
         coordinated: Callable[[], bool] = lambda: True,
     ) -> None:
         self._settings = settings
@@ -368,16 +360,16 @@ class CallService:
         lines.add(bound.info, "ssh originate", host=target.label, elapsed_ms=_ms(started))
         if self._tracker is not None:  # its listening console hears the call from the start
             self._tracker.listen_to(target)
+        held: Held | None = None
         try:
-            if self._originates is None or not self._coordinated():
-                originated = await self._pbx.originate(
-                    target, extension, number, ring_timeout=request.ring_timeout
-                )
-            else:  # the new channel is told apart by its order (`PbxClient.originate`)
-                async with self._originates.hold(_originate_lock(target, extension)):
-                    originated = await self._pbx.originate(
-                        target, extension, number, ring_timeout=request.ring_timeout
-                    )
+            if self._originates is not None and self._coordinated():
+                # The new channel is told apart by its order (`PbxClient.originate`): one
+                # originate per (host, extension) at a time across instances. Often taken by
+                # the claim already; let go by the statement storing the outcome (`_finish`).
+                held = await self._originates.acquire(_originate_lock(target, extension))
+            originated = await self._pbx.originate(
+                target, extension, number, ring_timeout=request.ring_timeout
+            )
         except errors.PbxError as exc:
             lines.flush()
             # What the failure means for the call is decided once, by `exc.outcome` (the v1
@@ -397,9 +389,15 @@ class CallService:
                 self._tracker.record_failure(
                     call_id, exc.message, maybe_created=unknown, enterprise_number=enterprise.number
                 )
-            finishing = self._spawn(self._finish(inserted, call_id, outcome, started, error=exc))
+            finishing = self._spawn(
+                self._finish(inserted, call_id, outcome, started, error=exc, held=held)
+            )
             if record_first:
                 await finishing
+            raise
+        except BaseException:
+            if held is not None and self._originates is not None:
+                await self._originates.release(held)
             raise
         metrics.placed(enterprise.number, "success")
         elapsed = _ms(started)
@@ -421,8 +419,9 @@ class CallService:
                 enterprise_number=enterprise.number,
                 since=originated.took,
             )
+        channel = originated.channel.name
         finishing = self._spawn(
-            self._finish(inserted, call_id, "success", started, channel=originated.channel.name)
+            self._finish(inserted, call_id, "success", started, channel=channel, held=held)
         )
         if record_first:
             await finishing
@@ -540,8 +539,11 @@ class CallService:
         *,
         channel: str | None = None,
         error: errors.CallgateError | None = None,
+        held: Held | None = None,
     ) -> None:
-        """Store the outcome once the row exists; a database fault is logged, not raised."""
+        """Store the outcome once the row exists; a database fault is logged, not raised.
+        ``held``: the originate lock, let go by the same statement (else alone)."""
+        locks, unused = self._originates, held
         try:
             await inserted
             values = finish_values(
@@ -552,6 +554,17 @@ class CallService:
                 channel=channel,
                 response_time_ms=_ms(started),
             )
+            if locks is not None and held is not None:
+                unused = None  # let go by the statement, or when it fails
+                try:
+                    await bounded(
+                        "recording the outcome",
+                        lambda: finish_call_releasing(locks, values, held),
+                    )
+                    return
+                except errors.DatabaseUnavailable as exc:
+                    if not exc.retryable:
+                        raise
             # Retrying is safe: the same UPDATE twice stores the same outcome.
             await bounded_retry(
                 "recording the outcome", lambda: finish_call(self._database, values)
@@ -564,6 +577,9 @@ class CallService:
                 channel=channel,
                 detail=exc.message,
             )
+        finally:
+            if locks is not None and unused is not None:
+                await locks.release(unused)
 
     async def _row_exists(self, call_id: str) -> bool:
         return await call_exists(self._database, call_id)

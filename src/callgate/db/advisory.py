@@ -1,26 +1,27 @@
 """One dedicated PostgreSQL connection per process for what several instances coordinate on:
 advisory locks, and short statements that must not wait for the pool (the double-click claims).
 
-`AdvisoryLocks.hold(key)` holds a session-level advisory lock on a 64-bit hash of ``key``
-(``hashtextextended``) for the block: no other instance holds it meanwhile. The locks live on
-this connection, outside the pool, so a lock costs two short statements
+`AdvisoryLocks.acquire(key)` takes a session-level advisory lock on a 64-bit hash of ``key``
+(``hashtextextended``) until `release`: no other instance holds it meanwhile. The locks live
+on this connection, outside the pool, so a lock costs two short statements
 (``pg_try_advisory_lock`` then ``pg_advisory_unlock``), no transaction and no pooled
-connection held while the block runs. A session-level lock is re-entrant: the blocks of this
-process on one key all get it at once, and the process serialises them itself. While another
-instance holds the key, the try is repeated every ``RETRY`` seconds, for at most ``WAIT``.
+connection held meanwhile. A session-level lock is re-entrant: the callers of this process on
+one key all get it at once, and the process serialises them itself. While another instance
+holds the key, the try is repeated every ``RETRY`` seconds, for at most ``WAIT``.
 
 It is also an `Executor` (one statement at a time, each committed by itself): a statement run
 on it skips the pool's checkout and release, about half of what a one-row upsert costs the
 service (`python -m bench.instances`, "parts").
 
-A lock may also be tried by the statement that comes just before the block, in the same round
-trip (`row_locking`: the double-click claim of the call about to be originated, `db.claims`):
-taken then, the block's `hold` finds it held and sends nothing; a lock so taken that no block
-came for is let go by `release_unused`. Two statements a call instead of three: ``python -m
-bench.instances paced two`` against ``--without locks``.
+A lock may also be taken and let go by statements a call runs anyway, in the same round
+trips: tried by the double-click claim of the call about to be originated (`row_locking`,
+`db.claims`), then `acquire` finds it held and sends nothing (a lock so taken that nothing
+acquired is let go by `release_unused`); let go by the statement that stores the call's
+outcome (`row_releasing`, `db.calls`). The originate lock then costs no statement of its own:
+``python -m bench.instances paced two`` against ``--without locks``.
 
-Should the connection end while a block runs, its locks are gone with it (the server releases
-a session's locks when it ends): the block finishes unguarded, which is logged; the next
+Should the connection end while a lock is held, the lock is gone with it (the server releases
+a session's locks when it ends): its holder finishes unguarded, which is logged; the next
 statement opens a new connection.
 """
 
@@ -28,7 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -51,6 +53,21 @@ WAIT = 10.0  # seconds a block waits for a key at most (then DatabaseUnavailable
 _TRY = "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
 _UNLOCK = "SELECT pg_advisory_unlock(hashtextextended($1, 0))"
 _FAULTS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A lock `AdvisoryLocks.acquire` gave: its key, and the connection that holds it."""
+
+    key: str
+    connection: asyncpg.Connection | None
+
+
+def unlock(name: str) -> ColumnElement[bool]:
+    """`pg_advisory_unlock` on the key bound as ``name``, as a column of another statement
+    (`AdvisoryLocks.row_releasing`), labelled ``unlocked``."""
+    key = func.hashtextextended(bindparam(name, type_=String()), 0)
+    return func.pg_advisory_unlock(key).label("unlocked")
 
 
 def try_lock(name: str) -> ColumnElement[bool]:
@@ -119,7 +136,7 @@ class AdvisoryLocks:
 
     async def row_locking(self, statement: Executable, values: Values, key: str) -> Row | None:
         """``statement``'s row, run on this connection; its ``locked`` column (`try_lock`, on
-        ``key``) says whether it took the lock, which is then held for the next `hold` on
+        ``key``) says whether it took the lock, which is then held for the next `acquire` of
         ``key`` (or `release_unused`). A statement that fails or is cancelled midway ends
         the connection: a lock it may have taken goes with it."""
 
@@ -168,9 +185,9 @@ class AdvisoryLocks:
     async def _fetch(self, sql: str, key: str) -> bool:
         return bool(await self._on(lambda connection: connection.fetchval(sql, key)))
 
-    @contextlib.asynccontextmanager
-    async def hold(self, key: str) -> AsyncIterator[None]:
-        """The lock on ``key`` for the block; DatabaseUnavailable if it cannot be had."""
+    async def acquire(self, key: str) -> Held:
+        """The lock on ``key`` (taken by `row_locking` already, or now), until `release` or
+        `row_releasing`; DatabaseUnavailable if it cannot be had."""
         deadline = asyncio.get_running_loop().time() + WAIT
         try:
             while not self._take_early(key) and not await self._fetch(_TRY, key):
@@ -182,11 +199,30 @@ class AdvisoryLocks:
             raise errors.DatabaseUnavailable(
                 f"database unavailable while taking a lock ({type(exc).__name__})"
             ) from None
-        held = self._connection
+        return Held(key, self._connection)
+
+    async def release(self, held: Held) -> None:
+        """Let go of a lock `acquire` gave."""
+        await self._unlock(held.key, held.connection)
+
+    async def row_releasing(self, held: Held, statement: Executable, values: Values) -> Row | None:
+        """``statement``'s row, run on this connection; its ``unlocked`` column (`unlock`,
+        bound to ``held``'s key by the caller) lets go of ``held`` in the same round trip.
+        Should the statement fail, the lock is let go alone; should it be cancelled midway
+        (whether it ran is not known), with its connection, which ends."""
+        if held.connection is not self._connection:
+            log.warning("lock lost with its connection while held")
         try:
-            yield
-        finally:
-            await self._unlock(key, held)
+            return await self._statement(lambda on: on.row(statement, values))
+        except (asyncio.CancelledError, TimeoutError):
+            connection = held.connection
+            if connection is self._connection and connection is not None:
+                connection.terminate()
+                self._early.clear()
+            raise
+        except BaseException:
+            await self._unlock(held.key, held.connection)
+            raise
 
     async def aclose(self) -> None:
         async with self._turn:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Required, TypedDict, Unpack
 
-from sqlalchemy import String, and_, any_, bindparam, insert, or_, select, update
+from sqlalchemy import String, and_, any_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql
 
+from callgate.db.advisory import AdvisoryLocks, Held, unlock
 from callgate.db.executor import Database, Executor, Row
 from callgate.db.hosts import HOST_COLUMNS
 from callgate.db.models import CALLS, PBX_HOSTS, CallOutcome, utcnow
@@ -157,6 +158,30 @@ async def insert_call(database: Executor, values: dict[str, Any]) -> None:
 async def finish_call(database: Executor, values: dict[str, Any]) -> bool:
     """Store an outcome (`finish_values`); False if there is no such call."""
     return await database.rowcount(FINISH_CALL, values) > 0
+
+
+# `finish_call` on PostgreSQL with the originate lock let go in the same statement: the SET
+# spelled out (`finish_values`' keys, bound as f_<key>), the lock's key bound as f_lock.
+_OUTCOME_COLUMNS = ("outcome", "error_code", "error", "channel", "response_time_ms", "finished_at")
+_FINISHED = (
+    update(CALLS)
+    .where(CALLS.c.id == bindparam("f_call_id"))
+    .values({name: bindparam(f"f_{name}", type_=CALLS.c[name].type) for name in _OUTCOME_COLUMNS})
+    .returning(CALLS.c.id)
+    .cte("finished")
+)
+_FINISH_RELEASING = select(
+    select(func.count()).select_from(_FINISHED).scalar_subquery().label("finished"),
+    unlock("f_lock"),
+)
+
+
+async def finish_call_releasing(locks: AdvisoryLocks, values: dict[str, Any], held: Held) -> bool:
+    """`finish_call` on ``locks``' connection, letting go of the originate lock ``held`` in the
+    same round trip (`AdvisoryLocks.row_releasing`)."""
+    bound = {f"f_{name}": value for name, value in values.items()} | {"f_lock": held.key}
+    found = await locks.row_releasing(held, _FINISH_RELEASING, bound)
+    return found is not None and found["finished"] > 0
 
 
 async def get_call(database: Executor, call_id: str) -> CallRecord | None:
