@@ -399,6 +399,11 @@ class CallService:
             if held is not None and self._originates is not None:
                 await self._originates.release(held)
             raise
+        # Spawned first: the lock it lets go is held until then.
+        channel = originated.channel.name
+        finishing = self._spawn(
+            self._finish(inserted, call_id, "success", started, channel=channel, held=held)
+        )
         metrics.placed(enterprise.number, "success")
         elapsed = _ms(started)
         # Written once the answer is on its way: the client waits for the answer, not the line
@@ -407,7 +412,7 @@ class CallService:
             bound.info,
             "cli done",
             host=target.label,
-            channel=originated.channel.name,
+            channel=channel,
             elapsed_ms=elapsed,
         )
         if self._tracker is not None:
@@ -419,10 +424,6 @@ class CallService:
                 enterprise_number=enterprise.number,
                 since=originated.took,
             )
-        channel = originated.channel.name
-        finishing = self._spawn(
-            self._finish(inserted, call_id, "success", started, channel=channel, held=held)
-        )
         if record_first:
             await finishing
         return PlacedCall(
@@ -431,7 +432,7 @@ class CallService:
             extension=extension,
             phone=number,
             host=target.address,
-            channel=originated.channel.name,
+            channel=channel,
             response_time_ms=elapsed,
         )
 
