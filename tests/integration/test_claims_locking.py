@@ -160,3 +160,28 @@ async def test_a_failed_outcome_statement_lets_the_lock_go_alone(
     with pytest.raises(DBAPIError):
         await finish_call_releasing(locks, values, held)
     assert await _free(pg_url)
+
+
+async def test_a_lock_lost_with_its_connection_is_not_unlocked_on_the_next(
+    locks: AdvisoryLocks, pg_url: str
+) -> None:
+    """The connection that held a call's lock ended; another call of the process holds the
+    same key on the next connection: storing the first call's outcome must not let the
+    second call's lock go (a session's lock is re-entrant)."""
+    database = connect(pg_url)
+    await database.open()
+    try:
+        call_id = await new_call(database, extension="150", phone="+375296254070")
+        first = await locks.acquire(LOCK)
+        assert first.connection is not None
+        first.connection.terminate()  # the server lets the first lock go with its session
+        second = await locks.acquire(LOCK)  # on a new connection
+        values = finish_values(call_id, "success", channel="Local/150@inoffice-00000061;1")
+        assert await finish_call_releasing(locks, values, first)
+        assert not await _free(pg_url)  # the second call's lock stands
+        record = await get_call(database, call_id)
+        assert record is not None and record.outcome == "success"
+        await locks.release(second)
+        assert await _free(pg_url)
+    finally:
+        await database.close()

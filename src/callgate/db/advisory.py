@@ -63,18 +63,21 @@ class Held:
     connection: asyncpg.Connection | None
 
 
+def _hashed(name: str) -> ColumnElement[int]:
+    """The 64-bit lock key of the text bound as ``name``, as `_TRY` and `_UNLOCK` hash it."""
+    return func.hashtextextended(bindparam(name, type_=String()), 0)
+
+
 def unlock(name: str) -> ColumnElement[bool]:
     """`pg_advisory_unlock` on the key bound as ``name``, as a column of another statement
     (`AdvisoryLocks.row_releasing`), labelled ``unlocked``."""
-    key = func.hashtextextended(bindparam(name, type_=String()), 0)
-    return func.pg_advisory_unlock(key).label("unlocked")
+    return func.pg_advisory_unlock(_hashed(name)).label("unlocked")
 
 
 def try_lock(name: str) -> ColumnElement[bool]:
     """`pg_try_advisory_lock` on the key bound as ``name``, as a column of another statement
     (`AdvisoryLocks.row_locking`), labelled ``locked``."""
-    key = func.hashtextextended(bindparam(name, type_=String()), 0)
-    return func.pg_try_advisory_lock(key).label("locked")
+    return func.pg_try_advisory_lock(_hashed(name)).label("locked")
 
 
 class AdvisoryLocks:
@@ -172,9 +175,9 @@ class AdvisoryLocks:
             await self._unlock(key, self._connection)
 
     async def _unlock(self, key: str, held: asyncpg.Connection | None) -> None:
-        if held is not self._connection or held is None or held.is_closed():
-            log.warning("lock lost with its connection while held")
+        if self.lost(Held(key, held)):
             return
+        assert held is not None  # not lost
         try:
             await asyncio.shield(self._fetch(_UNLOCK, key))
         except _FAULTS as exc:  # the connection's end releases it anyway
@@ -205,13 +208,22 @@ class AdvisoryLocks:
         """Let go of a lock `acquire` gave."""
         await self._unlock(held.key, held.connection)
 
+    def lost(self, held: Held) -> bool:
+        """Whether ``held`` went with the connection that held it (logged): then nothing may
+        unlock its key on this one, where the same key may be another call's now (a
+        session's lock is re-entrant)."""
+        connection = held.connection
+        if connection is self._connection and connection is not None and not connection.is_closed():
+            return False
+        log.warning("lock lost with its connection while held")
+        return True
+
     async def row_releasing(self, held: Held, statement: Executable, values: Values) -> Row | None:
         """``statement``'s row, run on this connection; its ``unlocked`` column (`unlock`,
         bound to ``held``'s key by the caller) lets go of ``held`` in the same round trip.
-        Should the statement fail, the lock is let go alone; should it be cancelled midway
-        (whether it ran is not known), with its connection, which ends."""
-        if held.connection is not self._connection:
-            log.warning("lock lost with its connection while held")
+        Only for a lock not `lost`. Should the statement fail, the lock is let go alone;
+        should it be cancelled midway (whether it ran is not known), with its connection,
+        which ends."""
         try:
             return await self._statement(lambda on: on.row(statement, values))
         except (asyncio.CancelledError, TimeoutError):

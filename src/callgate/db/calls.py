@@ -162,7 +162,7 @@ async def finish_call(database: Executor, values: dict[str, Any]) -> bool:
 
 # `finish_call` on PostgreSQL with the originate lock let go in the same statement: the SET
 # spelled out (`finish_values`' keys, bound as f_<key>), the lock's key bound as f_lock.
-_OUTCOME_COLUMNS = ("outcome", "error_code", "error", "channel", "response_time_ms", "finished_at")
+_OUTCOME_COLUMNS = ("outcome", *OutcomeDetails.__annotations__)
 _FINISHED = (
     update(CALLS)
     .where(CALLS.c.id == bindparam("f_call_id"))
@@ -178,7 +178,10 @@ _FINISH_RELEASING = select(
 
 async def finish_call_releasing(locks: AdvisoryLocks, values: dict[str, Any], held: Held) -> bool:
     """`finish_call` on ``locks``' connection, letting go of the originate lock ``held`` in the
-    same round trip (`AdvisoryLocks.row_releasing`)."""
+    same round trip (`AdvisoryLocks.row_releasing`); stored alone when the lock was lost with
+    its connection."""
+    if locks.lost(held):
+        return await finish_call(locks, values)
     bound = {f"f_{name}": value for name, value in values.items()} | {"f_lock": held.key}
     found = await locks.row_releasing(held, _FINISH_RELEASING, bound)
     return found is not None and found["finished"] > 0
