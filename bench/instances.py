@@ -1,16 +1,23 @@
 """Several instances on one PostgreSQL: throughput, CPU per call, event lag, takeover.
 
-    python -m bench.instances [--quick] [--hosts N] [--clients N] [--seconds S]
+    python -m bench.instances [--quick] [--hosts N] [--clients N] [--seconds S] [--rounds R]
     python -m bench.instances serve [--alone]   # how the measurement starts each service
     python -m bench.instances --seconds 15 paced two   # one paced segment alone (A/B runs)
     python -m bench.instances --seconds 15 paced two --without events  # ... less one part
     python -m bench.instances --seconds 15 paced apart  # ... of two instances sharing nothing
 
 The farm's simulated console hosts (another process, `bench.farm`), one enterprise each, and
-concurrent clients placing calls (`bench.load.closed_loop`, every call another number), in
-segments of ``seconds`` each, one after the other:
+concurrent clients placing calls (`bench.load.closed_loop`, every call another number). The
+set-ups below all run from the start, each with hosts (``hosts``) and databases of its own,
+and are measured in ``rounds`` rounds of bursts of ``seconds`` each, the set-ups in turn
+(every other round in reverse, `setup.abba`): one paced burst (at most ``PACED_RATE`` calls a
+second in all: the CPU per call) then one as fast as the calls go (calls per second). Each
+set-up's bursts add up to its segments of the report, and each round's paced bursts are
+compared with each other too. Measured one after the other instead, the same set-ups moved
+by more than the goal's 10 % from run to run here, with the machine's speed between them.
 
-- ``seed``: the seed's way (sshpass + ssh per call) against the real sshd, same clients;
+- ``seed``: the seed's way (sshpass + ssh per call) against the real sshd, same clients
+  (one segment, first);
 - ``alone``: one `callgate serve` with none of the coordination of several instances (no
   event notifications, double-click claims, originate locks, live-call recounts or host
   leases: the service as one instance per database was), on a database of its own;
@@ -32,7 +39,7 @@ with SIGKILL under load, and the time until every host with live calls is held b
 survivor again is measured (its leases expire, `calls.leases`).
 
 Prints a Markdown report and writes it to bench/results/instances.md (``--quick``:
-instances-quick.md). The full run takes about three minutes.
+instances-quick.md). The full run takes about five minutes.
 """
 
 from __future__ import annotations
@@ -78,10 +85,11 @@ LEASE_TTL = 10.0  # the default (`CALLGATE_LEASE_TTL`)
 class Plan:
     hosts: int = 20
     clients: int = 8
-    seconds: float = 10.0
+    seconds: float = 5.0  # per burst
+    rounds: int = 3  # bursts of each set-up, in turn
 
 
-QUICK = Plan(hosts=4, clients=4, seconds=2.0)
+QUICK = Plan(hosts=4, clients=4, seconds=2.0, rounds=1)
 
 
 @dataclass
@@ -114,6 +122,8 @@ class Result:
     takeover_hosts: int = 0
     takeover_live: int = 0  # the victim's hosts with live calls at the kill
     notes: list[str] = field(default_factory=list)
+    # Service CPU per call (ms) of each set-up's paced bursts, in the order of the rounds.
+    rounds: dict[str, list[float]] = field(default_factory=dict)
 
 
 PARTS = ("events", "claims", "locks", "recount", "leases")  # what `serve --without` drops
@@ -323,15 +333,6 @@ async def _segment(
     return Segment(name, run, cpu, lags)
 
 
-async def _segments(name: str, serving: Serving, farm: FarmClient, plan: Plan) -> list[Segment]:
-    """The same set-up paced (``PACED_RATE``: the CPU per call, at the same rate for every
-    set-up, so that what costs per second is shared alike), then as fast as it goes (the
-    calls per second)."""
-    pause = plan.clients / PACED_RATE
-    paced = await _segment(f"{name}, paced", serving, farm, plan, pause)
-    return [paced, await _segment(name, serving, farm, plan)]
-
-
 @contextlib.asynccontextmanager
 async def _apart(hosts: list[FarmHost], farm: FarmClient, workdir: Path) -> AsyncIterator[Serving]:
     """Two instances without any coordination (``--alone``), each on a database of its own
@@ -462,77 +463,139 @@ async def _takeover(
         await connection.close()
 
 
+def _combined(name: str, bursts: list[Segment]) -> Segment:
+    """One set-up's bursts as one segment: their calls, CPU and lags summed, its duration the
+    bursts' own (not the time between them, when other set-ups ran)."""
+    run = Run()
+    run.finished = sum(burst.run.finished - burst.run.started for burst in bursts)
+    cpu: dict[str, float] = {}
+    lags: dict[str, list[float]] = {}
+    for burst in bursts:
+        run.latencies += burst.run.latencies
+        run.ok += burst.run.ok
+        run.targets += burst.run.targets
+        run.reasons.update(burst.run.reasons)
+        for part, seconds in burst.cpu.items():
+            cpu[part] = cpu.get(part, 0.0) + seconds
+        for where, heard in burst.lags.items():
+            lags.setdefault(where, []).extend(heard)
+    return Segment(name, run, cpu, lags)
+
+
+@contextlib.asynccontextmanager
+async def _coordinated(
+    hosts: list[FarmHost],
+    farm: FarmClient,
+    workdir: Path,
+    names: tuple[str, ...],
+    without: tuple[str, ...] = (),
+) -> AsyncIterator[tuple[Serving, str, list[str]]]:
+    """Coordinating instances (``names``) on a database of their own with ``hosts``, warmed
+    up: how they serve, the database's URL and the enterprises' secrets."""
+    async with setup.database() as url, contextlib.AsyncExitStack() as stack:
+        if not url.startswith("postgresql"):
+            raise RuntimeError("several instances need PostgreSQL: none is reachable")
+        await setup.migrate(url)
+        secrets = await setup.seed_farm_rows(url, hosts, farm, prefix="c", transport="console")
+        services = []
+        for name in names:  # the first takes the hosts' leases in its warm-up
+            service = await stack.enter_async_context(_service(url, workdir, name, without=without))
+            await _warm([service], secrets, farm)
+            services.append(service)
+        yield sharing(services, secrets, url), url, secrets
+
+
+@contextlib.asynccontextmanager
+async def _alone(
+    hosts: list[FarmHost], farm: FarmClient, workdir: Path
+) -> AsyncIterator[tuple[Serving, str, list[str]]]:
+    """One instance with none of the coordination, on a database of its own with ``hosts``."""
+    async with setup.database() as url:
+        await setup.migrate(url)
+        secrets = await setup.seed_farm_rows(url, hosts, farm, prefix="a", transport="console")
+        async with _service(url, workdir, "bench-alone", alone=True) as service:
+            await _warm([service], secrets, farm)
+            yield sharing([service], secrets, url), url, secrets
+
+
 async def measure(plan: Plan, *, parts: bool = False) -> Result:
+    """Every set-up started at once, each with hosts and databases of its own, then measured
+    in bursts taken in turn (`setup.abba`): a drift of the machine during the run hits every
+    set-up alike, and each round's bursts are compared with each other (`Result.rounds`)."""
     result = Result(plan)
     with setup.stage("callgate-instances-") as stage:
         result.segments.append(await _seed(stage, plan))
-        # A database of its own for each set-up: the rows one set-up leaves (thousands of
-        # calls and their events) would otherwise slow the next one's statements.
-        async with (
-            farm_process() as farm,
-            setup.database() as alone_url,
-            setup.database() as one_url,
-            setup.database() as url,
-        ):
-            if not url.startswith("postgresql"):
-                raise RuntimeError("several instances need PostgreSQL: none is reachable")
-            hosts = await farm.start(GROUP, plan.hosts, SCENARIO)
-            for each in (alone_url, one_url, url):
-                await setup.migrate(each)
-            alone_secrets = await setup.seed_farm_rows(
-                alone_url, hosts, farm, prefix="a", transport="console"
-            )
-            one_secrets = await setup.seed_farm_rows(
-                one_url, hosts, farm, prefix="o", transport="console"
-            )
-            secrets = await setup.seed_farm_rows(url, hosts, farm, prefix="c", transport="console")
-            workdir = stage.workdir
-            async with _service(alone_url, workdir, "bench-alone", alone=True) as alone:
-                await _warm([alone], alone_secrets, farm)
-                result.lags |= await _lag(
-                    {"bench-alone": alone}, alone_secrets[0], None, hosts[0].address, plan
-                )
-                result.segments += await _segments(
-                    "alone", sharing([alone], alone_secrets, alone_url), farm, plan
-                )
-            async with _apart(hosts, farm, workdir) as apart:
-                result.segments += await _segments("apart", apart, farm, plan)
-            for part in PARTS if parts else ():  # what each part of the coordination costs
-                async with setup.database() as part_url:
-                    await setup.migrate(part_url)
-                    part_secrets = await setup.seed_farm_rows(
-                        part_url, hosts, farm, prefix="p", transport="console"
-                    )
-                    async with _service(
-                        part_url, workdir, f"bench-{part}", without=(part,)
-                    ) as variant:
-                        await _warm([variant], part_secrets, farm)
-                        result.segments += await _segments(
-                            f"one without {part}",
-                            sharing([variant], part_secrets, part_url),
-                            farm,
-                            plan,
-                        )
-            async with _service(one_url, workdir, "bench-one") as alone_coordinated:
-                await _warm([alone_coordinated], one_secrets, farm)
-                result.segments += await _segments(
-                    "one", sharing([alone_coordinated], one_secrets, one_url), farm, plan
-                )
-            # One of the two is killed at the end: stopping what is gone finds no process.
-            with contextlib.suppress(ProcessLookupError):
-                async with _service(url, workdir, "bench-a") as first:
-                    await _warm([first], secrets, farm)
-                    async with _service(url, workdir, "bench-b") as second:
-                        await _warm([second], secrets, farm)
-                        both = {"bench-a": first, "bench-b": second}
-                        result.lags |= await _lag(both, secrets[0], url, hosts[0].address, plan)
-                        result.segments += await _segments(
-                            "two", sharing([first, second], secrets, url), farm, plan
-                        )
-                        taken = await _takeover(url, both, secrets, plan)
-                        result.takeover_s, result.takeover_hosts, result.takeover_live = taken
-            await farm.hangup()
+        # One of the two is killed at the end: stopping what is gone finds no process.
+        with contextlib.suppress(ProcessLookupError):
+            await _all_setups(result, stage, plan, parts)
     return result
+
+
+async def _all_setups(result: Result, stage: setup.Stage, plan: Plan, parts: bool) -> None:
+    """Start every set-up, on hosts of its own; the light-load lags, the bursts, the takeover."""
+    workdir = stage.workdir
+    async with farm_process() as farm, contextlib.AsyncExitStack() as stack:
+        names = ["alone", "apart", *(f"one without {part}" for part in PARTS if parts)]
+        names += ["one", "two"]
+        hosts = {
+            name: await farm.start(GROUP + index, plan.hosts, SCENARIO)
+            for index, name in enumerate(names)
+        }
+        # All but `two`, stopped before the takeover: PostgreSQL's connections are counted.
+        others = await stack.enter_async_context(contextlib.AsyncExitStack())
+        servings: dict[str, Serving] = {}
+        alone, _, alone_secrets = await others.enter_async_context(
+            _alone(hosts["alone"], farm, workdir)
+        )
+        servings["alone"] = alone
+        result.lags |= await _lag(
+            {"bench-alone": alone.services[0]},
+            alone_secrets[0],
+            None,
+            hosts["alone"][0].address,
+            plan,
+        )
+        servings["apart"] = await others.enter_async_context(_apart(hosts["apart"], farm, workdir))
+        for part in PARTS if parts else ():  # what each part of the coordination costs
+            name = f"one without {part}"
+            servings[name], _, _ = await others.enter_async_context(
+                _coordinated(hosts[name], farm, workdir, (f"bench-{part}",), (part,))
+            )
+        servings["one"], _, _ = await others.enter_async_context(
+            _coordinated(hosts["one"], farm, workdir, ("bench-one",))
+        )
+        two, url, secrets = await stack.enter_async_context(
+            _coordinated(hosts["two"], farm, workdir, ("bench-a", "bench-b"))
+        )
+        servings["two"] = two
+        both = {"bench-a": two.services[0], "bench-b": two.services[1]}
+        result.lags |= await _lag(both, secrets[0], url, hosts["two"][0].address, plan)
+        await _bursts(result, servings, farm, plan)
+        await others.aclose()
+        taken = await _takeover(url, both, secrets, plan)
+        result.takeover_s, result.takeover_hosts, result.takeover_live = taken
+        await farm.hangup()
+
+
+async def _bursts(
+    result: Result, servings: dict[str, Serving], farm: FarmClient, plan: Plan
+) -> None:
+    """``plan.rounds`` rounds of a paced burst then one as fast as it goes for every set-up,
+    in turn; each set-up's bursts added up into its two segments."""
+    pause = plan.clients / PACED_RATE
+    paced: dict[str, list[Segment]] = {name: [] for name in servings}
+    fast: dict[str, list[Segment]] = {name: [] for name in servings}
+    for name in setup.abba(list(servings), plan.rounds):
+        paced[name].append(await _segment(f"{name}, paced", servings[name], farm, plan, pause))
+        # A set-up without a part of the coordination is there for its CPU per call alone;
+        # its pool's connections would grow with the load (PostgreSQL has a hundred).
+        if not name.startswith("one without"):
+            fast[name].append(await _segment(name, servings[name], farm, plan))
+    for name in servings:
+        result.segments.append(_combined(f"{name}, paced", paced[name]))
+        if fast[name]:
+            result.segments.append(_combined(name, fast[name]))
+        result.rounds[name] = [burst.per_call_ms("service") for burst in paced[name]]
 
 
 def _verdict(met: bool, floor_misses: bool) -> str:
@@ -556,8 +619,12 @@ def render(result: Result, quick: bool, seconds: float) -> str:
         "# callgate: several instances",
         "",
         f"`python -m bench.instances{' --quick' if quick else ''}`, {kind}, took {seconds:.0f} s; "
-        f"{plan.hosts} simulated console hosts, {plan.clients} clients, {plan.seconds:g} s per "
-        "segment; PostgreSQL; no Redis (limits and guard on PostgreSQL).",
+        f"{plan.hosts} simulated console hosts per set-up, {plan.clients} clients; PostgreSQL; "
+        "no Redis (limits and guard on PostgreSQL). Every set-up runs from the start, on hosts "
+        f"and databases of its own, and is measured in {plan.rounds} rounds of bursts of "
+        f"{plan.seconds:g} s, the set-ups in turn (every other round in reverse): a segment "
+        "below is the sum of its set-up's bursts, and a drift of the machine hits every set-up "
+        "alike.",
         "",
         "CPU per call in ms, each part over the calls that succeeded; a subscriber of one "
         "enterprise's events is open on each instance during each segment (lag under a load "
@@ -603,6 +670,14 @@ def render(result: Result, quick: bool, seconds: float) -> str:
 
         cost = cpu("one") / max(1e-9, cpu("alone")) - 1
         cost_two = cpu("two") / max(1e-9, cpu("alone")) - 1
+
+        def spread(name: str, against: str = "alone") -> str:  # the rounds' own ratios
+            pairs = zip(result.rounds.get(against, []), result.rounds.get(name, []), strict=False)
+            costs = sorted(100 * (this / max(1e-9, base) - 1) for base, this in pairs)
+            if len(costs) < 2:
+                return ""
+            return f" (its rounds: {costs[0]:+.1f} to {costs[-1]:+.1f} %)"
+
         # The floor (`apart`): two instances that share nothing, the load split between them.
         # What it misses already, no coordination can meet: "out of reach here", the rule of
         # `make bench`'s other goals.
@@ -610,15 +685,16 @@ def render(result: Result, quick: bool, seconds: float) -> str:
         split = cpu("apart") / max(1e-9, cpu("alone")) - 1 if apart is not None else None
         goals.append(
             f"- coordination's service CPU per call against one instance as before (paced): "
-            f"{100 * cost:+.1f} % (one instance), {100 * cost_two:+.1f} % (two; goal <= +10 %): "
-            f"**{_verdict(cost_two <= 0.10, split is not None and split > 0.10)}**"
+            f"{100 * cost:+.1f} % (one instance), {100 * cost_two:+.1f} % (two; goal <= +10 %)"
+            f"{spread('two')}: **{_verdict(cost_two <= 0.10, split is not None and split > 0.10)}**"
         )
         if apart is not None and split is not None:
             own = cpu("two") / max(1e-9, cpu("apart")) - 1
             goals.append(
-                f"  - two instances that share nothing (`apart`): {100 * split:+.1f} %, the "
-                "cost of splitting the load over two processes alone; two coordinating "
-                f"instances against them (the coordination's own cost): {100 * own:+.1f} %"
+                f"  - two instances that share nothing (`apart`): {100 * split:+.1f} %"
+                f"{spread('apart')}, the cost of splitting the load over two processes alone; "
+                "two coordinating instances against them (the coordination's own cost): "
+                f"{100 * own:+.1f} %{spread('two', 'apart')}"
             )
         slower_apart = apart is not None and apart.rate < 0.97 * by["alone"].rate
         goals.append(
@@ -682,6 +758,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int)
     parser.add_argument("--clients", type=int)
     parser.add_argument("--seconds", type=float)
+    parser.add_argument("--rounds", type=int)
     commands = parser.add_subparsers(dest="command")
     one = commands.add_parser("serve", help="serve (the measurement starts them)")
     one.add_argument("--alone", action="store_true", help="without the coordination")
@@ -701,6 +778,7 @@ def main() -> None:
         hosts=args.hosts or plan.hosts,
         clients=args.clients or plan.clients,
         seconds=args.seconds or plan.seconds,
+        rounds=args.rounds or plan.rounds,
     )
     procs.raise_open_files()
     if args.command == "paced":

@@ -76,6 +76,33 @@ def test_the_goals_not_met_say_so() -> None:
     assert "takeover after SIGKILL: not seen" in text
 
 
+def test_the_rounds_show_their_own_spread_beside_the_whole() -> None:
+    """The goal is judged on each set-up's bursts added up; each round's paced bursts,
+    compared with each other, show how far one round alone could have been from it."""
+    result = _result(80, 0.8)
+    result.segments.append(Segment("apart", _run(90, 1.0), {"service": 0.54}))
+    result.rounds = {"alone": [5.0, 6.0, 5.0], "apart": [6.0, 6.6, 5.5], "two": [6.5, 7.2, 6.0]}
+    text = instances.render(result, quick=False, seconds=120)
+    assert "(two; goal <= +10 %) (its rounds: +20.0 to +30.0 %):" in text
+    assert "(`apart`): +20.0 % (its rounds: +10.0 to +20.0 %), the cost" in text
+    assert "own cost): +66.7 % (its rounds: +8.3 to +9.1 %)" in text
+
+
+def test_a_set_ups_bursts_add_up_to_its_segment() -> None:
+    """Its calls and CPU summed, its rate over the bursts' own time (not the time the other
+    set-ups' bursts took between them), its lags together."""
+    first = Segment("two", _run(30, 1.0), {"service": 0.3}, {"instance 1": [0.01]})
+    second = Segment("two", _run(20, 1.0, failed=2), {"service": 0.2}, {"instance 1": [0.02]})
+    second.run.started, second.run.finished = 500.0, 502.0  # minutes later
+    combined = instances._combined("two, paced", [first, second])
+    assert combined.name == "two, paced"
+    assert combined.calls == 50 and len(combined.run.ok) == 52
+    assert combined.rate == 50 / 3.0
+    assert combined.per_call_ms("service") == 10.0
+    assert combined.lags == {"instance 1": [0.01, 0.02]}
+    assert combined.run.reasons["502 bad gateway"] == 2
+
+
 def test_the_runs_of_several_instances_make_one_segment() -> None:
     first, second = _run(3, 2.0), _run(2, 1.0, failed=1)
     second.started, second.finished = 99.0, 101.0
