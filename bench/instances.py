@@ -77,6 +77,7 @@ SCENARIO: dict[str, float | None] = {
     "customer_answer_after": 0.5,
     "talk": 2.0,
 }
+POOL_SIZE = 12  # each instance's PostgreSQL connections at most (8 clients at most each)
 SETTLE = 2.0  # seconds after a segment: its calls hung up, the trackers' last ticks run
 LEASE_TTL = 10.0  # the default (`CALLGATE_LEASE_TTL`)
 
@@ -176,7 +177,13 @@ async def _service(
     url: str, workdir: Path, name: str, *, alone: bool = False, without: tuple[str, ...] = ()
 ) -> AsyncIterator[setup.Service]:
     log_file = workdir / f"{name}.log"
-    env = {"CALLGATE_INSTANCE_ID": name, "CALLGATE_LOG_FILE": str(log_file)}
+    # Six instances run at once, each with its pool and two connections more: bounded, so
+    # that all of them stay within PostgreSQL's hundred connections.
+    env = {
+        "CALLGATE_INSTANCE_ID": name,
+        "CALLGATE_LOG_FILE": str(log_file),
+        "CALLGATE_DATABASE_POOL_SIZE": str(POOL_SIZE),
+    }
     try:
         async with setup.callgate_service(
             url, workdir, extra_env=env, command=_command(alone, without)

@@ -85,6 +85,7 @@ DB_OPERATIONS = (
     "letting a call claim go",
     "listing calls",
     "loading calls to adopt",
+    "loading the calls heard starting",
     "loading the live calls",
     "loading the owned hosts' live calls",
     "looking for other instances",

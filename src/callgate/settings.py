@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite+aiosqlite:///callgate.db"
+    # PostgreSQL connections of the pool at most (the driver's own default, `db.engine`); each
+    # instance holds two more (`db.advisory`, `db.notifications`), and all of them count
+    # against the server's `max_connections`.
+    database_pool_size: int = Field(30, ge=2, le=1000)
     host: str = "127.0.0.1"
     port: int = Field(8018, ge=1, le=65535)
 

@@ -139,7 +139,8 @@ async def running(settings: Settings, *, resume_calls: bool = True) -> AsyncIter
     process's calls, only the ones it places itself.
     """
     started = utcnow()  # no call of this run exists yet: older pending rows are orphans
-    database = connect(settings.database_url)  # one pool, for every statement
+    # One pool, for every statement.
+    database = connect(settings.database_url, settings.database_pool_size)
     await database.open()
     demo = None
     # Only the service runs the demo's simulated PBX: a run beside it (`--direct`, `callgate

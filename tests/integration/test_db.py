@@ -14,7 +14,18 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import String, bindparam, column, insert, inspect, select, table, text, update
+from sqlalchemy import (
+    String,
+    bindparam,
+    column,
+    func,
+    insert,
+    inspect,
+    select,
+    table,
+    text,
+    update,
+)
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -29,7 +40,7 @@ from callgate.db.calls import (
     list_calls,
     new_call_values,
 )
-from callgate.db.engine import database_state, make_engine, safe_url
+from callgate.db.engine import POOL_SIZE, database_state, make_engine, safe_url
 from callgate.db.enterprises import (
     EnterpriseRow,
     add_enterprise,
@@ -46,6 +57,7 @@ from callgate.db.postgres import PostgresDatabase
 from callgate.db.sqlite import SqliteDatabase
 from callgate.domain.hosts import HostRow
 from callgate.errors import AlreadyExists, ConfigurationError, InvalidInput, SshHostKeyRejected
+from callgate.settings import Settings
 from tests.support.database import opened
 from tests.support.services import POSTGRES_ADMIN_URL
 
@@ -730,3 +742,32 @@ async def test_statements_built_per_use_do_not_crowd_out_the_others(database: Da
         page, _ = await list_calls(database, CallFilter("0367", extension=extension), limit=5)
         assert [c.id for c in page] == ([values["id"]] if extension == "150" else [])
     assert await by_secret_with_host(database, "s" * 32) is not None
+
+
+@pytest.mark.postgres
+async def test_the_pool_opens_no_more_connections_than_its_size(pg_url: str) -> None:
+    """`CALLGATE_DATABASE_POOL_SIZE`: several instances share the server's `max_connections`,
+    so each one's pool is bounded; statements beyond it wait for a connection."""
+    settings = Settings(database_url=pg_url, database_pool_size=3)
+    database = connect(settings.database_url, settings.database_pool_size)
+    await database.open()
+    name = make_url(pg_url).database
+    watcher = await asyncpg.connect(pg_url)
+    try:
+        slow = select(func.pg_sleep(0.3))
+        busy = asyncio.gather(*(database.value(slow) for _ in range(7)))
+        await asyncio.sleep(0.15)
+        opened = await watcher.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = $1 AND application_name = 'callgate'",
+            name,
+        )
+        await busy
+        assert opened == 3
+    finally:
+        await watcher.close()
+        await database.close()
+
+
+def test_the_pool_size_setting_defaults_to_the_drivers_own() -> None:
+    assert Settings().database_pool_size == POOL_SIZE

@@ -22,7 +22,7 @@ from callgate.calls.reconcile import SWEEP_LEASE, reconcile_pending, settle_befo
 from callgate.calls.tracker import CallTracker
 from callgate.db import leases
 from callgate.db.call_tracking import TransitionResult, move
-from callgate.db.calls import get_call
+from callgate.db.calls import finish_call, finish_values, get_call
 from callgate.db.executor import Database
 from callgate.db.migrate import upgrade
 from callgate.db.models import CALLS, HOST_LEASES, utcnow
@@ -274,6 +274,72 @@ async def test_a_call_placed_elsewhere_that_ends_before_the_owner_looks_is_not_l
     finally:
         await owner_leases.aclose()
         await placer_leases.aclose()
+
+
+@pytest.mark.postgres
+async def test_the_owner_adopts_a_call_placed_elsewhere_once_it_hears_its_lines(
+    pg_url: str,
+) -> None:
+    """On a console host, the owner's listening console hears the lines of a call another
+    instance placed there: the owner looks for it a moment later, not at its next round
+    (30 s here), so that the call's moves are stored as they happen; a call placed on the
+    owner itself is taken in hand as before and sets no look going."""
+    async with make_rig(pg_url, "console") as rig:
+        rig.engine.set_scenario("150", TALK)
+        rig.engine.set_scenario("151", TALK)
+        owner_leases, placer_leases = (
+            Leases(rig.database, "owner", 10),
+            Leases(rig.database, "placer", 10),
+        )
+        rounds = {"owner": 0}
+        owner = await rig.tracker(leases=owner_leases, adopt_every=30.0, takeover_every=30.0)
+        original = owner._adopt_owned
+
+        async def counted() -> int:
+            rounds["owner"] += 1
+            return await original()
+
+        owner._adopt_owned = counted  # type: ignore[method-assign]
+        placer = await rig.tracker(leases=placer_leases, adopt_every=30.0, takeover_every=30.0)
+        try:
+            own = await rig.place(owner, "150")
+            await rig.reaches(own, "ringing_agent", within=5)
+            assert not owner_leases.alone  # until a look says so: others may place calls
+            assert rounds["owner"] == 0  # its own call set no look going
+            elsewhere = await rig.place(placer, "151")
+            await until(lambda: _followed_by(owner, elsewhere), within=3)
+            await rig.reaches(elsewhere, "connected", within=5)
+            assert placer.live_calls() == {}
+        finally:
+            await owner_leases.aclose()
+            await placer_leases.aclose()
+
+
+async def _followed_by(tracker: CallTracker, call_id: str) -> bool:
+    return call_id in tracker.live_calls()
+
+
+@pytest.mark.postgres
+async def test_a_look_reads_the_calls_heard_starting_by_their_first_legs(pg_url: str) -> None:
+    """`leases.owned_calls_on`: the followable live calls of one host whose first legs are
+    the channels given, read whole with the host's row, only for the lease's owner."""
+    await _migrated(pg_url)
+    async with opened(pg_url) as database:
+        now = utcnow()
+        until = now + timedelta(seconds=60)
+        assert await leases.acquire(database, "h", "owner", now=now, until=until)
+        placed = await new_call(database, host="h")
+        await finish_call(database, finish_values(placed, "success", channel="Local/150@x-1;1"))
+        other = await new_call(database, host="h")  # another call on the host: not asked for
+        await finish_call(database, finish_values(other, "success", channel="Local/151@x-3;1"))
+        elsewhere = await new_call(database, host="g")  # the same channel on another host
+        await finish_call(database, finish_values(elsewhere, "success", channel="Local/150@x-1;1"))
+        wanted = ["Local/150@x-1;1", "Local/152@x-4;1"]
+        found = await leases.owned_calls_on(database, "owner", "h", wanted)
+        assert [(row.id, row.channel, host) for row, host in found] == [
+            (placed, "Local/150@x-1;1", None)
+        ]
+        assert await leases.owned_calls_on(database, "other", "h", wanted) == []
 
 
 async def test_a_lease_is_lost_when_taken_over_or_not_renewed_for_a_ttl(db_url: str) -> None:

@@ -50,7 +50,7 @@ from callgate.db.calls import CallRecord, get_calls_with_hosts
 from callgate.db.executor import Database
 from callgate.db.guard import db_step
 from callgate.db.hosts import get_host
-from callgate.db.leases import owned_live_calls, unowned_hosts
+from callgate.db.leases import owned_calls_on, owned_live_calls, unowned_hosts
 from callgate.db.models import utcnow
 from callgate.domain.hosts import HostRow
 from callgate.domain.outcomes import Seen, SideOutcome, Sides, Words, decide
@@ -59,7 +59,7 @@ from callgate.logs import get_logger
 from callgate.pbx.client import PbxClient
 from callgate.pbx.parsing import Channel
 from callgate.pbx.transport import HostTarget
-from callgate.pbx.verbose import Heard
+from callgate.pbx.verbose import Heard, Said
 from callgate.redaction import mask_phone
 from callgate.settings import Settings
 from callgate.tasks import cancel_and_wait
@@ -74,6 +74,9 @@ HostKey = tuple[str, int]
 LISTEN_RETRY = 5.0  # seconds before a listening console that could not be had is tried again
 LISTEN_LINGER = 300.0  # seconds a host's listening console stays after its last call
 UNCLAIMED_KEEP = 5.0  # seconds a heard line waits for its call to be tracked (_Ear)
+# Seconds after a pair nobody here follows is heard on a host this instance owns before the
+# calls placed there by other instances are looked for (`_heard_unknown`).
+ADOPT_SOON = 0.05
 
 
 @dataclass(eq=False)
@@ -182,6 +185,9 @@ class CallTracker:
         # Calls placed here not followed yet: waiting for the loop's next turn (`track`) or
         # for their host's lease (`_claim`).
         self._claiming: set[str] = set()
+        self._owns = False  # adopting the calls of the hosts it owns (`_owning` runs)
+        self._adoption: asyncio.TimerHandle | None = None  # a look soon (`_heard_unknown`)
+        self._awaited: dict[tuple[_Ear, str], float] = {}  # pairs it is for, and when heard
         if leases is not None:
             leases.on_lost(self._lost)
 
@@ -195,11 +201,16 @@ class CallTracker:
         if resume and not await self._resume():
             self._spawn(self._resume_later())
         if resume and self._leases is not None:
+            self._owns = True
             self._spawn(self._owning())
 
     async def stop(self) -> None:
         """Stop polling; unstored transitions get one last try (the next start resumes)."""
-        self._stopped = True
+        self._stopped, self._owns = True, False
+        if self._adoption is not None:
+            self._adoption.cancel()
+            self._adoption = None
+        self._awaited.clear()
         calls = [c for h in self._hosts.values() for c in h.calls.values()]  # pollers drop them
         await cancel_and_wait(*self._tasks)
         await asyncio.gather(*(self._store(c) for c in [*calls, *self._unstored.values()]))
@@ -518,7 +529,69 @@ class CallTracker:
                 if now - unclaimed[oldest][0][0] <= UNCLAIMED_KEEP and len(unclaimed) < 256:
                     break
                 del unclaimed[oldest]
-            unclaimed.setdefault(line.channel.rsplit(";", 1)[0], []).append((now, line))
+            base = line.channel.rsplit(";", 1)[0]
+            unclaimed.setdefault(base, []).append((now, line))
+            if line.said is Said.STARTED:  # a call's first steps, not an ended call's last
+                self._heard_unknown(ear, base)
+
+    def _heard_unknown(self, ear: _Ear, base: str) -> None:
+        """Pair ``base`` runs the dialplan and nobody here claims it, on ``ear``'s host. When it
+        is one of this service's pairs (`_placed_in`) on a host this instance owns while others
+        may place calls on it, the calls placed there elsewhere are looked for ``ADOPT_SOON``
+        later, not at the next round (``adopt_every``): their moves heard so far wait until
+        then (``_replay``), and their placer has stored its outcome by then. A call placed
+        here is taken in hand before then, its pair claimed, and starts no look."""
+        leases = self._leases
+        if not self._owns or leases is None or leases.alone:
+            return
+        if leases.token(ear.target.address) is None:
+            return
+        host = self._hosts.get((ear.target.address, ear.target.port))
+        calls = host.calls.values() if host is not None else ()
+        if any(base.startswith(call.customer_prefix) for call in calls):
+            return  # a followed call's customer, its lines offered to the call (`_replay`)
+        if _placed_in(base, ear.target.dial_context) and (ear, base) not in self._awaited:
+            self._awaited[(ear, base)] = _now()
+            if self._adoption is None or self._adoption.when() > _now() + ADOPT_SOON:
+                self._look_soon(ADOPT_SOON)
+
+    def _look_soon(self, delay: float) -> None:
+        if self._adoption is not None:
+            self._adoption.cancel()
+        loop = asyncio.get_running_loop()
+        self._adoption = loop.call_later(delay, self._look, delay)
+
+    def _still_awaited(self) -> bool:
+        """Whether a pair heard lately is still nobody's here (those claimed or followed, or
+        heard over ``adopt_every`` ago, are forgotten: the rounds look for them)."""
+        now = _now()
+        followed = {
+            call.first_base for host in self._hosts.values() for call in host.calls.values()
+        }
+        for (ear, base), heard in list(self._awaited.items()):
+            gone = base not in ear.unclaimed or base in followed
+            if gone or now - heard > self.adopt_every:
+                del self._awaited[(ear, base)]
+        return bool(self._awaited)
+
+    def _look(self, delay: float) -> None:
+        self._adoption = None
+        if self._owns and self._still_awaited():
+            self._spawn(self._look_round(delay))
+
+    async def _look_round(self, delay: float) -> None:
+        """A look for the calls of the pairs heard starting (`_adopt_started`); while one of
+        them stays unclaimed, another after twice as long (its placer may not have stored its
+        outcome yet)."""
+        pairs: dict[str, list[str]] = {}
+        for ear, base in self._awaited:
+            pairs.setdefault(ear.target.address, []).append(base)
+        try:
+            await self._adopt_started(pairs)
+        except errors.DatabaseUnavailable as exc:
+            log.warning("calls heard starting not looked for", detail=exc.message)
+        if self._owns and self._adoption is None and self._still_awaited():
+            self._look_soon(2 * delay)
 
     def _replay(self, call: _Call) -> None:
         """Lines heard before ``call`` was tracked, applied now in the order heard: those of
@@ -829,11 +902,20 @@ class CallTracker:
                 if _now() >= next_takeover:
                     next_takeover = _now() + self.takeover_every
                     await self._take_over()
-                await self._adopt_owned()
             except errors.DatabaseUnavailable as exc:
-                log.warning("owned hosts' calls not looked for", detail=exc.message)
+                log.warning("hosts nobody follows not looked for", detail=exc.message)
             except Exception:  # a bug in one round must not end the ownership
-                log.exception("owned hosts' calls not looked for")
+                log.exception("hosts nobody follows not looked for")
+            await self._adopt_round()
+
+    async def _adopt_round(self) -> None:
+        """`_adopt_owned`, its failures logged (the next round tries again)."""
+        try:
+            await self._adopt_owned()
+        except errors.DatabaseUnavailable as exc:
+            log.warning("owned hosts' calls not looked for", detail=exc.message)
+        except Exception:  # a bug in one round must not end the ownership
+            log.exception("owned hosts' calls not looked for")
 
     async def _take_over(self) -> None:
         """Take the lease of every host with live calls that nobody holds (never taken,
@@ -858,16 +940,34 @@ class CallTracker:
         # One statement for the round's calls and their hosts' rows.
         async with db_step("loading calls to adopt"):
             rows = await get_calls_with_hosts(self._database, todo)
-        adopted = 0
+        return self._adopt_all(rows)
+
+    async def _adopt_started(self, pairs: dict[str, list[str]]) -> int:
+        """`_adopt_owned` for the calls whose pairs were heard starting (their bases, by host):
+        one statement a host."""
+        assert self._leases is not None
+        rows: list[tuple[CallRecord, HostRow | None]] = []
+        async with db_step("loading the calls heard starting"):
+            for host, bases in pairs.items():
+                channels = [f"{base};1" for base in bases]  # each call's first leg
+                rows += await owned_calls_on(self._database, self._leases.owner, host, channels)
+        return self._adopt_all(rows)
+
+    def _adopt_all(self, rows: list[tuple[CallRecord, HostRow | None]]) -> int:
+        """Follow these calls (read whole with their hosts' rows) but those ended, followed
+        already, or of a host no longer held; how many."""
+        assert self._leases is not None
+        adopted, followed = 0, self._followed()
         for row, host_row in sorted(rows, key=lambda found: found[0].created_at):
             if CallState(row.state).is_terminal:
                 continue
             since = self._leases.since(row.host)
-            if row.id in self._followed() or since is None:
+            if row.id in followed or since is None:
                 continue  # taken in hand meanwhile, or the host lost
             # Placed by another instance while this one owned the host: followed as from its
             # originate (not a resumed call), with the lines already heard of it.
             self._adopt(row, host_row, fresh=row.created_at >= since)
+            followed.add(row.id)
             adopted += 1
         if adopted:
             log.info("calls adopted", calls=adopted)
@@ -911,3 +1011,11 @@ def _stored_elsewhere(_transition: Transition) -> None:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+def _placed_in(base: str, context: str) -> bool:
+    """Whether a pair's base name (``Local/150@inoffice-00000061``) is of a Local channel in
+    the host's dial context, as every originate of this service makes them (`pbx.commands`);
+    another system's calls on the PBX are not."""
+    where, _, counter = base.rpartition("-")
+    return base.startswith("Local/") and where.endswith(f"@{context}") and counter != ""

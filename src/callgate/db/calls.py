@@ -197,10 +197,12 @@ async def get_call(database: Executor, call_id: str) -> CallRecord | None:
 # `= ANY(array)`, one statement text for any number of ids (an IN list is compiled with its
 # values: `db.postgres`). The host's columns are labelled apart from the call's.
 _HOST_LABELS = tuple(column.label(f"host_{column.name}") for column in HOST_COLUMNS)
-_WITH_HOSTS_BY_IDS = (
-    select(CALLS, *_HOST_LABELS)
-    .select_from(CALLS.outerjoin(PBX_HOSTS, PBX_HOSTS.c.address == CALLS.c.host))
-    .where(CALLS.c.id == any_(bindparam("p_ids", type_=postgresql.ARRAY(String()))))
+# Calls, each with its host's row (`with_host` reads one): add a `where` (and joins) to it.
+CALLS_WITH_HOSTS = select(CALLS, *_HOST_LABELS).select_from(
+    CALLS.outerjoin(PBX_HOSTS, PBX_HOSTS.c.address == CALLS.c.host)
+)
+_WITH_HOSTS_BY_IDS = CALLS_WITH_HOSTS.where(
+    CALLS.c.id == any_(bindparam("p_ids", type_=postgresql.ARRAY(String())))
 )
 
 
@@ -210,7 +212,12 @@ async def get_calls_with_hosts(
     """The calls of ``call_ids`` that exist, read fresh, in no particular order, each with its
     host's row (None: no row, the defaults apply), in one statement (PostgreSQL)."""
     found = await database.rows(_WITH_HOSTS_BY_IDS, {"p_ids": call_ids})
-    return [(call_record(row), _host_of(row)) for row in found]
+    return [with_host(row) for row in found]
+
+
+def with_host(found: Row) -> tuple[CallRecord, HostRow | None]:
+    """A row of `CALLS_WITH_HOSTS`: the call, and its host's row (None: no row)."""
+    return call_record(found), _host_of(found)
 
 
 def _host_of(found: Row) -> HostRow | None:

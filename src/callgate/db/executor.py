@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from sqlalchemy import Insert, Select, Table, Update, insert, literal_column, select
 from sqlalchemy.sql.expression import ColumnElement, Executable
 
-from callgate.db.engine import async_url
+from callgate.db.engine import POOL_SIZE, async_url
 
 Row = Mapping[str, Any]
 Values = Mapping[str, Any]
@@ -131,14 +131,15 @@ class Pooled(ABC):
             return await connection.update_with_row(statement, values)
 
 
-def connect(url: str) -> Database:
-    """The database of ``url`` (postgresql://, sqlite:///...); `open()` it before use."""
+def connect(url: str, pool_size: int = POOL_SIZE) -> Database:
+    """The database of ``url`` (postgresql://, sqlite:///...); `open()` it before use.
+    ``pool_size``: PostgreSQL's connections at most (SQLite has one writer anyway)."""
     target = async_url(url)
     if target.drivername == "postgresql+asyncpg":
         from callgate.db.postgres import PostgresDatabase
 
         dsn = target.set(drivername="postgresql").render_as_string(hide_password=False)
-        return PostgresDatabase(dsn)
+        return PostgresDatabase(dsn, pool_size)
     from callgate.db.sqlite import SqliteDatabase  # async_url allows nothing else
 
     return SqliteDatabase(url)

@@ -14,13 +14,16 @@ never repeats.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import String, bindparam, or_, select, update
+from sqlalchemy import String, any_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql
 
+from callgate.db.calls import CALLS_WITH_HOSTS, CallRecord, with_host
 from callgate.db.executor import Executor
 from callgate.db.models import CALLS, HOST_LEASES, CallOutcome, UtcDateTime
+from callgate.domain.hosts import HostRow
 from callgate.domain.states import LIVE
 
 _LEASES = HOST_LEASES.c
@@ -84,6 +87,16 @@ _OWNED_LIVE = (
     .join(HOST_LEASES, _LEASES.host == CALLS.c.host)
     .where(_LIVE, _FOLLOWABLE, _LEASES.owner == _OWNER)
 )
+# A look on one host after unknown calls were heard starting there: those calls, by their
+# first legs' channels, read whole with the host's row, in one statement.
+_OWNED_ON = CALLS_WITH_HOSTS.join(HOST_LEASES, _LEASES.host == CALLS.c.host).where(
+    _LIVE,
+    _FOLLOWABLE,
+    _LEASES.owner == _OWNER,
+    CALLS.c.host == bindparam("p_host", type_=String(), required=False),
+    CALLS.c.channel
+    == any_(bindparam("p_channels", type_=postgresql.ARRAY(String()), required=False)),
+)
 _TOKEN_OF = select(_LEASES.token).where(_LEASES.host == bindparam("p_name"))
 # Each instance holds a lease of its own, named INSTANCE + its id, for as long as it runs.
 INSTANCE = "instance:"
@@ -139,6 +152,16 @@ async def owned_live_calls(database: Executor, owner: str) -> list[tuple[str, st
     holds."""
     found = await database.rows(_OWNED_LIVE, {"p_owner": owner})
     return [(row["id"], row["host"]) for row in found]
+
+
+async def owned_calls_on(
+    database: Executor, owner: str, host: str, channels: Sequence[str]
+) -> list[tuple[CallRecord, HostRow | None]]:
+    """The followable live calls on ``host`` whose first legs are ``channels``, if ``owner``
+    holds its lease, each with the host's row (None: no row), in one statement (PostgreSQL:
+    leases are for several instances)."""
+    values = {"p_owner": owner, "p_host": host, "p_channels": list(channels)}
+    return [with_host(row) for row in await database.rows(_OWNED_ON, values)]
 
 
 async def others_alive(database: Executor, owner: str, now: datetime) -> bool:

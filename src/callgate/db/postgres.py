@@ -138,8 +138,8 @@ async def _no_reset(_connection: asyncpg.Connection) -> None:
 class PostgresDatabase(Pooled):
     """`Database` on asyncpg's own pool (see the module docstring)."""
 
-    def __init__(self, dsn: str) -> None:
-        self._dsn = dsn
+    def __init__(self, dsn: str, pool_size: int = POOL_SIZE) -> None:
+        self._dsn, self._pool_size = dsn, pool_size
         self._pool: asyncpg.Pool | None = None
         self._forms = _Forms()
 
@@ -150,7 +150,7 @@ class PostgresDatabase(Pooled):
         self._pool = await asyncpg.create_pool(
             self._dsn,
             min_size=0,
-            max_size=POOL_SIZE,
+            max_size=self._pool_size,
             init=_init,
             reset=_no_reset,
             timeout=CONNECT_TIMEOUT,
