@@ -78,6 +78,7 @@ SCENARIO: dict[str, float | None] = {
     "talk": 2.0,
 }
 POOL_SIZE = 12  # each instance's PostgreSQL connections at most (8 clients at most each)
+PACED_POOL_SIZE = 4  # the same, for an instance measured only paced (`--parts`)
 SETTLE = 2.0  # seconds after a segment: its calls hung up, the trackers' last ticks run
 LEASE_TTL = 10.0  # the default (`CALLGATE_LEASE_TTL`)
 
@@ -177,12 +178,13 @@ async def _service(
     url: str, workdir: Path, name: str, *, alone: bool = False, without: tuple[str, ...] = ()
 ) -> AsyncIterator[setup.Service]:
     log_file = workdir / f"{name}.log"
-    # Six instances run at once, each with its pool and two connections more: bounded, so
-    # that all of them stay within PostgreSQL's hundred connections.
+    # Six instances run at once (eleven with `--parts`), each with its pool and two
+    # connections more: bounded, so that all of them stay within PostgreSQL's hundred
+    # connections; one without a part of the coordination is only paced (a few at once).
     env = {
         "CALLGATE_INSTANCE_ID": name,
         "CALLGATE_LOG_FILE": str(log_file),
-        "CALLGATE_DATABASE_POOL_SIZE": str(POOL_SIZE),
+        "CALLGATE_DATABASE_POOL_SIZE": str(PACED_POOL_SIZE if without else POOL_SIZE),
     }
     try:
         async with setup.callgate_service(
