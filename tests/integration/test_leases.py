@@ -19,7 +19,7 @@ import pytest
 
 from callgate.calls.leases import Leases
 from callgate.calls.reconcile import SWEEP_LEASE, reconcile_pending, settle_before, sweep_orphans
-from callgate.calls.tracker import CallTracker
+from callgate.calls.tracker import ADOPT_SOON, CallTracker
 from callgate.db import leases
 from callgate.db.call_tracking import TransitionResult, move
 from callgate.db.calls import finish_call, finish_values, get_call
@@ -287,27 +287,32 @@ async def test_the_owner_adopts_a_call_placed_elsewhere_once_it_hears_its_lines(
     async with make_rig(pg_url, "console") as rig:
         rig.engine.set_scenario("150", TALK)
         rig.engine.set_scenario("151", TALK)
+        rig.engine.set_scenario("152", TALK)
         owner_leases, placer_leases = (
             Leases(rig.database, "owner", 10),
             Leases(rig.database, "placer", 10),
         )
-        rounds = {"owner": 0}
+        looks: list[dict[str, list[str]]] = []
         owner = await rig.tracker(leases=owner_leases, adopt_every=30.0, takeover_every=30.0)
-        original = owner._adopt_owned
+        original = owner._adopt_started
 
-        async def counted() -> int:
-            rounds["owner"] += 1
-            return await original()
+        async def counted(pairs: dict[str, list[str]]) -> int:
+            looks.append(pairs)
+            return await original(pairs)
 
-        owner._adopt_owned = counted  # type: ignore[method-assign]
+        owner._adopt_started = counted  # type: ignore[method-assign]
         placer = await rig.tracker(leases=placer_leases, adopt_every=30.0, takeover_every=30.0)
         try:
-            own = await rig.place(owner, "150")
+            own = await rig.place(owner, "150")  # the host's lease taken
             await rig.reaches(own, "ringing_agent", within=5)
+            again = await rig.place(owner, "152")  # heard starting on a host it owns
+            await rig.reaches(again, "ringing_agent", within=5)
+            await asyncio.sleep(4 * ADOPT_SOON)  # a look it had set going would have run
             assert not owner_leases.alone  # until a look says so: others may place calls
-            assert rounds["owner"] == 0  # its own call set no look going
+            assert looks == []  # its own calls, claimed before then, set no look going
             elsewhere = await rig.place(placer, "151")
             await until(lambda: _followed_by(owner, elsewhere), within=3)
+            assert looks and all(list(pairs) == ["127.0.0.1"] for pairs in looks)
             await rig.reaches(elsewhere, "connected", within=5)
             assert placer.live_calls() == {}
         finally:

@@ -82,17 +82,14 @@ _UNOWNED_HOSTS = (
     )
 )
 # Ids and hosts only: run every half second, it mostly finds calls already followed.
+_OWNED = (_LIVE, _FOLLOWABLE, _LEASES.owner == _OWNER)  # joined with the calls' leases
 _OWNED_LIVE = (
-    select(CALLS.c.id, CALLS.c.host)
-    .join(HOST_LEASES, _LEASES.host == CALLS.c.host)
-    .where(_LIVE, _FOLLOWABLE, _LEASES.owner == _OWNER)
+    select(CALLS.c.id, CALLS.c.host).join(HOST_LEASES, _LEASES.host == CALLS.c.host).where(*_OWNED)
 )
 # A look on one host after unknown calls were heard starting there: those calls, by their
 # first legs' channels, read whole with the host's row, in one statement.
 _OWNED_ON = CALLS_WITH_HOSTS.join(HOST_LEASES, _LEASES.host == CALLS.c.host).where(
-    _LIVE,
-    _FOLLOWABLE,
-    _LEASES.owner == _OWNER,
+    *_OWNED,
     CALLS.c.host == bindparam("p_host", type_=String(), required=False),
     CALLS.c.channel
     == any_(bindparam("p_channels", type_=postgresql.ARRAY(String()), required=False)),
