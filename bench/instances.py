@@ -492,39 +492,31 @@ def _combined(name: str, bursts: list[Segment]) -> Segment:
 
 
 @contextlib.asynccontextmanager
-async def _coordinated(
+async def _instances(
     hosts: list[FarmHost],
     farm: FarmClient,
     workdir: Path,
     names: tuple[str, ...],
+    *,
+    alone: bool = False,
     without: tuple[str, ...] = (),
 ) -> AsyncIterator[tuple[Serving, str, list[str]]]:
-    """Coordinating instances (``names``) on a database of their own with ``hosts``, warmed
-    up: how they serve, the database's URL and the enterprises' secrets."""
+    """Instances (``names``; ``alone``, ``without``: `serve`'s) on a database of their own
+    with ``hosts``, warmed up: how they serve, the database's URL and the enterprises'
+    secrets."""
     async with setup.database() as url, contextlib.AsyncExitStack() as stack:
-        if not url.startswith("postgresql"):
+        if not alone and not url.startswith("postgresql"):
             raise RuntimeError("several instances need PostgreSQL: none is reachable")
         await setup.migrate(url)
         secrets = await setup.seed_farm_rows(url, hosts, farm, prefix="c", transport="console")
         services = []
         for name in names:  # the first takes the hosts' leases in its warm-up
-            service = await stack.enter_async_context(_service(url, workdir, name, without=without))
+            service = await stack.enter_async_context(
+                _service(url, workdir, name, alone=alone, without=without)
+            )
             await _warm([service], secrets, farm)
             services.append(service)
         yield sharing(services, secrets, url), url, secrets
-
-
-@contextlib.asynccontextmanager
-async def _alone(
-    hosts: list[FarmHost], farm: FarmClient, workdir: Path
-) -> AsyncIterator[tuple[Serving, str, list[str]]]:
-    """One instance with none of the coordination, on a database of its own with ``hosts``."""
-    async with setup.database() as url:
-        await setup.migrate(url)
-        secrets = await setup.seed_farm_rows(url, hosts, farm, prefix="a", transport="console")
-        async with _service(url, workdir, "bench-alone", alone=True) as service:
-            await _warm([service], secrets, farm)
-            yield sharing([service], secrets, url), url, secrets
 
 
 async def measure(plan: Plan, *, parts: bool = False) -> Result:
@@ -554,7 +546,7 @@ async def _all_setups(result: Result, stage: setup.Stage, plan: Plan, parts: boo
         others = await stack.enter_async_context(contextlib.AsyncExitStack())
         servings: dict[str, Serving] = {}
         alone, _, alone_secrets = await others.enter_async_context(
-            _alone(hosts["alone"], farm, workdir)
+            _instances(hosts["alone"], farm, workdir, ("bench-alone",), alone=True)
         )
         servings["alone"] = alone
         result.lags |= await _lag(
@@ -568,13 +560,13 @@ async def _all_setups(result: Result, stage: setup.Stage, plan: Plan, parts: boo
         for part in PARTS if parts else ():  # what each part of the coordination costs
             name = f"one without {part}"
             servings[name], _, _ = await others.enter_async_context(
-                _coordinated(hosts[name], farm, workdir, (f"bench-{part}",), (part,))
+                _instances(hosts[name], farm, workdir, (f"bench-{part}",), without=(part,))
             )
         servings["one"], _, _ = await others.enter_async_context(
-            _coordinated(hosts["one"], farm, workdir, ("bench-one",))
+            _instances(hosts["one"], farm, workdir, ("bench-one",))
         )
         two, url, secrets = await stack.enter_async_context(
-            _coordinated(hosts["two"], farm, workdir, ("bench-a", "bench-b"))
+            _instances(hosts["two"], farm, workdir, ("bench-a", "bench-b"))
         )
         servings["two"] = two
         both = {"bench-a": two.services[0], "bench-b": two.services[1]}
@@ -746,19 +738,9 @@ async def paced(setup_name: str, plan: Plan, without: tuple[str, ...] = ()) -> S
             if setup_name == "apart":
                 async with _apart(hosts, farm, stage.workdir) as apart:
                     return await _segment(name, apart, farm, plan, pause)
-            async with setup.database() as url, contextlib.AsyncExitStack() as services:
-                await setup.migrate(url)
-                secrets = await setup.seed_farm_rows(
-                    url, hosts, farm, prefix="c", transport="console"
-                )
-                started = [
-                    await services.enter_async_context(
-                        _service(url, stage.workdir, instance, without=without)
-                    )
-                    for instance in ("bench-a", "bench-b")[: 2 if setup_name == "two" else 1]
-                ]
-                await _warm(started, secrets, farm)
-                return await _segment(name, sharing(started, secrets, url), farm, plan, pause)
+            names = ("bench-a", "bench-b")[: 2 if setup_name == "two" else 1]
+            async with _instances(hosts, farm, stage.workdir, names, without=without) as started:
+                return await _segment(name, started[0], farm, plan, pause)
 
 
 def main() -> None:
