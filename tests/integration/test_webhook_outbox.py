@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.sql.expression import Executable
 
 from callgate.calls import dispatcher as sending
 from callgate.calls import webhooks
+from callgate.db import postgres
 from callgate.db import webhooks as store
 from callgate.db.enterprises import add_enterprise
 from callgate.db.migrate import upgrade
@@ -95,3 +100,37 @@ async def test_a_backlog_is_delivered_once_in_order(db_url: str) -> None:
     assert all(b["data"]["call_id"].startswith("0367-") for b in bodies)
     assert endpoint.cursor == head
     assert kept == len(own) and left == 0
+
+
+@pytest.mark.postgres
+async def test_a_poll_compiles_no_statement_again(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dispatcher polls twice a second, endpoints or not, on the instance that sends: the
+    statements of a poll are compiled at the first one only (`db.postgres` keeps a compiled
+    form by statement object, so one built per poll was compiled at every poll)."""
+    await asyncio.to_thread(upgrade, pg_url)
+    compiled: list[str] = []
+
+    class Counted(postgres._Compiled):
+        def __init__(self, statement: Executable, names: Mapping[str, Any] | None) -> None:
+            super().__init__(statement, names)
+            compiled.append(self.sql)
+
+    monkeypatch.setattr(postgres, "_Compiled", Counted)
+    monkeypatch.setattr(sending, "COUNT_EVERY", -1.0)  # the outbox counted at every poll
+    settings = Settings(database_url=pg_url, webhook_allow_private=True)
+    async with opened(pg_url) as database:
+        dispatcher = sending.Dispatcher(database, settings)
+        try:
+            await dispatcher.poll()  # no endpoint: the log's head is not read
+            await add_enterprise(database, "0367", "june", "127.0.0.1", "s-0367-xyzw")
+            await webhooks.add_webhook(database, settings, "0367", "http://127.0.0.1:9/", None)
+            await dispatcher.poll()
+            first = len(compiled)
+            for _ in range(3):
+                await dispatcher.poll()
+        finally:
+            await dispatcher.aclose()
+    assert first >= 4  # the endpoints, the counts (two), the head, the due rows
+    assert compiled[first:] == []

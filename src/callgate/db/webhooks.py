@@ -152,10 +152,15 @@ async def endpoint(database: Executor, endpoint_id: int) -> EndpointRow | None:
     return None if found is None else _endpoint(found)
 
 
+# The dispatcher's polls run these twice a second on the instance that sends, whether or not
+# there is anything to send: built once, so each is compiled once (`db.postgres` keeps a
+# compiled form by statement object; built per poll, they were compiled at every poll).
+_ACTIVE = select(*_ENDPOINT_COLUMNS).where(E.c.disabled_at.is_(None)).order_by(E.c.id)
+
+
 async def active_endpoints(database: Executor) -> list[EndpointRow]:
     """The endpoints not disabled (read every poll: a CLI change applies within one)."""
-    stmt = select(*_ENDPOINT_COLUMNS).where(E.c.disabled_at.is_(None)).order_by(E.c.id)
-    return [_endpoint(found) for found in await database.rows(stmt)]
+    return [_endpoint(found) for found in await database.rows(_ACTIVE)]
 
 
 async def new_events(
@@ -208,20 +213,23 @@ async def enqueue(
         )
 
 
+_DUE = (
+    select(D.c.id, D.c.endpoint_id, D.c.event_id, D.c.request, D.c.body, D.c.attempts)
+    .join(E, E.c.id == D.c.endpoint_id)
+    .where(
+        D.c.delivered_at.is_(None),
+        E.c.disabled_at.is_(None),
+        or_(E.c.retry_at.is_(None), E.c.retry_at <= bindparam("p_now")),
+    )
+    .order_by(D.c.endpoint_id, D.c.id)
+    .limit(bindparam("p_limit"))
+)
+
+
 async def due_deliveries(database: Executor, now: datetime, limit: int) -> list[Delivery]:
     """Undelivered rows of enabled endpoints not waiting out a back-off, by endpoint and id."""
-    stmt = (
-        select(D.c.id, D.c.endpoint_id, D.c.event_id, D.c.request, D.c.body, D.c.attempts)
-        .join(E, E.c.id == D.c.endpoint_id)
-        .where(
-            D.c.delivered_at.is_(None),
-            E.c.disabled_at.is_(None),
-            or_(E.c.retry_at.is_(None), E.c.retry_at <= now),
-        )
-        .order_by(D.c.endpoint_id, D.c.id)
-        .limit(limit)
-    )
-    return [Delivery(**dict(found)) for found in await database.rows(stmt)]
+    found = await database.rows(_DUE, {"p_now": now, "p_limit": limit})
+    return [Delivery(**dict(row)) for row in found]
 
 
 async def pending_count(database: Executor, endpoint_id: int) -> int:
@@ -319,26 +327,25 @@ async def failed(
         )
 
 
+_DISABLED = (
+    select(E.c.kind, func.count().label("n")).where(E.c.disabled_at.is_not(None)).group_by(E.c.kind)
+)
+_WAITING = select(func.count()).select_from(D).where(D.c.delivered_at.is_(None))
+
+
 async def summary(database: Executor) -> tuple[int, list[EndpointRow], int]:
     """How many endpoints there are, the disabled ones, and the deliveries waiting."""
     total = int(await database.value(select(func.count()).select_from(E)) or 0)
     disabled = select(*_ENDPOINT_COLUMNS).where(E.c.disabled_at.is_not(None)).order_by(E.c.id)
-    waiting = select(func.count()).select_from(D).where(D.c.delivered_at.is_(None))
     rows = [_endpoint(found) for found in await database.rows(disabled)]
-    return total, rows, int(await database.value(waiting) or 0)
+    return total, rows, int(await database.value(_WAITING) or 0)
 
 
 async def outbox_counts(database: Executor) -> tuple[dict[str, int], int]:
     """Disabled endpoints by kind, and the rows not delivered yet (an index range: the
     pending index starts with ``delivered_at``)."""
-    disabled = (
-        select(E.c.kind, func.count().label("n"))
-        .where(E.c.disabled_at.is_not(None))
-        .group_by(E.c.kind)
-    )
-    waiting = select(func.count()).select_from(D).where(D.c.delivered_at.is_(None))
-    by_kind = {str(found["kind"]): int(found["n"]) for found in await database.rows(disabled)}
-    return by_kind, int(await database.value(waiting) or 0)
+    by_kind = {str(found["kind"]): int(found["n"]) for found in await database.rows(_DISABLED)}
+    return by_kind, int(await database.value(_WAITING) or 0)
 
 
 async def prune(database: Executor, before: datetime) -> int:
