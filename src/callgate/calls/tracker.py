@@ -586,10 +586,7 @@ class CallTracker:
         pairs: dict[str, list[str]] = {}
         for ear, base in self._awaited:
             pairs.setdefault(ear.target.address, []).append(base)
-        try:
-            await self._adopt_started(pairs)
-        except errors.DatabaseUnavailable as exc:
-            log.warning("calls heard starting not looked for", detail=exc.message)
+        await _logged("calls heard starting not looked for", self._adopt_started(pairs))
         if self._owns and self._adoption is None and self._still_awaited():
             self._look_soon(2 * delay)
 
@@ -898,24 +895,10 @@ class CallTracker:
         next_takeover = _now() + self.takeover_every
         while not self._stopped:
             await asyncio.sleep(self.adopt_every)
-            try:
-                if _now() >= next_takeover:
-                    next_takeover = _now() + self.takeover_every
-                    await self._take_over()
-            except errors.DatabaseUnavailable as exc:
-                log.warning("hosts nobody follows not looked for", detail=exc.message)
-            except Exception:  # a bug in one round must not end the ownership
-                log.exception("hosts nobody follows not looked for")
-            await self._adopt_round()
-
-    async def _adopt_round(self) -> None:
-        """`_adopt_owned`, its failures logged (the next round tries again)."""
-        try:
-            await self._adopt_owned()
-        except errors.DatabaseUnavailable as exc:
-            log.warning("owned hosts' calls not looked for", detail=exc.message)
-        except Exception:  # a bug in one round must not end the ownership
-            log.exception("owned hosts' calls not looked for")
+            if _now() >= next_takeover:
+                next_takeover = _now() + self.takeover_every
+                await _logged("hosts nobody follows not looked for", self._take_over())
+            await _logged("owned hosts' calls not looked for", self._adopt_owned())
 
     async def _take_over(self) -> None:
         """Take the lease of every host with live calls that nobody holds (never taken,
@@ -1011,6 +994,17 @@ def _stored_elsewhere(_transition: Transition) -> None:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+async def _logged(failure: str, step: Coroutine[object, object, object]) -> None:
+    """One round's ``step``, its failure logged as ``failure``: the next round tries again,
+    and a bug in one round must not end the rounds."""
+    try:
+        await step
+    except errors.DatabaseUnavailable as exc:
+        log.warning(failure, detail=exc.message)
+    except Exception:
+        log.exception(failure)
 
 
 def _placed_in(base: str, context: str) -> bool:
